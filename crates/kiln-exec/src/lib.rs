@@ -1,0 +1,3 @@
+//! Runs build steps in containers.
+
+pub mod helper;

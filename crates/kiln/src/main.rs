@@ -1,0 +1,115 @@
+//! kiln: a daemonless container image builder.
+//!
+//! This crate is the only one that prints. Each subcommand lives in its own
+//! file under `cmd/`, with its clap arguments and a `run` function.
+
+mod cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "kiln", version, about = "Daemonless container image builder")]
+struct Cli {
+    /// Directory of kiln's image store and caches.
+    /// Default: /var/lib/kiln for root, $XDG_DATA_HOME/kiln otherwise.
+    #[arg(long, env = "KILN_ROOT", global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+
+    /// Registry to talk to over plain HTTP (repeatable). localhost and
+    /// 127.0.0.0/8 always are.
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST[:PORT]")]
+    insecure_registries: Vec<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build an image from a Dockerfile
+    Build(cmd::build::Args),
+    /// Run a command in a new container from an image
+    Run(cmd::run::Args),
+    /// Copy files out of an image without running it
+    Cp(cmd::cp::Args),
+    /// Check a Dockerfile for mistakes and image-size problems
+    Lint(cmd::lint::Args),
+    /// Show what kiln understood of a Dockerfile
+    #[command(subcommand)]
+    Debug(cmd::debug::Command),
+    /// List images
+    Images(cmd::images::Args),
+    /// Show an image's manifest and config
+    Inspect(cmd::inspect::Args),
+    /// Show the layers of an image and what made them
+    History(cmd::history::Args),
+    /// Give an image another name
+    Tag(cmd::tag::Args),
+    /// Remove image names
+    Rm(cmd::rm::Args),
+    /// Remove blobs no image refers to
+    Prune(cmd::prune::Args),
+    /// Verify every blob in the store
+    Fsck(cmd::fsck::Args),
+    /// Write images to a tar archive (docker-archive and OCI layout at once)
+    Save(cmd::save::Args),
+    /// Load images from a docker save or OCI archive
+    Load(cmd::load::Args),
+    /// Make a one-layer image from a root filesystem
+    Import(cmd::import::Args),
+    /// Pull an image from a registry
+    Pull(cmd::pull::Args),
+    /// Push an image to a registry
+    Push(cmd::push::Args),
+    /// Store credentials for a registry
+    Login(cmd::login::Args),
+    /// Remove stored credentials for a registry
+    Logout(cmd::logout::Args),
+}
+
+fn main() -> ExitCode {
+    // RUN steps execute in a re-executed copy of this binary; that copy must
+    // take over before anything else starts (no threads, no tokio).
+    kiln_exec::helper::run_if_helper();
+
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let global = cmd::Global::new(cli.root, cli.insecure_registries);
+    let result = match cli.command {
+        Command::Build(a) => cmd::build::run(&global, a),
+        Command::Run(a) => cmd::run::run(&global, a),
+        Command::Cp(a) => cmd::cp::run(&global, a),
+        Command::Lint(a) => cmd::lint::run(&global, a),
+        Command::Debug(c) => cmd::debug::run(&global, c),
+        Command::Images(a) => cmd::images::run(&global, a),
+        Command::Inspect(a) => cmd::inspect::run(&global, a),
+        Command::History(a) => cmd::history::run(&global, a),
+        Command::Tag(a) => cmd::tag::run(&global, a),
+        Command::Rm(a) => cmd::rm::run(&global, a),
+        Command::Prune(a) => cmd::prune::run(&global, a),
+        Command::Fsck(a) => cmd::fsck::run(&global, a),
+        Command::Save(a) => cmd::save::run(&global, a),
+        Command::Load(a) => cmd::load::run(&global, a),
+        Command::Import(a) => cmd::import::run(&global, a),
+        Command::Pull(a) => cmd::pull::run(&global, a),
+        Command::Push(a) => cmd::push::run(&global, a),
+        Command::Login(a) => cmd::login::run(&global, a),
+        Command::Logout(a) => cmd::logout::run(&global, a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs, starts dockerd and two
+# registries, then runs formatting, lints and every test (root required:
+# tests mount overlayfs and start containers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[[ $(id -u) == 0 ]] || { echo "test.sh: run as root (sudo scripts/test.sh)" >&2; exit 1; }
+export PATH="$HOME/.cargo/bin:$PATH"
+bash scripts/setup.sh
+bash scripts/services.sh
+export KILN_TEST_CACHE=${KILN_TEST_CACHE:-/var/cache/kiln-test}
+export KILN_REQUIRE_ALL=1   # tests fail, never skip, when a component is missing
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked 2>&1
