@@ -1,1 +1,8 @@
-//! kiln-engine
+//! kiln's build engine: turns a planned Dockerfile into layers and an image.
+
+pub mod cache;
+pub mod error;
+pub mod options;
+pub mod progress;
+
+pub use error::OptionError;

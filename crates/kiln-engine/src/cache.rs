@@ -1,0 +1,165 @@
+//! The build cache: which layer a step produced, keyed by everything the
+//! step's result depends on. See docs/cache.md for the key contract.
+//!
+//! Records live in `ROOT/cache/steps/<key>.json`, each written to a temporary
+//! file and renamed into place, so a build killed at any point leaves either
+//! the old state or a complete record — never a torn one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A cache key: BLAKE3 over the parent key and the step's inputs.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CacheKey(pub [u8; 32]);
+
+impl CacheKey {
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl std::fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CacheKey({})", &self.hex()[..16])
+    }
+}
+
+/// Builds a key from labelled fields; labels and length prefixes make the
+/// encoding unambiguous (`("ab","c")` and `("a","bc")` differ).
+pub struct KeyBuilder(blake3::Hasher);
+
+impl KeyBuilder {
+    pub fn new(kind: &str) -> Self {
+        let mut h = blake3::Hasher::new();
+        h.update(b"kiln-cache-v1\0");
+        let mut k = KeyBuilder(h);
+        k.field("kind", kind.as_bytes());
+        k
+    }
+
+    pub fn field(&mut self, label: &str, value: &[u8]) -> &mut Self {
+        self.0.update(&(label.len() as u64).to_le_bytes());
+        self.0.update(label.as_bytes());
+        self.0.update(&(value.len() as u64).to_le_bytes());
+        self.0.update(value);
+        self
+    }
+
+    pub fn str(&mut self, label: &str, value: &str) -> &mut Self {
+        self.field(label, value.as_bytes())
+    }
+
+    pub fn list<S: AsRef<str>>(&mut self, label: &str, values: &[S]) -> &mut Self {
+        self.field(label, &(values.len() as u64).to_le_bytes());
+        for v in values {
+            self.str(label, v.as_ref());
+        }
+        self
+    }
+
+    pub fn key(&mut self, label: &str, key: &CacheKey) -> &mut Self {
+        self.field(label, &key.0)
+    }
+
+    pub fn finish(&self) -> CacheKey {
+        CacheKey(*self.0.finalize().as_bytes())
+    }
+}
+
+/// What a cached step produced.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CacheRecord {
+    /// `None` when the step changed no file (BuildKit then adds no layer).
+    pub layer: Option<LayerRecord>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LayerRecord {
+    /// Digest of the compressed blob in the store.
+    pub digest: String,
+    /// Digest of the uncompressed tar.
+    pub diff_id: String,
+    /// Size of the compressed blob.
+    pub size: u64,
+    pub media_type: String,
+}
+
+pub struct Cache {
+    dir: PathBuf,
+}
+
+impl Cache {
+    pub fn open(root: &Path) -> std::io::Result<Cache> {
+        let dir = root.join("cache/steps");
+        std::fs::create_dir_all(&dir)?;
+        Ok(Cache { dir })
+    }
+
+    fn path(&self, key: &CacheKey) -> PathBuf {
+        self.dir.join(format!("{}.json", key.hex()))
+    }
+
+    /// The record for `key`, if any. A damaged record counts as a miss.
+    pub fn get(&self, key: &CacheKey) -> Option<CacheRecord> {
+        let bytes = std::fs::read(self.path(key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    pub fn put(&self, key: &CacheKey, record: &CacheRecord) -> std::io::Result<()> {
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        tmp.write_all(&serde_json::to_vec(record).expect("cache record serialises"))?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(self.path(key)).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// Every layer digest the cache refers to (kept alive by `kiln prune`).
+    pub fn referenced_blobs(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice::<CacheRecord>(&b).ok())
+            .filter_map(|r| r.layer.map(|l| l.digest))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_unambiguous() {
+        let a = KeyBuilder::new("run").str("x", "ab").str("y", "c").finish();
+        let b = KeyBuilder::new("run").str("x", "a").str("y", "bc").finish();
+        assert_ne!(a, b);
+        let c = KeyBuilder::new("run").str("x", "ab").str("y", "c").finish();
+        assert_eq!(a, c);
+    }
+
+    #[test]
+    fn records_round_trip_and_damage_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let key = KeyBuilder::new("t").finish();
+        assert_eq!(cache.get(&key), None);
+        let rec = CacheRecord {
+            layer: Some(LayerRecord {
+                digest: "sha256:aa".into(),
+                diff_id: "sha256:bb".into(),
+                size: 3,
+                media_type: "m".into(),
+            }),
+        };
+        cache.put(&key, &rec).unwrap();
+        assert_eq!(cache.get(&key), Some(rec));
+        assert_eq!(cache.referenced_blobs(), vec!["sha256:aa".to_string()]);
+        std::fs::write(cache.path(&key), b"{\"layer\":").unwrap();
+        assert_eq!(cache.get(&key), None);
+    }
+}
