@@ -2,7 +2,9 @@
 
 pub mod cache;
 pub mod error;
+pub mod image;
 pub mod options;
 pub mod progress;
+pub mod schedule;
 
 pub use error::OptionError;
