@@ -1,1 +1,15 @@
-//! kiln-oci
+//! OCI vocabulary shared by every kiln crate: content digests, layer diff
+//! ids, image references (parsed and normalised the way Docker does),
+//! media types and platforms. Re-exports `oci_spec` for manifests, configs
+//! and indexes.
+
+mod digest;
+pub mod media_type;
+mod platform;
+mod reference;
+
+pub use digest::{DiffId, Digest, DigestError, HashingReader, HashingWriter, Sha256Hasher};
+pub use media_type::Compression;
+pub use oci_spec;
+pub use platform::{Platform, PlatformError};
+pub use reference::{Reference, ReferenceError, DEFAULT_REGISTRY, DEFAULT_TAG};
