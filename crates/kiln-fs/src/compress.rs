@@ -1,0 +1,274 @@
+//! Layer compression: gzip (parallel over fixed-size chunks, each an
+//! independent gzip member, so the bytes never depend on the thread count),
+//! zstd, or none; the compressed output is hashed in the same pass.
+//! Decompression sniffs the format from the first bytes.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+use crate::digest::Digest;
+use crate::hashio::HashingWriter;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// Uncompressed bytes per gzip member. Large enough that the ratio is within
+/// a fraction of a percent of one stream, small enough to spread over cores.
+pub const GZIP_CHUNK: usize = 1 << 20;
+const GZIP_LEVEL: u32 = 6;
+const ZSTD_LEVEL: i32 = 3;
+
+/// Recognises a gzip or zstd stream from its magic number.
+pub fn detect(prefix: &[u8]) -> Compression {
+    if prefix.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if prefix.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    }
+}
+
+/// A reader of the plain bytes of a possibly compressed stream.
+pub fn decompress<'a>(reader: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+    let mut buf = BufReader::with_capacity(256 * 1024, reader);
+    // A short read at the start is fine: fill_buf returns what is there.
+    let kind = detect(buf.fill_buf()?);
+    Ok(match kind {
+        Compression::None => Box::new(buf),
+        // Multi-member: our own parallel gzip output is a chain of members.
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buf)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buf)?),
+    })
+}
+
+/// Copies `reader` into `writer` compressed, returning the digest and size
+/// of the compressed bytes.
+pub fn compress(
+    mut reader: impl Read,
+    writer: impl Write,
+    compression: Compression,
+) -> io::Result<(Digest, u64)> {
+    let mut w = CompressWriter::new(writer, compression)?;
+    io::copy(&mut reader, &mut w)?;
+    let (digest, size, _) = w.finish()?;
+    Ok((digest, size))
+}
+
+/// A writer that compresses what it is given and hashes the output.
+/// Call [`CompressWriter::finish`]; dropping it loses the tail.
+pub struct CompressWriter<W: Write> {
+    inner: Inner<W>,
+}
+
+enum Inner<W: Write> {
+    Plain(HashingWriter<W>),
+    Gzip(ParGzip<HashingWriter<W>>),
+    Zstd(zstd::stream::write::Encoder<'static, HashingWriter<W>>),
+}
+
+impl<W: Write> CompressWriter<W> {
+    pub fn new(writer: W, compression: Compression) -> io::Result<Self> {
+        let out = HashingWriter::new(writer);
+        let inner = match compression {
+            Compression::None => Inner::Plain(out),
+            Compression::Gzip => Inner::Gzip(ParGzip::new(out, default_threads())),
+            Compression::Zstd => Inner::Zstd(zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?),
+        };
+        Ok(CompressWriter { inner })
+    }
+
+    /// Flushes the tail; returns the digest and size of the compressed
+    /// output, and the writer.
+    pub fn finish(self) -> io::Result<(Digest, u64, W)> {
+        let mut out = match self.inner {
+            Inner::Plain(w) => w,
+            Inner::Gzip(g) => g.finish()?,
+            Inner::Zstd(z) => z.finish()?,
+        };
+        out.flush()?;
+        Ok(out.finish())
+    }
+}
+
+impl<W: Write> Write for CompressWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.inner {
+            Inner::Plain(w) => w.write(buf),
+            Inner::Gzip(g) => g.write(buf),
+            Inner::Zstd(z) => z.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.inner {
+            Inner::Plain(w) => w.flush(),
+            // Members are cut at fixed input offsets only, so a flush must
+            // not end one early; it flushes what is already compressed.
+            Inner::Gzip(g) => g.out.flush(),
+            Inner::Zstd(z) => z.flush(),
+        }
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8)
+}
+
+/// Gzip compressor that cuts its input every [`GZIP_CHUNK`] bytes and
+/// compresses a batch of chunks on several threads at once.
+pub struct ParGzip<W: Write> {
+    out: W,
+    threads: usize,
+    pending: Vec<Vec<u8>>,
+    members: u64,
+}
+
+impl<W: Write> ParGzip<W> {
+    pub fn new(out: W, threads: usize) -> Self {
+        ParGzip {
+            out,
+            threads: threads.max(1),
+            pending: vec![Vec::with_capacity(GZIP_CHUNK)],
+            members: 0,
+        }
+    }
+
+    fn compress_batch(&mut self) -> io::Result<()> {
+        let chunks: Vec<Vec<u8>> = std::mem::take(&mut self.pending)
+            .into_iter()
+            .filter(|c| !c.is_empty())
+            .collect();
+        let outputs: Vec<io::Result<Vec<u8>>> = if chunks.len() == 1 {
+            vec![gzip_member(&chunks[0])]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = chunks
+                    .iter()
+                    .map(|c| s.spawn(move || gzip_member(c)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(io::Error::other("gzip thread panicked")))
+                    })
+                    .collect()
+            })
+        };
+        for o in outputs {
+            self.out.write_all(&o?)?;
+            self.members += 1;
+        }
+        // Reuse the first buffer's allocation for the next batch.
+        let mut first = chunks.into_iter().next().unwrap_or_default();
+        first.clear();
+        self.pending = vec![first];
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> io::Result<W> {
+        let has_data = self.pending.iter().any(|c| !c.is_empty());
+        if has_data {
+            self.compress_batch()?;
+        }
+        if self.members == 0 {
+            // Empty input is still one valid (empty) gzip member.
+            self.out.write_all(&gzip_member(&[])?)?;
+        }
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> Write for ParGzip<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let cur = self.pending.last_mut().expect("always one open chunk");
+        let take = (GZIP_CHUNK - cur.len()).min(buf.len());
+        cur.extend_from_slice(&buf[..take]);
+        if cur.len() == GZIP_CHUNK {
+            if self.pending.len() == self.threads {
+                self.compress_batch()?;
+            } else {
+                self.pending.push(Vec::with_capacity(GZIP_CHUNK));
+            }
+        }
+        Ok(take)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+fn gzip_member(data: &[u8]) -> io::Result<Vec<u8>> {
+    // A fixed header (no name, mtime 0, OS "unknown" as flate2 writes it) so
+    // identical input gives identical bytes.
+    let mut enc = flate2::GzBuilder::new().write(
+        Vec::with_capacity(data.len() / 3 + 64),
+        flate2::Compression::new(GZIP_LEVEL),
+    );
+    enc.write_all(data)?;
+    enc.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(n: usize) -> Vec<u8> {
+        (0..n)
+            .map(|i| ((i * 7919) % 251) as u8 ^ (i / 1000) as u8)
+            .collect()
+    }
+
+    fn roundtrip(data: &[u8], c: Compression) -> Vec<u8> {
+        let mut out = Vec::new();
+        let (digest, size) = compress(data, &mut out, c).unwrap();
+        assert_eq!(size, out.len() as u64);
+        assert_eq!(digest, Digest::sha256(&out));
+        assert_eq!(
+            detect(&out),
+            if data.is_empty() && c == Compression::None {
+                Compression::None
+            } else {
+                c
+            }
+        );
+        let mut back = Vec::new();
+        decompress(&out[..])
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
+        out
+    }
+
+    #[test]
+    fn roundtrips_each_format() {
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            for n in [0, 1, GZIP_CHUNK - 1, GZIP_CHUNK, 3 * GZIP_CHUNK + 17] {
+                roundtrip(&sample(n), c);
+            }
+        }
+    }
+
+    #[test]
+    fn gzip_bytes_do_not_depend_on_thread_count() {
+        let data = sample(5 * GZIP_CHUNK + 123);
+        let run = |threads| {
+            let mut g = ParGzip::new(Vec::new(), threads);
+            // Odd write sizes so chunk boundaries fall inside writes.
+            for part in data.chunks(77_777) {
+                g.write_all(part).unwrap();
+            }
+            g.finish().unwrap()
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(5));
+    }
+}
