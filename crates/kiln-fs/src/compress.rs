@@ -5,7 +5,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 
-use crate::digest::Digest;
+use kiln_oci::Digest;
 use crate::hashio::HashingWriter;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::digest::Digest;
+use kiln_oci::Digest;
 
 pub struct HashingReader<R> {
     inner: R,
@@ -24,7 +24,7 @@ impl<R: Read> HashingReader<R> {
     /// Digest and byte count of everything read so far.
     pub fn finish(self) -> (Digest, u64) {
         (
-            Digest::from_sha256_bytes(self.hasher.finalize().into()),
+            Digest::from_bytes(self.hasher.finalize().into()),
             self.count,
         )
     }
@@ -56,7 +56,7 @@ impl<W: Write> HashingWriter<W> {
     /// Digest and byte count of everything written, and the inner writer.
     pub fn finish(self) -> (Digest, u64, W) {
         (
-            Digest::from_sha256_bytes(self.hasher.finalize().into()),
+            Digest::from_bytes(self.hasher.finalize().into()),
             self.count,
             self.inner,
         )

@@ -3,10 +3,9 @@
 
 pub mod apply;
 pub mod compress;
-mod digest;
 mod hashio;
 
 pub use apply::{
     apply_compressed_layer, apply_layer, apply_layer_with, ApplyError, ApplyMode, ApplyStats,
 };
-pub use digest::{DiffId, Digest};
+pub use kiln_oci::{DiffId, Digest};

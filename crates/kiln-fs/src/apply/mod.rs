@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::digest::DiffId;
+use kiln_oci::DiffId;
 use crate::hashio::HashingReader;
 
 pub use name::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
