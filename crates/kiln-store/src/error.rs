@@ -1,0 +1,87 @@
+//! Errors of the content store. Each names the file, blob or image involved.
+
+use std::io;
+use std::path::PathBuf;
+
+use kiln_oci::{Digest, DigestError, ReferenceError};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file-system operation failed; `action` says what kiln was doing.
+    #[error("{action} {}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Writing a blob's temp file failed (the io error names the file).
+    #[error("storing blob")]
+    Write(#[source] io::Error),
+    #[error(
+        "blob content does not match its digest: expected {expected}, got {actual} ({size} bytes)"
+    )]
+    DigestMismatch {
+        expected: Digest,
+        actual: Digest,
+        size: u64,
+    },
+    #[error("blob {digest}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        digest: Digest,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("blob {digest} is not in the store at {}", root.display())]
+    BlobNotFound { digest: Digest, root: PathBuf },
+    #[error("image {name:?} not found in the store")]
+    ImageNotFound { name: String },
+    #[error("image name {name:?} is ambiguous: it matches {count} images")]
+    Ambiguous { name: String, count: usize },
+    #[error("{what} is not valid: {reason}")]
+    Invalid { what: String, reason: String },
+    #[error("{what} has unsupported media type {media_type:?}")]
+    UnsupportedMediaType { what: String, media_type: String },
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+}
+
+impl Error {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(what: impl Into<String>, reason: impl ToString) -> Error {
+        Error::Invalid {
+            what: what.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The kind of the underlying I/O error, if this is one.
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            Error::Io { source, .. } | Error::Write(source) => Some(source.kind()),
+            _ => None,
+        }
+    }
+}
+
+/// Attaches "what was being done, to which path" to I/O results.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::io(action, path, e))
+    }
+}

@@ -1,0 +1,159 @@
+//! `prune`: delete blobs that no image name, lease or caller-given root
+//! reaches. Runs entirely under the exclusive store lock, so no blob commit,
+//! lease update or tag can interleave with it.
+
+use std::collections::HashSet;
+use std::fs;
+use std::time::{Duration, SystemTime};
+
+use kiln_oci::Digest;
+
+use crate::error::{Error, IoContext, Result};
+use crate::lease::is_locked;
+use crate::Store;
+
+/// What prune removed.
+#[derive(Debug, Default, Clone)]
+pub struct PruneReport {
+    /// Removed blobs and their sizes.
+    pub removed: Vec<(Digest, u64)>,
+    pub bytes_freed: u64,
+    /// Temp files of crashed writers removed from `ROOT/ingest`.
+    pub stale_temp_files: usize,
+}
+
+/// Unlocked temp files younger than this may belong to a writer that has not
+/// locked them yet; leave them for the next prune.
+const TEMP_GRACE: Duration = Duration::from_secs(60);
+/// Blobs larger than this are never manifests or indexes.
+const MAX_JSON_BLOB: u64 = 16 << 20;
+
+impl Store {
+    /// Removes every blob not reachable from an index entry, a lease (see
+    /// `lease.rs`) or `extra_roots`. Manifests and indexes among the roots
+    /// keep their children.
+    pub fn prune(&self, extra_roots: &[Digest]) -> Result<PruneReport> {
+        let _lock = self.lock(true)?;
+        let mut roots: Vec<Digest> = Vec::new();
+        for e in self.entries()? {
+            let d = e.digest().ok_or_else(|| {
+                Error::invalid(
+                    "index.json",
+                    format!("entry with unsupported digest {}", e.descriptor.digest()),
+                )
+            })?;
+            roots.push(d);
+        }
+        let named = roots.len();
+        roots.extend(self.lease_roots()?);
+        roots.extend_from_slice(extra_roots);
+        let live = self.mark(&roots, named)?;
+
+        let mut report = PruneReport::default();
+        let dir = self.root().join("blobs/sha256");
+        for entry in fs::read_dir(&dir).ctx("listing blobs in", &dir)? {
+            let entry = entry.ctx("listing blobs in", &dir)?;
+            let name = entry.file_name();
+            // Only files named like blobs; anything else is not ours to delete.
+            let Ok(digest) = Digest::from_hex(&name.to_string_lossy()) else {
+                continue;
+            };
+            if live.contains(&digest) {
+                continue;
+            }
+            let path = entry.path();
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(&path).ctx("removing blob", &path)?;
+            self.forget_meta(&digest);
+            report.bytes_freed += size;
+            report.removed.push((digest, size));
+        }
+        report.stale_temp_files = self.remove_stale_temps()?;
+        Ok(report)
+    }
+
+    /// Everything reachable from `roots`. The first `named` roots are index
+    /// entries: an unreadable manifest there aborts the prune, since its
+    /// children cannot be known and would otherwise be deleted.
+    fn mark(&self, roots: &[Digest], named: usize) -> Result<HashSet<Digest>> {
+        let mut live = HashSet::new();
+        let mut stack: Vec<(Digest, bool)> = roots
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (*d, i < named))
+            .collect();
+        while let Some((d, must_parse)) = stack.pop() {
+            if !live.insert(d) {
+                continue;
+            }
+            match self.children(&d) {
+                Ok(children) => stack.extend(children.into_iter().map(|c| (c, false))),
+                Err(e) if must_parse && self.has_blob(&d) => {
+                    return Err(Error::invalid(
+                        format!("image {d}"),
+                        format!("cannot read it to find what it refers to ({e}); run `kiln fsck`, refusing to prune"),
+                    ))
+                }
+                Err(_) => {}
+            }
+        }
+        Ok(live)
+    }
+
+    /// Blobs a manifest or index refers to; empty for other blobs.
+    pub(crate) fn children(&self, digest: &Digest) -> Result<Vec<Digest>> {
+        let size = match self.blob_size(digest) {
+            Ok(s) => s,
+            Err(Error::BlobNotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        if size > MAX_JSON_BLOB {
+            return Ok(Vec::new());
+        }
+        let data = self.read_blob(digest)?;
+        if data.first() != Some(&b'{') {
+            return Ok(Vec::new());
+        }
+        let v: serde_json::Value = serde_json::from_slice(&data)
+            .map_err(|e| Error::invalid(format!("blob {digest}"), e))?;
+        let mut out = Vec::new();
+        let mut add = |d: &serde_json::Value| -> Result<()> {
+            if let Some(s) = d.get("digest").and_then(|s| s.as_str()) {
+                out.push(s.parse::<Digest>()?);
+            }
+            Ok(())
+        };
+        if let Some(ms) = v.get("manifests").and_then(|m| m.as_array()) {
+            for m in ms {
+                add(m)?;
+            }
+        }
+        if let (Some(c), Some(ls)) = (v.get("config"), v.get("layers").and_then(|l| l.as_array())) {
+            add(c)?;
+            for l in ls {
+                add(l)?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn remove_stale_temps(&self) -> Result<usize> {
+        let dir = self.ingest_dir();
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for entry in fs::read_dir(&dir).ctx("listing", &dir)? {
+            let entry = entry.ctx("listing", &dir)?;
+            let path = entry.path();
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| now.duration_since(t).unwrap_or_default() > TEMP_GRACE)
+                .unwrap_or(false);
+            if old && !is_locked(&path)? {
+                fs::remove_file(&path).ctx("removing stale temp file", &path)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
