@@ -242,7 +242,7 @@ fn select_platform(store: &Store, index: &ImageIndex, platform: &Platform) -> Op
     let mut candidates: Vec<(bool, &Descriptor)> = index
         .manifests()
         .iter()
-        .filter(|d| mt::is_manifest(&d.media_type().to_string()))
+        .filter(|d| mt::is_manifest(d.media_type().as_ref()))
         .filter(|d| descriptor_digest(d).is_some_and(|x| store.has_blob(&x)))
         .filter_map(|d| {
             let p = d.platform().as_ref().map(Platform::from_oci)?;

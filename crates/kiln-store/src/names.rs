@@ -197,7 +197,7 @@ impl Store {
             let mut present = 0;
             for child in index.manifests() {
                 let d = checked_digest(child, "index entry")?;
-                if self.has_blob(&d) && mt::is_manifest(&child.media_type().to_string()) {
+                if self.has_blob(&d) && mt::is_manifest(child.media_type().as_ref()) {
                     self.check_closure(child)?;
                     present += 1;
                 }
