@@ -1,0 +1,1 @@
+//! Lint checks: BuildKit's build checks and kiln's lean-image hints.
