@@ -1,0 +1,142 @@
+//! The embedded youki backend: libcontainer creates the container from the
+//! bundle in this (single-threaded) helper process, which then waits for the
+//! init process and deletes the container.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+
+use super::wait::{block_signals, kill_requested, wait_for};
+use super::workload::{Workload, NOT_FOUND, NOT_RUNNABLE};
+use super::{Outcome, Request};
+
+/// The error and its causes on one line: libcontainer's messages are terse
+/// and the useful part (e.g. the init process's own error) is often a cause.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// A failure to create or start the container, as an outcome: the init
+/// process's executable lookup errors become NotFound/NotRunnable.
+fn failure(action: &str, text: String) -> Outcome {
+    for (marker, make) in [
+        (NOT_FOUND, Outcome::NotFound as fn(String) -> Outcome),
+        (NOT_RUNNABLE, Outcome::NotRunnable),
+    ] {
+        if let Some(pos) = text.find(marker) {
+            let rest = &text[pos + marker.len()..];
+            // The name runs to the end of libcontainer's quoting or line.
+            let name = rest.split(['"', '\'', '\n']).next().unwrap_or(rest);
+            return make(name.trim_end_matches(['\\', ')']).to_string());
+        }
+    }
+    Outcome::Failed(format!("{action}: {text}"))
+}
+
+fn dup_stdio() -> std::io::Result<[OwnedFd; 3]> {
+    Ok([
+        std::io::stdin().as_fd().try_clone_to_owned()?,
+        std::io::stdout().as_fd().try_clone_to_owned()?,
+        std::io::stderr().as_fd().try_clone_to_owned()?,
+    ])
+}
+
+/// Removes whatever a failed or finished container left: processes, cgroup,
+/// state directory.
+pub(crate) fn delete(container: &mut Container) -> Result<(), String> {
+    container
+        .delete(true)
+        .map_err(|e| format!("deleting container: {}", chain(&e)))
+}
+
+/// Deletes the container `id` under `state_root` if it exists.
+pub(crate) fn delete_by_id(state_root: &std::path::Path, id: &str) -> Result<(), String> {
+    let dir = state_root.join(id);
+    if !dir.exists() {
+        return Ok(());
+    }
+    match Container::load(dir.clone()) {
+        Ok(mut c) => delete(&mut c),
+        // A state directory without a readable state: nothing runs from it.
+        Err(_) => {
+            std::fs::remove_dir_all(&dir).map_err(|e| format!("removing {}: {e}", dir.display()))
+        }
+    }
+}
+
+pub(crate) fn run(r: &Request) -> Outcome {
+    if r.tty {
+        return Outcome::Failed("a terminal is not supported by the youki backend yet".into());
+    }
+    if kill_requested(r.interactive) {
+        return Outcome::Cancelled;
+    }
+    let [stdin, stdout, stderr] = match dup_stdio() {
+        Ok(fds) => fds,
+        Err(e) => return Outcome::Failed(format!("duplicating stdio: {e}")),
+    };
+    let built = ContainerBuilder::new(r.id.clone(), SyscallType::default())
+        .with_executor(Workload)
+        .with_stdin(stdin)
+        .with_stdout(stdout)
+        .with_stderr(stderr)
+        .with_root_path(&r.state_root)
+        .and_then(|b| b.validate_id())
+        .and_then(|b| {
+            b.as_init(&r.bundle)
+                .with_systemd(false)
+                .with_detach(false)
+                .build()
+        });
+    let mut container = match built {
+        Ok(c) => c,
+        Err(e) => {
+            let outcome = failure("creating container", chain(&e));
+            return match delete_by_id(&r.state_root, &r.id) {
+                Ok(()) => outcome,
+                Err(d) => Outcome::Failed(format!("{outcome:?}; cleaning up: {d}")),
+            };
+        }
+    };
+    let outcome = start_and_wait(r, &mut container);
+    match delete(&mut container) {
+        Ok(()) => outcome,
+        Err(d) => match outcome {
+            Outcome::Failed(f) => Outcome::Failed(format!("{f}; {d}")),
+            _ => Outcome::Failed(d),
+        },
+    }
+}
+
+fn start_and_wait(r: &Request, container: &mut Container) -> Outcome {
+    let set = match block_signals() {
+        Ok(set) => set,
+        Err(e) => return Outcome::Failed(format!("blocking signals: {e}")),
+    };
+    if kill_requested(r.interactive) {
+        return Outcome::Cancelled;
+    }
+    if let Err(e) = container.start() {
+        return failure("starting container", chain(&e));
+    }
+    let Some(pid) = container.pid() else {
+        return Outcome::Failed("container started without an init process id".into());
+    };
+    match wait_for(pid, &set, r.interactive) {
+        Ok(w) if w.cancelled && !r.interactive => Outcome::Cancelled,
+        Ok(w) => Outcome::Exited(w.status),
+        Err(e) => Outcome::Failed(e),
+    }
+}

@@ -1,0 +1,302 @@
+//! The engine side of a run: prepares the bundle, starts the helper process
+//! with the right stdio, relays captured output, and turns the helper's
+//! result into the `run` result. Also the registry of running helpers that
+//! [`cancel_all`] signals.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Read;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio as ProcStdio};
+use std::sync::Mutex;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::bundle::Bundle;
+use crate::helper::{self, Backend, Outcome, Request};
+use crate::{
+    stale, Error, ExecutorOptions, ExitStatus, OutputStream, Result, RunSpec, Runtime, Stdio,
+};
+
+struct Registry {
+    cancelled: bool,
+    helpers: BTreeSet<u32>,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    cancelled: false,
+    helpers: BTreeSet::new(),
+});
+
+fn registry() -> std::sync::MutexGuard<'static, Registry> {
+    // A panic while holding the lock leaves a plain set behind: still usable.
+    REGISTRY.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Kills every running container of this process and makes later
+/// [`crate::Executor::run`] calls fail with [`Error::Cancelled`]; for a
+/// Ctrl-C handler. The pending `run` calls return once their container is
+/// deleted and its mountpoints are removed.
+pub fn cancel_all() {
+    let mut reg = registry();
+    reg.cancelled = true;
+    for pid in &reg.helpers {
+        let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGUSR1);
+    }
+}
+
+pub(crate) struct HelperExecutor {
+    backend: Backend,
+    helper: PathBuf,
+    runc: PathBuf,
+    bundles: PathBuf,
+    state_root: PathBuf,
+}
+
+fn find_runc() -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join("runc"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("/usr/sbin/runc"))
+}
+
+impl HelperExecutor {
+    pub(crate) fn new(o: ExecutorOptions) -> Result<Self> {
+        let helper = match o.helper {
+            Some(h) => h,
+            None => std::env::current_exe()
+                .map_err(|e| Error::io("finding the current executable", "/proc/self/exe", e))?,
+        };
+        let backend = match o.runtime {
+            Runtime::Youki => Backend::Youki,
+            Runtime::Runc => Backend::Runc,
+        };
+        fs::create_dir_all(&o.state_dir)
+            .map_err(|e| Error::io("creating state directory", &o.state_dir, e))?;
+        // libcontainer canonicalizes its root; use the same path everywhere.
+        let state_dir = fs::canonicalize(&o.state_dir)
+            .map_err(|e| Error::io("resolving state directory", &o.state_dir, e))?;
+        let state_root = state_dir.join(backend.name());
+        let bundles = state_dir.join(stale::BUNDLES);
+        for d in [&state_root, &bundles] {
+            fs::create_dir_all(d).map_err(|e| Error::io("creating state directory", d, e))?;
+        }
+        Ok(HelperExecutor {
+            backend,
+            helper,
+            runc: o.runc.unwrap_or_else(find_runc),
+            bundles,
+            state_root,
+        })
+    }
+}
+
+impl crate::Executor for HelperExecutor {
+    fn run(
+        &self,
+        spec: &RunSpec,
+        output: &mut dyn FnMut(OutputStream, &[u8]),
+    ) -> Result<ExitStatus> {
+        if registry().cancelled {
+            return Err(Error::Cancelled {
+                id: spec.id.clone(),
+            });
+        }
+        let mut bundle = Bundle::create(&self.bundles, spec)?;
+        stale::write_owner(&bundle.dir, self.backend)?;
+        let result = self.run_bundle(&bundle.dir, spec, output);
+        let cleanup = bundle.remove();
+        match (result, cleanup) {
+            (Ok(status), Err(problems)) => Err(Error::Runtime {
+                id: spec.id.clone(),
+                runtime: self.backend.name(),
+                message: format!("process ended with {status}, but cleaning up failed: {problems}"),
+            }),
+            (result, _) => result,
+        }
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::io("creating pipe", "pipe", e.into()))
+}
+
+fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+impl HelperExecutor {
+    fn run_bundle(
+        &self,
+        bundle: &Path,
+        spec: &RunSpec,
+        output: &mut dyn FnMut(OutputStream, &[u8]),
+    ) -> Result<ExitStatus> {
+        let (interactive, tty) = match spec.stdio {
+            Stdio::Capture => (false, false),
+            Stdio::Inherit { tty } => (true, tty),
+        };
+        let request = Request {
+            backend: self.backend,
+            bundle: bundle.to_path_buf(),
+            state_root: self.state_root.clone(),
+            id: spec.id.clone(),
+            interactive,
+            tty,
+            runc: self.runc.clone(),
+        };
+        let mut cmd = Command::new(&self.helper);
+        cmd.args(helper::argv(&request, std::process::id()));
+        let mut readers = Vec::new();
+        if interactive {
+            cmd.stdin(ProcStdio::inherit())
+                .stdout(ProcStdio::inherit())
+                .stderr(ProcStdio::inherit());
+        } else {
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            cmd.stdin(ProcStdio::null()).stdout(out_w).stderr(err_w);
+            readers.push((OutputStream::Stdout, fs::File::from(out_r)));
+            readers.push((OutputStream::Stderr, fs::File::from(err_r)));
+        }
+        let mut child = {
+            let mut reg = registry();
+            if reg.cancelled {
+                return Err(Error::Cancelled {
+                    id: spec.id.clone(),
+                });
+            }
+            let child = cmd.spawn().map_err(|e| Error::SpawnHelper {
+                id: spec.id.clone(),
+                helper: self.helper.clone(),
+                source: e,
+            })?;
+            reg.helpers.insert(child.id());
+            child
+        };
+        // Our copies of the pipes' write ends must go, or EOF never comes.
+        drop(cmd);
+        let waited = self.relay(&mut child, &request, readers, output);
+        registry().helpers.remove(&child.id());
+        let helper_status = waited?;
+        match helper::read_result(bundle) {
+            Some(outcome) => self.outcome(spec, outcome),
+            None => Err(Error::HelperDied {
+                id: spec.id.clone(),
+                status: helper_status,
+                stderr: String::new(),
+            }),
+        }
+    }
+
+    fn outcome(&self, spec: &RunSpec, outcome: Outcome) -> Result<ExitStatus> {
+        match outcome {
+            Outcome::Exited(status) => Ok(status),
+            Outcome::NotFound(name) => Err(Error::ExecutableNotFound { name }),
+            Outcome::NotRunnable(name) => Err(Error::ExecutableNotRunnable { name }),
+            Outcome::Cancelled => Err(Error::Cancelled {
+                id: spec.id.clone(),
+            }),
+            Outcome::Failed(message) => Err(Error::Runtime {
+                id: spec.id.clone(),
+                runtime: self.backend.name(),
+                message,
+            }),
+        }
+    }
+
+    /// Relays output until the helper has exited and every pipe is at EOF.
+    /// If the helper dies without cleaning up (it was SIGKILLed), the
+    /// container is deleted here, which also ends the pipes. Returns the
+    /// helper's exit status as text.
+    fn relay(
+        &self,
+        child: &mut Child,
+        request: &Request,
+        mut readers: Vec<(OutputStream, fs::File)>,
+        output: &mut dyn FnMut(OutputStream, &[u8]),
+    ) -> Result<String> {
+        let id = &request.id;
+        let pidfd = pidfd_open(child.id()).map_err(|e| Error::SpawnHelper {
+            id: id.clone(),
+            helper: self.helper.clone(),
+            source: e,
+        })?;
+        let mut status = None;
+        let mut buf = vec![0u8; 64 * 1024];
+        while status.is_none() || !readers.is_empty() {
+            let mut fds: Vec<PollFd> = readers
+                .iter()
+                .map(|(_, f)| PollFd::new(f.as_fd(), PollFlags::POLLIN))
+                .collect();
+            if status.is_none() {
+                fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    return Err(Error::io(
+                        "polling container output",
+                        request.bundle.clone(),
+                        e.into(),
+                    ))
+                }
+            }
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            drop(fds);
+            if status.is_none() && ready[readers.len()] {
+                let s = child
+                    .wait()
+                    .map_err(|e| Error::io("waiting for helper", &self.helper, e))?;
+                if helper::read_result(&request.bundle).is_none() {
+                    // The helper was killed: kill and delete its container.
+                    let _ = stale::delete_container(
+                        request.backend,
+                        &request.state_root,
+                        id,
+                        &request.runc,
+                    );
+                }
+                status = Some(s.to_string());
+            }
+            let mut finished = Vec::new();
+            for (i, (stream, file)) in readers.iter_mut().enumerate() {
+                if !ready[i] {
+                    continue;
+                }
+                match file.read(&mut buf) {
+                    Ok(0) => finished.push(i),
+                    Ok(n) => output(*stream, &buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        return Err(Error::io(
+                            "reading container output",
+                            request.bundle.clone(),
+                            e,
+                        ))
+                    }
+                }
+            }
+            for i in finished.into_iter().rev() {
+                readers.remove(i);
+            }
+        }
+        Ok(status.unwrap_or_default())
+    }
+}
