@@ -3,6 +3,9 @@
 
 pub mod apply;
 pub mod compress;
+pub mod context;
+pub mod copy;
+pub mod users;
 mod hashio;
 
 pub use apply::{

@@ -1,0 +1,290 @@
+//! Walks one matched COPY source in a fixed order (names sorted bytewise,
+//! parents before children), skipping what `.dockerignore` and `--exclude`
+//! hide. Both the content hash and the copy use this walk, so they see
+//! exactly the same files.
+//!
+//! Everything below the matched source is opened relative to its parent
+//! directory's fd with `O_NOFOLLOW`: symlinks inside a copied directory are
+//! entries, never followed.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use rustix::fs::{openat, readlinkat, statat, AtFlags, FileType, Mode, OFlags, Stat};
+
+use super::ignore::PathFilter;
+use super::source::{join, read_names, Matched, SourceError, SourceRoot};
+
+/// What an entry is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink(OsString),
+    /// Character/block device, fifo or socket (`FileType` and `rdev`).
+    Special(FileType, u64),
+}
+
+/// One entry of the walk.
+pub struct Entry<'a> {
+    /// Path relative to the matched source; empty for the source itself.
+    pub rel: &'a str,
+    pub stat: &'a Stat,
+    pub kind: &'a Kind,
+    /// Where to open it: the object itself (`O_PATH`), or a name in a dir.
+    pub at: At<'a>,
+}
+
+#[derive(Clone, Copy)]
+pub enum At<'a> {
+    Fd(BorrowedFd<'a>),
+    Child(BorrowedFd<'a>, &'a OsStr),
+}
+
+impl At<'_> {
+    /// Opens a regular file for reading without following symlinks.
+    pub fn open_read(&self) -> io::Result<OwnedFd> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        Ok(match *self {
+            At::Fd(fd) => openat(fd, ".", flags, Mode::empty()).or_else(|_| reopen(fd, flags))?,
+            At::Child(dir, name) => openat(dir, name, flags, Mode::empty())?,
+        })
+    }
+}
+
+/// Reopens an `O_PATH` fd with real access flags through `/proc/self/fd`.
+fn reopen(fd: BorrowedFd<'_>, flags: OFlags) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    Ok(openat(
+        rustix::fs::CWD,
+        p.as_str(),
+        flags & !OFlags::NOFOLLOW,
+        Mode::empty(),
+    )?)
+}
+
+pub trait Visitor {
+    /// Called for every included entry, a directory before its children.
+    fn entry(&mut self, e: &Entry<'_>) -> Result<(), SourceError>;
+    /// Called after a directory's children.
+    fn leave_dir(&mut self, e: &Entry<'_>) -> Result<(), SourceError>;
+}
+
+pub fn kind_of(stat: &Stat, at: At<'_>) -> io::Result<Kind> {
+    let ft = FileType::from_raw_mode(stat.st_mode);
+    Ok(match ft {
+        FileType::RegularFile => Kind::File,
+        FileType::Directory => Kind::Dir,
+        FileType::Symlink => {
+            let t = match at {
+                At::Fd(fd) => readlinkat(fd, "", Vec::new())?,
+                At::Child(dir, name) => readlinkat(dir, name, Vec::new())?,
+            };
+            Kind::Symlink(OsStr::from_bytes(t.as_bytes()).to_os_string())
+        }
+        other => Kind::Special(other, stat.st_rdev),
+    })
+}
+
+struct Walker<'a, V> {
+    root: &'a SourceRoot,
+    source_path: &'a str,
+    exclude: Option<&'a PathFilter>,
+    visitor: &'a mut V,
+}
+
+/// Walks `m` (a result of [`SourceRoot::expand`]).
+pub fn walk<V: Visitor>(
+    root: &SourceRoot,
+    m: &Matched,
+    exclude: Option<&PathFilter>,
+    visitor: &mut V,
+) -> Result<(), SourceError> {
+    let io = |e: io::Error| SourceError::Io {
+        path: m.path.clone(),
+        root: root.path().to_path_buf(),
+        source: e,
+    };
+    let at = At::Fd(m.fd.as_fd());
+    let kind = kind_of(&m.stat, at).map_err(io)?;
+    // A top-level file is matched against --exclude by its base name.
+    if kind != Kind::Dir && exclude.is_some_and(|f| f.excludes(m.base_name())) {
+        return Ok(());
+    }
+    let entry = Entry {
+        rel: "",
+        stat: &m.stat,
+        kind: &kind,
+        at,
+    };
+    visitor.entry(&entry)?;
+    if kind == Kind::Dir {
+        let dir = openat(
+            &m.fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io(e.into()))?;
+        let mut w = Walker {
+            root,
+            source_path: &m.path,
+            exclude,
+            visitor,
+        };
+        let mut pending = Vec::new();
+        w.children(dir.as_fd(), "", &mut pending)?;
+        w.visitor.leave_dir(&entry)?;
+    }
+    Ok(())
+}
+
+/// A directory excluded by a pattern but walked because a `!` exception may
+/// re-include something below it; emitted only if something is.
+struct Pending {
+    rel: String,
+    stat: Stat,
+    parent: OwnedFd,
+    name: OsString,
+}
+
+impl<V: Visitor> Walker<'_, V> {
+    fn err(&self, rel: &str, e: io::Error) -> SourceError {
+        SourceError::Io {
+            path: join(self.source_path, rel),
+            root: self.root.path().to_path_buf(),
+            source: e,
+        }
+    }
+
+    /// Whether the entry is hidden, and whether it may still hold included
+    /// entries (an excluded dir that a `!` exception may reach into).
+    fn hidden(&self, rel: &str) -> (bool, bool) {
+        let ctx_rel = join(self.source_path, rel);
+        let mut hidden = false;
+        let mut skip = false;
+        if let Some(ig) = self.root.ignore() {
+            if ig.excludes(&ctx_rel) {
+                hidden = true;
+                skip |= ig.skips_dir(&ctx_rel);
+            }
+        }
+        if let Some(ex) = self.exclude {
+            if ex.excludes(rel) {
+                hidden = true;
+                skip |= ex.skips_dir(rel);
+            }
+        }
+        (hidden, hidden && !skip)
+    }
+
+    /// Emits excluded ancestors that turn out to hold an included entry.
+    fn flush(&mut self, pending: &mut [(Pending, bool)]) -> Result<(), SourceError> {
+        for (p, emitted) in pending.iter_mut() {
+            if !*emitted {
+                *emitted = true;
+                let kind = Kind::Dir;
+                self.visitor.entry(&Entry {
+                    rel: &p.rel,
+                    stat: &p.stat,
+                    kind: &kind,
+                    at: At::Child(p.parent.as_fd(), &p.name),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn children(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        rel: &str,
+        pending: &mut Vec<(Pending, bool)>,
+    ) -> Result<(), SourceError> {
+        let mut names = read_names(dir).map_err(|e| self.err(rel, e))?;
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for name in names {
+            let Some(name_str) = name.to_str() else {
+                return Err(self.err(
+                    rel,
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("file name {name:?} is not UTF-8"),
+                    ),
+                ));
+            };
+            let child_rel = join(rel, name_str);
+            let (hidden, walk_anyway) = self.hidden(&child_rel);
+            if hidden && !walk_anyway {
+                continue;
+            }
+            let stat = statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| self.err(&child_rel, e.into()))?;
+            let at = At::Child(dir, &name);
+            let kind = kind_of(&stat, at).map_err(|e| self.err(&child_rel, e))?;
+            if hidden {
+                if kind != Kind::Dir {
+                    continue;
+                }
+                let sub = self.open_dir(dir, &name, &child_rel)?;
+                let parent = rustix::io::dup(dir).map_err(|e| self.err(rel, e.into()))?;
+                pending.push((
+                    Pending {
+                        rel: child_rel.clone(),
+                        stat,
+                        parent,
+                        name: name.clone(),
+                    },
+                    false,
+                ));
+                self.children(sub.as_fd(), &child_rel, pending)?;
+                let (p, emitted) = pending.pop().expect("pushed above");
+                if emitted {
+                    let kind = Kind::Dir;
+                    self.visitor.leave_dir(&Entry {
+                        rel: &p.rel,
+                        stat: &p.stat,
+                        kind: &kind,
+                        at: At::Child(p.parent.as_fd(), &p.name),
+                    })?;
+                }
+                continue;
+            }
+            self.flush(pending)?;
+            let entry = Entry {
+                rel: &child_rel,
+                stat: &stat,
+                kind: &kind,
+                at,
+            };
+            self.visitor.entry(&entry)?;
+            if kind == Kind::Dir {
+                let sub = self.open_dir(dir, &name, &child_rel)?;
+                // Included directories are emitted already; only excluded
+                // ancestors below this point may be pending.
+                let mut inner = Vec::new();
+                self.children(sub.as_fd(), &child_rel, &mut inner)?;
+                self.visitor.leave_dir(&entry)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn open_dir(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        rel: &str,
+    ) -> Result<OwnedFd, SourceError> {
+        openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.err(rel, e.into()))
+    }
+}

@@ -1,0 +1,269 @@
+//! Writes one walked source into the destination: files (content, mode,
+//! owner, mtime), directories, symlinks as symlinks, hardlinks among the
+//! copied files as hardlinks, device nodes and fifos.
+//!
+//! Rules matched against Docker 20.10 / BuildKit (see docs/copy.md):
+//! an existing directory is merged into and keeps its metadata; a
+//! non-directory where a directory must go is "cannot copy to
+//! non-directory"; a directory where a file must go is refused; any other
+//! existing entry is replaced.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::{
+    linkat, mkdirat, mknodat, openat, statat, symlinkat, unlinkat, AtFlags, FileType, Mode, OFlags,
+    Stat,
+};
+
+use super::chmod::Chmod;
+use super::dest::{lchown_at, set_mtime_at, set_owner_mode};
+use super::CopyStats;
+use crate::context::walk::{Entry, Kind, Visitor};
+use crate::context::SourceError;
+
+/// Who owns copied entries.
+#[derive(Clone, Copy, Debug)]
+pub enum Owner {
+    Fixed(u32, u32),
+    /// Keep the source's uid/gid (`COPY --from` without `--chown`).
+    Preserve,
+}
+
+pub struct TreeWriter<'a> {
+    /// Directory and name the matched source itself becomes.
+    pub top_dir: BorrowedFd<'a>,
+    pub top_name: &'a OsStr,
+    /// For a directory source: copy its contents into an existing directory
+    /// `top_dir` (BuildKit) instead of creating `top_name`.
+    pub contents_into: Option<BorrowedFd<'a>>,
+    pub owner: Owner,
+    pub chmod: Option<&'a Chmod>,
+    /// Shown path of the top slot, for messages.
+    pub shown: &'a str,
+    pub stats: &'a mut CopyStats,
+    /// Open destination directories, innermost last: (rel, fd).
+    pub stack: Vec<(String, OwnedFd)>,
+    /// Source (dev, ino) → destination (dir, name) of the first copy.
+    pub links: HashMap<(u64, u64), (OwnedFd, OsString)>,
+}
+
+fn ioe(shown: &str, what: &str, e: impl Into<io::Error>) -> SourceError {
+    SourceError::Io {
+        path: shown.to_string(),
+        root: "destination".into(),
+        source: io::Error::other(format!("{what}: {}", e.into())),
+    }
+}
+
+impl TreeWriter<'_> {
+    fn ids(&self, st: &Stat) -> (u32, u32) {
+        match self.owner {
+            Owner::Fixed(u, g) => (u, g),
+            Owner::Preserve => (st.st_uid, st.st_gid),
+        }
+    }
+
+    fn mode(&self, st: &Stat, is_dir: bool) -> u32 {
+        let m = st.st_mode & 0o7777;
+        self.chmod.map_or(m, |c| c.apply(m, is_dir))
+    }
+
+    /// The directory and name an entry `rel` goes to.
+    fn place<'b>(&'b self, rel: &'b str) -> (BorrowedFd<'b>, &'b OsStr, String) {
+        if rel.is_empty() {
+            return (self.top_dir, self.top_name, self.shown.to_string());
+        }
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        let (_, dir) = self.stack.last().expect("a parent directory is open");
+        (
+            dir.as_fd(),
+            OsStr::new(name),
+            format!("{}/{}", self.shown.trim_end_matches('/'), rel),
+        )
+    }
+
+    /// Removes whatever non-directory is at `name`; refuses a directory.
+    fn clear_for_file(dir: BorrowedFd<'_>, name: &OsStr, shown: &str) -> Result<(), SourceError> {
+        match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => Err(ioe(
+                shown,
+                "copy",
+                io::Error::other("cannot replace a directory with a non-directory"),
+            )),
+            Ok(_) => unlinkat(dir, name, AtFlags::empty()).map_err(|e| ioe(shown, "remove", e)),
+            Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(ioe(shown, "stat", e)),
+        }
+    }
+
+    fn write_file(&mut self, e: &Entry<'_>, rel: &str) -> Result<(), SourceError> {
+        let (dir, name, shown) = self.place(rel);
+        let dir = rustix::io::dup(dir).map_err(|err| ioe(&shown, "dup", err))?;
+        let name = name.to_os_string();
+        Self::clear_for_file(dir.as_fd(), &name, &shown)?;
+        if e.stat.st_nlink > 1 {
+            if let Some((first_dir, first_name)) = self.links.get(&(e.stat.st_dev, e.stat.st_ino)) {
+                linkat(first_dir, first_name, &dir, &name, AtFlags::empty())
+                    .map_err(|err| ioe(&shown, "hardlink", err))?;
+                self.stats.hardlinks += 1;
+                return Ok(());
+            }
+        }
+        let src =
+            e.at.open_read()
+                .map_err(|err| ioe(&shown, "open source", err))?;
+        let dst = openat(
+            &dir,
+            &name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|err| ioe(&shown, "create", err))?;
+        let mut r = std::fs::File::from(src);
+        let mut w = std::fs::File::from(dst);
+        // std uses copy_file_range/sendfile where it can.
+        let n = io::copy(&mut r, &mut w).map_err(|err| ioe(&shown, "write", err))?;
+        let (uid, gid) = self.ids(e.stat);
+        set_owner_mode(w.as_fd(), uid, gid, self.mode(e.stat, false))
+            .map_err(|err| ioe(&shown, "set owner and mode", err))?;
+        drop(w);
+        set_mtime_at(dir.as_fd(), &name, Some(mtime(e.stat)))
+            .map_err(|err| ioe(&shown, "set mtime", err))?;
+        self.stats.files += 1;
+        self.stats.bytes += n;
+        if e.stat.st_nlink > 1 {
+            self.links
+                .insert((e.stat.st_dev, e.stat.st_ino), (dir, name));
+        }
+        Ok(())
+    }
+
+    fn write_symlink(
+        &mut self,
+        e: &Entry<'_>,
+        rel: &str,
+        target: &OsStr,
+    ) -> Result<(), SourceError> {
+        let (dir, name, shown) = self.place(rel);
+        Self::clear_for_file(dir, name, &shown)?;
+        symlinkat(target, dir, name).map_err(|err| ioe(&shown, "symlink", err))?;
+        let (uid, gid) = self.ids(e.stat);
+        lchown_at(dir, name, uid, gid).map_err(|err| ioe(&shown, "chown symlink", err))?;
+        set_mtime_at(dir, name, Some(mtime(e.stat)))
+            .map_err(|err| ioe(&shown, "set mtime", err))?;
+        self.stats.symlinks += 1;
+        Ok(())
+    }
+
+    fn write_special(
+        &mut self,
+        e: &Entry<'_>,
+        rel: &str,
+        ft: FileType,
+        rdev: u64,
+    ) -> Result<(), SourceError> {
+        if ft == FileType::Socket {
+            return Ok(()); // a socket cannot be recreated meaningfully; tar skips them too
+        }
+        let (dir, name, shown) = self.place(rel);
+        Self::clear_for_file(dir, name, &shown)?;
+        let mode = Mode::from_raw_mode(self.mode(e.stat, false));
+        mknodat(dir, name, ft, mode, rdev).map_err(|err| ioe(&shown, "mknod", err))?;
+        let fd = openat(
+            dir,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|err| ioe(&shown, "open", err))?;
+        let (uid, gid) = self.ids(e.stat);
+        // fchown/fchmod do not work on O_PATH fds; go through the proc link.
+        let p = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+        std::os::unix::fs::chown(&p, Some(uid), Some(gid))
+            .map_err(|err| ioe(&shown, "chown", err))?;
+        rustix::fs::chmod(p.as_str(), mode).map_err(|err| ioe(&shown, "chmod", err))?;
+        set_mtime_at(dir, name, Some(mtime(e.stat)))
+            .map_err(|err| ioe(&shown, "set mtime", err))?;
+        self.stats.specials += 1;
+        Ok(())
+    }
+
+    /// Opens (creating if needed) the destination directory for `rel` and
+    /// pushes it on the stack.
+    fn enter_dir(&mut self, e: &Entry<'_>, rel: &str) -> Result<(), SourceError> {
+        if rel.is_empty() {
+            if let Some(into) = self.contents_into {
+                let fd = rustix::io::dup(into).map_err(|err| ioe(self.shown, "dup", err))?;
+                self.stack.push((String::new(), fd));
+                return Ok(());
+            }
+        }
+        let (dir, name, shown) = self.place(rel);
+        let created = match mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
+            Ok(()) => true,
+            Err(rustix::io::Errno::EXIST) => {
+                let st = statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|err| ioe(&shown, "stat", err))?;
+                if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                    return Err(ioe(
+                        &shown,
+                        "copy",
+                        io::Error::other(format!("cannot copy to non-directory: {shown}")),
+                    ));
+                }
+                false
+            }
+            Err(err) => return Err(ioe(&shown, "create directory", err)),
+        };
+        let fd = openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|err| ioe(&shown, "open directory", err))?;
+        if created {
+            let (uid, gid) = self.ids(e.stat);
+            set_owner_mode(fd.as_fd(), uid, gid, self.mode(e.stat, true))
+                .map_err(|err| ioe(&shown, "set owner and mode", err))?;
+            self.stats.dirs += 1;
+        }
+        // Marker: a created directory gets its source mtime on leave.
+        let key = if created {
+            format!("+{rel}")
+        } else {
+            format!("-{rel}")
+        };
+        self.stack.push((key, fd));
+        Ok(())
+    }
+}
+
+fn mtime(st: &Stat) -> (i64, i64) {
+    (st.st_mtime, st.st_mtime_nsec as i64)
+}
+
+impl Visitor for TreeWriter<'_> {
+    fn entry(&mut self, e: &Entry<'_>) -> Result<(), SourceError> {
+        let rel = e.rel.to_string();
+        match e.kind {
+            Kind::Dir => self.enter_dir(e, &rel),
+            Kind::File => self.write_file(e, &rel),
+            Kind::Symlink(t) => self.write_symlink(e, &rel, t),
+            Kind::Special(ft, rdev) => self.write_special(e, &rel, *ft, *rdev),
+        }
+    }
+
+    fn leave_dir(&mut self, e: &Entry<'_>) -> Result<(), SourceError> {
+        let (key, _fd) = self.stack.pop().expect("enter_dir pushed");
+        if key.starts_with('+') {
+            let (dir, name, shown) = self.place(e.rel);
+            set_mtime_at(dir, name, Some(mtime(e.stat)))
+                .map_err(|err| ioe(&shown, "set mtime", err))?;
+        }
+        Ok(())
+    }
+}
