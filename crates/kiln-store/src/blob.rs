@@ -171,6 +171,13 @@ impl BlobWriter {
     /// Verifies the content and moves it into the store. Returns its digest
     /// and size. On any error the temp file is removed.
     pub fn commit(self) -> Result<(Digest, u64)> {
+        self.finish()?.publish()
+    }
+
+    /// Verifies and fsyncs the content but keeps it out of `blobs/` until
+    /// [`PreparedBlob::publish`], so a multi-blob operation (load) can check
+    /// everything before anything becomes visible.
+    pub fn finish(self) -> Result<PreparedBlob> {
         let BlobWriter {
             store,
             expected,
@@ -193,7 +200,45 @@ impl BlobWriter {
                 });
             }
         }
+        Ok(PreparedBlob {
+            store,
+            tmp,
+            digest,
+            size,
+        })
+    }
+}
 
+/// A verified blob still in `ROOT/ingest`; dropped unpublished, it is removed.
+pub struct PreparedBlob {
+    store: Store,
+    tmp: NamedTempFile,
+    digest: Digest,
+    size: u64,
+}
+
+impl PreparedBlob {
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Reopens the verified content for reading.
+    pub fn reopen(&self) -> Result<File> {
+        self.tmp.reopen().ctx("reopening", self.tmp.path())
+    }
+
+    /// Moves the blob into `blobs/` (a no-op if it is already there).
+    pub fn publish(self) -> Result<(Digest, u64)> {
+        let PreparedBlob {
+            store,
+            tmp,
+            digest,
+            size,
+        } = self;
         let _lock = store.lock(false)?;
         store.hold(&digest)?;
         let dest = store.blob_path(&digest);

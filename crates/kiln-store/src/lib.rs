@@ -7,17 +7,20 @@
 //! index.json changes are read-modify-write under an exclusive flock on
 //! `store.lock`, written to a temp file and renamed. See `docs/store.md`.
 
+pub mod archive;
 mod blob;
+mod compress;
 mod error;
 mod fsck;
 mod gc;
 mod image;
+pub mod import;
 mod lease;
 mod meta;
 mod names;
 mod store;
 
-pub use blob::BlobWriter;
+pub use blob::{BlobWriter, PreparedBlob};
 pub use error::{Error, Result};
 pub use fsck::{FsckProblem, FsckReport};
 pub use gc::PruneReport;

@@ -111,11 +111,7 @@ impl Store {
                 "a name with a digest cannot be assigned; use NAME:TAG",
             ));
         }
-        let mut desc = target;
-        let mut ann = desc.annotations().clone().unwrap_or_default();
-        ann.insert(ANNOTATION_IMAGE_NAME.to_string(), reference.to_string());
-        ann.insert(ANNOTATION_REF_NAME.to_string(), reference.to_string());
-        desc.set_annotations(Some(ann));
+        let desc = with_name(target, reference);
         self.update_index(|manifests| {
             // Checked under the lock: prune cannot remove them meanwhile.
             self.check_closure(&desc)?;
@@ -145,15 +141,45 @@ impl Store {
         self.tag(reference, desc)
     }
 
+    /// Gives several images their names (and keeps `unnamed` ones) in one
+    /// index update: all or nothing.
+    pub fn name_images(
+        &self,
+        named: Vec<(Reference, Descriptor)>,
+        unnamed: Vec<Descriptor>,
+    ) -> Result<()> {
+        for (r, _) in &named {
+            if r.digest().is_some() {
+                return Err(Error::invalid(
+                    format!("image name {r}"),
+                    "a name with a digest cannot be assigned; use NAME:TAG",
+                ));
+            }
+        }
+        self.update_index(|manifests| {
+            for (reference, target) in named {
+                self.check_closure(&target)?;
+                let desc = with_name(target, &reference);
+                manifests.retain(|d| name_of(d).as_ref() != Some(&reference));
+                let digest = descriptor_digest(&desc);
+                manifests.retain(|d| !(name_of(d).is_none() && descriptor_digest(d) == digest));
+                manifests.push(desc);
+            }
+            for target in unnamed {
+                self.check_closure(&target)?;
+                let digest = descriptor_digest(&target);
+                if !manifests.iter().any(|d| descriptor_digest(d) == digest) {
+                    manifests.push(without_name(target));
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// Keeps an image in the index without a name (like Docker's
     /// `<none>:<none>`), unless an entry for the same digest exists.
     pub fn add_unnamed(&self, target: Descriptor) -> Result<()> {
-        let mut desc = target;
-        if let Some(mut ann) = desc.annotations().clone() {
-            ann.remove(ANNOTATION_IMAGE_NAME);
-            ann.remove(ANNOTATION_REF_NAME);
-            desc.set_annotations(if ann.is_empty() { None } else { Some(ann) });
-        }
+        let desc = without_name(target);
         self.update_index(|manifests| {
             self.check_closure(&desc)?;
             let digest = descriptor_digest(&desc);
@@ -239,4 +265,21 @@ impl Store {
         let data = self.read_blob(digest)?;
         serde_json::from_slice(&data).map_err(|e| Error::invalid(format!("{what} {digest}"), e))
     }
+}
+
+fn with_name(mut desc: Descriptor, reference: &Reference) -> Descriptor {
+    let mut ann = desc.annotations().clone().unwrap_or_default();
+    ann.insert(ANNOTATION_IMAGE_NAME.to_string(), reference.to_string());
+    ann.insert(ANNOTATION_REF_NAME.to_string(), reference.to_string());
+    desc.set_annotations(Some(ann));
+    desc
+}
+
+fn without_name(mut desc: Descriptor) -> Descriptor {
+    if let Some(mut ann) = desc.annotations().clone() {
+        ann.remove(ANNOTATION_IMAGE_NAME);
+        ann.remove(ANNOTATION_REF_NAME);
+        desc.set_annotations(if ann.is_empty() { None } else { Some(ann) });
+    }
+    desc
 }
