@@ -5,8 +5,8 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 
-use kiln_oci::Digest;
 use crate::hashio::HashingWriter;
+use kiln_oci::Digest;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {

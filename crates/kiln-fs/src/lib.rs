@@ -5,10 +5,21 @@ pub mod apply;
 pub mod compress;
 pub mod context;
 pub mod copy;
-pub mod users;
 mod hashio;
+pub mod layer;
+pub mod mount;
+pub mod snapshot;
+pub mod users;
 
 pub use apply::{
     apply_compressed_layer, apply_layer, apply_layer_with, ApplyError, ApplyMode, ApplyStats,
 };
 pub use kiln_oci::{DiffId, Digest};
+pub use layer::{
+    write_layer_from_compare, write_layer_from_upper, LayerError, LayerInfo, LayerOptions,
+};
+pub use mount::{mount_overlay, mount_overlay_readonly, MountError, MountGuard};
+pub use snapshot::{
+    snapshotter, ActiveSnapshot, CopySnapshotter, OverlaySnapshotter, SnapshotError, Snapshots,
+    Snapshotter,
+};

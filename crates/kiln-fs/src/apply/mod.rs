@@ -14,8 +14,8 @@ use std::collections::HashSet;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use kiln_oci::DiffId;
 use crate::hashio::HashingReader;
+use kiln_oci::DiffId;
 
 pub use name::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 use root::Root;

@@ -1,0 +1,147 @@
+//! The layer-snapshot cache: each image layer extracted once (overlay-lower
+//! form) under `ROOT/snapshots/<chain-id hex>/`, created atomically so that
+//! concurrent builders can race for the same layer safely.
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use kiln_oci::{DiffId, Digest};
+
+use super::{io_at, remove_tree, SnapshotError};
+use crate::apply::{apply_compressed_layer, ApplyMode};
+
+#[derive(Clone, Debug)]
+pub struct Snapshots {
+    root: PathBuf,
+}
+
+const FS: &str = "fs";
+const DIFF_ID: &str = "diff_id";
+
+impl Snapshots {
+    /// Opens (creating) `store_root/snapshots`.
+    pub fn open(store_root: &Path) -> Result<Snapshots, SnapshotError> {
+        let root = store_root.join("snapshots");
+        for d in [root.clone(), root.join("active"), root.join("tmp")] {
+            std::fs::create_dir_all(&d).map_err(io_at(&d))?;
+        }
+        Ok(Snapshots { root })
+    }
+
+    /// `ROOT/snapshots`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub(crate) fn active_dir(&self) -> PathBuf {
+        self.root.join("active")
+    }
+
+    fn dir(&self, chain_id: &Digest) -> PathBuf {
+        self.root.join(chain_id.hex())
+    }
+
+    /// The `fs` dir of the snapshot for `chain_id` if it is complete.
+    pub fn get(&self, chain_id: &Digest) -> Option<PathBuf> {
+        let dir = self.dir(chain_id);
+        dir.join(DIFF_ID).is_file().then(|| dir.join(FS))
+    }
+
+    /// The `fs` dir for `chain_id`, extracting the layer (`open` gives its
+    /// blob, compressed or not) when it is not there yet. The layer's
+    /// diff_id is verified while extracting.
+    pub fn ensure<R: Read>(
+        &self,
+        chain_id: &Digest,
+        diff_id: &DiffId,
+        open: impl FnOnce() -> io::Result<R>,
+    ) -> Result<PathBuf, SnapshotError> {
+        if let Some(fs) = self.get(chain_id) {
+            return Ok(fs);
+        }
+        let staging = self.staging()?;
+        let fs = staging.path().join(FS);
+        create_root_dir(&fs)?;
+        let reader = open().map_err(io_at(&fs))?;
+        let stats = apply_compressed_layer(&fs, reader, ApplyMode::OverlayLower).map_err(|e| {
+            SnapshotError::Extract {
+                chain_id: chain_id.to_string(),
+                diff_id: diff_id.to_string(),
+                source: e,
+            }
+        })?;
+        let actual = stats.diff_id.expect("apply computes the diff_id");
+        if &actual != diff_id {
+            return Err(SnapshotError::DiffIdMismatch {
+                chain_id: chain_id.to_string(),
+                expected: diff_id.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        self.publish(staging, chain_id, diff_id)
+    }
+
+    /// A fresh directory under `tmp/` (removed when dropped unless published).
+    pub(crate) fn staging(&self) -> Result<tempfile::TempDir, SnapshotError> {
+        let tmp = self.tmp_dir();
+        tempfile::Builder::new()
+            .prefix("snap-")
+            .tempdir_in(&tmp)
+            .map_err(io_at(&tmp))
+    }
+
+    /// Moves a complete staging dir (holding `fs/`) into place. When another
+    /// process got there first, ours is discarded and theirs is used.
+    pub(crate) fn publish(
+        &self,
+        staging: tempfile::TempDir,
+        chain_id: &Digest,
+        diff_id: &DiffId,
+    ) -> Result<PathBuf, SnapshotError> {
+        let marker = staging.path().join(DIFF_ID);
+        std::fs::write(&marker, diff_id.to_string()).map_err(io_at(&marker))?;
+        let dest = self.dir(chain_id);
+        let src = staging.keep();
+        match std::fs::rename(&src, &dest) {
+            Ok(()) => Ok(dest.join(FS)),
+            Err(e) if dest.join(DIFF_ID).is_file() => {
+                tracing::debug!("snapshot {chain_id} created concurrently ({e}); using that one");
+                remove_tree(&src)?;
+                Ok(dest.join(FS))
+            }
+            Err(e) => {
+                let _ = remove_tree(&src);
+                Err(io_at(&dest)(e))
+            }
+        }
+    }
+
+    /// Deletes the snapshot for `chain_id` (nothing may be using it).
+    pub fn remove(&self, chain_id: &Digest) -> Result<(), SnapshotError> {
+        let dir = self.dir(chain_id);
+        // Rename first so a half-deleted snapshot never looks complete.
+        let trash = self.staging()?;
+        let to = trash.path().join("old");
+        match std::fs::rename(&dir, &to) {
+            Ok(()) => remove_tree(&to),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_at(&dir)(e)),
+        }
+    }
+}
+
+/// The root directory of a snapshot: 0755, as image root filesystems are
+/// (a layer's own `./` entry is not applied, as in Docker).
+pub(crate) fn create_root_dir(path: &Path) -> Result<(), SnapshotError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .mode(0o755)
+        .create(path)
+        .map_err(io_at(path))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(io_at(path))
+}

@@ -1,0 +1,139 @@
+//! Copy snapshotter, for machines without overlayfs: a step gets a full
+//! copy of its parents' merged tree, and its diff is a comparison with a
+//! pristine copy. Layer snapshots keep the overlay-lower form, so both
+//! snapshotters share the cache; merging them replays each as a tar through
+//! the same safe extractor that applies image layers.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::cache::create_root_dir;
+use super::{io_at, remove_tree, ActiveSnapshot, SnapshotError, Snapshots, Snapshotter};
+use crate::apply::{apply_layer_with, ApplyMode};
+use crate::layer::{write_layer_from_compare, write_layer_from_upper, LayerInfo, LayerOptions};
+
+pub struct CopySnapshotter {
+    snapshots: Snapshots,
+}
+
+impl CopySnapshotter {
+    pub fn new(snapshots: Snapshots) -> Self {
+        CopySnapshotter { snapshots }
+    }
+}
+
+fn lower(active: &ActiveSnapshot) -> PathBuf {
+    active.dir.join("lower")
+}
+
+/// Applies the overlay-form tree `src` onto `dst` (whiteouts delete,
+/// opaque dirs are emptied first), streaming a tar between two threads.
+pub(crate) fn replay(src: &Path, dst: &Path, mode: ApplyMode) -> Result<(), SnapshotError> {
+    let (r, w) = rustix::pipe::pipe().map_err(|e| io_at(src)(e.into()))?;
+    let src_owned = src.to_path_buf();
+    let writer = std::thread::spawn(move || {
+        let mut out = BufWriter::with_capacity(256 * 1024, File::from(w));
+        let res = write_layer_from_upper(&src_owned, &mut out, &LayerOptions::default());
+        let flushed = out.flush();
+        res.map(|_| ())
+            .map_err(SnapshotError::from)
+            .and_then(|()| flushed.map_err(|e| io_at(&src_owned)(e)))
+    });
+    let applied = apply_layer_with(dst, File::from(r), mode);
+    let written = writer.join().unwrap_or_else(|_| {
+        Err(io_at(src)(std::io::Error::other(
+            "tar writer thread panicked",
+        )))
+    });
+    // The reader's error explains a writer's broken pipe, so it goes first.
+    applied?;
+    written
+}
+
+impl Snapshotter for CopySnapshotter {
+    fn name(&self) -> &'static str {
+        "copy"
+    }
+
+    fn prepare(&self, parents: &[PathBuf]) -> Result<ActiveSnapshot, SnapshotError> {
+        let active = self.snapshots.active_dir();
+        let dir = tempfile::Builder::new()
+            .prefix("copy-")
+            .tempdir_in(&active)
+            .map_err(io_at(&active))?
+            .keep();
+        let snap = ActiveSnapshot {
+            rootfs: dir.join("rootfs"),
+            dir,
+            mount: None,
+        };
+        let res = (|| {
+            create_root_dir(&lower(&snap))?;
+            create_root_dir(&snap.rootfs)?;
+            for layer in parents.iter().rev() {
+                replay(layer, &lower(&snap), ApplyMode::Merge)?;
+            }
+            replay(&lower(&snap), &snap.rootfs, ApplyMode::Merge)
+        })();
+        match res {
+            Ok(()) => Ok(snap),
+            Err(e) => {
+                let _ = remove_tree(&snap.dir);
+                Err(e)
+            }
+        }
+    }
+
+    fn diff(
+        &self,
+        active: &ActiveSnapshot,
+        out: &mut dyn Write,
+        opts: &LayerOptions,
+    ) -> Result<LayerInfo, SnapshotError> {
+        Ok(write_layer_from_compare(
+            &lower(active),
+            &active.rootfs,
+            out,
+            opts,
+        )?)
+    }
+
+    fn commit(
+        &self,
+        active: &mut ActiveSnapshot,
+        chain_id: &kiln_oci::Digest,
+        diff_id: &kiln_oci::DiffId,
+    ) -> Result<PathBuf, SnapshotError> {
+        if let Some(fs) = self.snapshots.get(chain_id) {
+            return Ok(fs);
+        }
+        let staging = self.snapshots.staging()?;
+        let tar_path = staging.path().join("layer.tar");
+        {
+            let f = File::create(&tar_path).map_err(io_at(&tar_path))?;
+            let mut out = BufWriter::new(f);
+            write_layer_from_compare(
+                &lower(active),
+                &active.rootfs,
+                &mut out,
+                &LayerOptions::default(),
+            )?;
+            out.flush().map_err(io_at(&tar_path))?;
+        }
+        let fs = staging.path().join("fs");
+        create_root_dir(&fs)?;
+        let f = File::open(&tar_path).map_err(io_at(&tar_path))?;
+        apply_layer_with(&fs, std::io::BufReader::new(f), ApplyMode::OverlayLower)?;
+        std::fs::remove_file(&tar_path).map_err(io_at(&tar_path))?;
+        self.snapshots.publish(staging, chain_id, diff_id)
+    }
+
+    fn remove(&self, active: ActiveSnapshot) -> Result<(), SnapshotError> {
+        remove_tree(&active.dir)
+    }
+
+    fn snapshots(&self) -> &Snapshots {
+        &self.snapshots
+    }
+}

@@ -1,0 +1,164 @@
+//! Snapshots: image layers extracted once and shared, and writable root
+//! filesystems for build steps on top of them.
+//!
+//! Layout under the store root (`ROOT/snapshots/`):
+//! - `<chain-id hex>/fs` — one layer's content in overlay-lower form
+//!   (whiteouts as 0/0 char devices, opaque dirs marked with
+//!   `trusted.overlay.opaque=y`), `<chain-id hex>/diff_id` — its diff_id.
+//! - `active/<id>/` — a step's writable snapshot (backend specific).
+//! - `tmp/` — extractions in progress, renamed into place when complete.
+//!
+//! Lifecycle of a step with a [`Snapshotter`]:
+//! `prepare(parents)` → run the step in `active.rootfs()` → `diff(active,
+//! out)` (the layer tar) → optionally `commit(active, chain_id, diff_id)` to
+//! keep the result as a layer snapshot for later steps → `remove(active)`.
+
+mod cache;
+mod copy;
+mod overlay;
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+pub use cache::Snapshots;
+pub use copy::CopySnapshotter;
+pub use overlay::OverlaySnapshotter;
+
+use crate::apply::ApplyError;
+use crate::layer::{LayerError, LayerInfo, LayerOptions};
+use crate::mount::{MountError, MountGuard};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot I/O at {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("extract layer {diff_id} into snapshot {chain_id}: {source}")]
+    Extract {
+        chain_id: String,
+        diff_id: String,
+        source: ApplyError,
+    },
+    #[error("layer for snapshot {chain_id} has diff_id {actual}, expected {expected}")]
+    DiffIdMismatch {
+        chain_id: String,
+        expected: String,
+        actual: String,
+    },
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("KILN_SNAPSHOTTER={0:?} is not one of: overlay, copy")]
+    UnknownBackend(String),
+    #[error("overlay snapshotter requested but overlay mounts do not work here (needs root, overlayfs and a non-overlay filesystem under {0})")]
+    OverlayUnavailable(PathBuf),
+}
+
+pub(crate) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A writable root filesystem prepared for one step.
+#[derive(Debug)]
+pub struct ActiveSnapshot {
+    /// `ROOT/snapshots/active/<id>`: everything of this snapshot lives here.
+    pub(crate) dir: PathBuf,
+    pub(crate) rootfs: PathBuf,
+    pub(crate) mount: Option<MountGuard>,
+}
+
+impl ActiveSnapshot {
+    /// The merged root filesystem the step sees and writes.
+    pub fn rootfs(&self) -> &Path {
+        &self.rootfs
+    }
+    /// The snapshot's private directory (backend specific layout).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Makes writable root filesystems over layer snapshots and turns what a
+/// step changed into a layer.
+///
+/// ```text
+/// let active = s.prepare(&[top_layer_fs, ..., bottom_layer_fs])?;
+/// /* run the step with active.rootfs() as its root */
+/// let info = s.diff(&active, &mut tar_out, &opts)?;
+/// let snap = s.commit(&active, &chain_id, &info.diff_id)?; // optional
+/// s.remove(active)?;
+/// ```
+pub trait Snapshotter: Send + Sync {
+    /// `"overlay"` or `"copy"`.
+    fn name(&self) -> &'static str;
+    /// A writable root filesystem over `parents`: layer snapshot `fs` dirs
+    /// from [`Snapshots::ensure`], top-most first. Empty for `FROM scratch`.
+    fn prepare(&self, parents: &[PathBuf]) -> Result<ActiveSnapshot, SnapshotError>;
+    /// Writes the step's changes as an uncompressed layer tar.
+    fn diff(
+        &self,
+        active: &ActiveSnapshot,
+        out: &mut dyn Write,
+        opts: &LayerOptions,
+    ) -> Result<LayerInfo, SnapshotError>;
+    /// Keeps the step's changes as the layer snapshot for `chain_id` (whose
+    /// layer has `diff_id`, from `diff` with the same options) and returns its
+    /// `fs` dir. The active snapshot must still be removed afterwards.
+    fn commit(
+        &self,
+        active: &mut ActiveSnapshot,
+        chain_id: &kiln_oci::Digest,
+        diff_id: &kiln_oci::DiffId,
+    ) -> Result<PathBuf, SnapshotError>;
+    /// Unmounts and deletes the active snapshot.
+    fn remove(&self, active: ActiveSnapshot) -> Result<(), SnapshotError>;
+    /// The layer-snapshot cache this snapshotter works in.
+    fn snapshots(&self) -> &Snapshots;
+}
+
+/// The snapshotter for this machine: `KILN_SNAPSHOTTER=overlay|copy` if
+/// set, else overlay when a probe mount works (probed once per process),
+/// else copy.
+pub fn snapshotter(snapshots: Snapshots) -> Result<Box<dyn Snapshotter>, SnapshotError> {
+    let want = std::env::var("KILN_SNAPSHOTTER").ok();
+    match want.as_deref() {
+        Some("overlay") => {
+            if !overlay_works(&snapshots) {
+                return Err(SnapshotError::OverlayUnavailable(
+                    snapshots.root().to_path_buf(),
+                ));
+            }
+            Ok(Box::new(OverlaySnapshotter::new(snapshots)))
+        }
+        Some("copy") => Ok(Box::new(CopySnapshotter::new(snapshots))),
+        Some("") | None => {
+            if overlay_works(&snapshots) {
+                Ok(Box::new(OverlaySnapshotter::new(snapshots)))
+            } else {
+                tracing::info!("overlay mounts unavailable; using the copy snapshotter");
+                Ok(Box::new(CopySnapshotter::new(snapshots)))
+            }
+        }
+        Some(other) => Err(SnapshotError::UnknownBackend(other.to_string())),
+    }
+}
+
+fn overlay_works(snapshots: &Snapshots) -> bool {
+    static PROBE: OnceLock<bool> = OnceLock::new();
+    *PROBE.get_or_init(|| crate::mount::probe_overlay(&snapshots.tmp_dir()))
+}
+
+/// Removes a directory tree that may hold read-only directories.
+pub(crate) fn remove_tree(path: &Path) -> Result<(), SnapshotError> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_at(path)(e)),
+    }
+}

@@ -1,0 +1,113 @@
+//! Overlay snapshotter: layer snapshots are the lower dirs, a step writes to
+//! a fresh upper dir, and the upper dir is the diff.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use super::cache::create_root_dir;
+use super::{io_at, remove_tree, ActiveSnapshot, SnapshotError, Snapshots, Snapshotter};
+use crate::layer::{write_layer_from_upper, LayerInfo, LayerOptions};
+use crate::mount::mount_overlay;
+
+pub struct OverlaySnapshotter {
+    snapshots: Snapshots,
+}
+
+impl OverlaySnapshotter {
+    pub fn new(snapshots: Snapshots) -> Self {
+        OverlaySnapshotter { snapshots }
+    }
+}
+
+fn upper(active: &ActiveSnapshot) -> PathBuf {
+    active.dir.join("upper")
+}
+
+impl Snapshotter for OverlaySnapshotter {
+    fn name(&self) -> &'static str {
+        "overlay"
+    }
+
+    fn prepare(&self, parents: &[PathBuf]) -> Result<ActiveSnapshot, SnapshotError> {
+        let active = self.snapshots.active_dir();
+        let dir = tempfile::Builder::new()
+            .prefix("ovl-")
+            .tempdir_in(&active)
+            .map_err(io_at(&active))?
+            .keep();
+        let mut snap = ActiveSnapshot {
+            rootfs: dir.join("upper"),
+            dir,
+            mount: None,
+        };
+        let res = (|| {
+            create_root_dir(&upper(&snap))?;
+            if parents.is_empty() {
+                // FROM scratch: nothing to merge, the upper dir is the root.
+                return Ok(());
+            }
+            for d in ["work", "merged"] {
+                let p = snap.dir.join(d);
+                std::fs::create_dir(&p).map_err(io_at(&p))?;
+            }
+            let merged = snap.dir.join("merged");
+            snap.mount = Some(mount_overlay(
+                parents,
+                &upper(&snap),
+                &snap.dir.join("work"),
+                &merged,
+            )?);
+            snap.rootfs = merged;
+            Ok(())
+        })();
+        match res {
+            Ok(()) => Ok(snap),
+            Err(e) => {
+                let _ = self.remove(snap);
+                Err(e)
+            }
+        }
+    }
+
+    fn diff(
+        &self,
+        active: &ActiveSnapshot,
+        out: &mut dyn Write,
+        opts: &LayerOptions,
+    ) -> Result<LayerInfo, SnapshotError> {
+        Ok(write_layer_from_upper(&upper(active), out, opts)?)
+    }
+
+    fn commit(
+        &self,
+        active: &mut ActiveSnapshot,
+        chain_id: &kiln_oci::Digest,
+        diff_id: &kiln_oci::DiffId,
+    ) -> Result<PathBuf, SnapshotError> {
+        if let Some(fs) = self.snapshots.get(chain_id) {
+            return Ok(fs);
+        }
+        // The upper dir already is an overlay lower dir (whiteouts and
+        // opaque markers in overlay form); it moves into the cache once
+        // nothing has it mounted.
+        if let Some(m) = active.mount.take() {
+            m.unmount()?;
+        }
+        let staging = self.snapshots.staging()?;
+        let from = upper(active);
+        let to = staging.path().join("fs");
+        std::fs::rename(&from, &to).map_err(io_at(&from))?;
+        self.snapshots.publish(staging, chain_id, diff_id)
+    }
+
+    fn remove(&self, mut active: ActiveSnapshot) -> Result<(), SnapshotError> {
+        if let Some(m) = active.mount.take() {
+            m.unmount()?;
+        }
+        remove_tree(&active.dir)
+    }
+
+    fn snapshots(&self) -> &Snapshots {
+        &self.snapshots
+    }
+}
