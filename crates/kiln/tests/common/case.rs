@@ -8,7 +8,6 @@ use serde::Deserialize;
 
 use super::archive::Image;
 use super::compare::Ignore;
-use super::tree::Kind;
 
 #[derive(Deserialize, Default, Debug)]
 #[serde(deny_unknown_fields)]
@@ -149,7 +148,10 @@ impl Case {
             return Err(format!("{}: no Dockerfile", self.name));
         }
         if !self.spec.docker.builds && self.spec.docker.reason.is_none() {
-            return Err(format!("{}: docker.builds = false needs a reason", self.name));
+            return Err(format!(
+                "{}: docker.builds = false needs a reason",
+                self.name
+            ));
         }
         if !self.spec.docker.builds
             && self.spec.expect.path.is_empty()
@@ -258,12 +260,15 @@ fn check_path(image: &Image, e: &PathExpect, out: &mut Vec<String>) {
     }
     if let Some(target) = &e.target {
         if entry.link.as_deref() != Some(target.as_str()) {
-            out.push(format!("{}: expected link to {target}, found {entry}", e.path));
+            out.push(format!(
+                "{}: expected link to {target}, found {entry}",
+                e.path
+            ));
         }
     }
     if let Some(content) = &e.content {
-        let got = image.tree.small.get(&e.path);
-        if entry.kind != Kind::File || got.map(Vec::as_slice) != Some(content.as_bytes()) {
+        let got = entry.content.as_deref();
+        if got.map(Vec::as_slice) != Some(content.as_bytes()) {
             out.push(format!(
                 "{}: expected contents {content:?}, found {:?}",
                 e.path,

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::archive::Image;
-use super::tree::{Entry, Kind, Tree};
+use super::tree::{Entry, Tree};
 
 /// The `config` fields compared. `Shell` is included because `SHELL` is
 /// recorded there and images built FROM this one inherit it.
@@ -71,7 +71,14 @@ pub fn compare(
             ));
         }
     }
-    compare_trees(left_name, &left.tree, right_name, &right.tree, ignore, &mut out);
+    compare_trees(
+        left_name,
+        &left.tree,
+        right_name,
+        &right.tree,
+        ignore,
+        &mut out,
+    );
     out
 }
 
@@ -116,7 +123,7 @@ fn compare_trees(
             (None, Some(r)) => out.push(format!("{path}: only in {rn} ({r})")),
             (Some(l), Some(r)) if l != r => {
                 out.push(format!("{path}: {ln}={l}, {rn}={r}"));
-                if let Some(hint) = content_hint(left, right, path, l, r) {
+                if let Some(hint) = content_hint(l, r) {
                     out.push(hint);
                 }
             }
@@ -139,11 +146,11 @@ fn compare_trees(
 }
 
 /// For small text files that differ in content, the two contents.
-fn content_hint(left: &Tree, right: &Tree, path: &str, l: &Entry, r: &Entry) -> Option<String> {
-    if l.kind != Kind::File || r.kind != Kind::File || l.sha256 == r.sha256 {
+fn content_hint(l: &Entry, r: &Entry) -> Option<String> {
+    let (a, b) = (l.content.as_ref()?, r.content.as_ref()?);
+    if a == b || a.len() > 4096 || b.len() > 4096 {
         return None;
     }
-    let (a, b) = (left.small.get(path)?, right.small.get(path)?);
     let text = |d: &[u8]| {
         let s = String::from_utf8_lossy(d);
         let s: String = s.chars().take(300).collect();

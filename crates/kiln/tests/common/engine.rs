@@ -91,7 +91,10 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Result<String, String> {
                 Some(s) => format!("failed ({s})"),
                 None => format!("timed out after {}s", timeout.as_secs()),
             };
-            Err(format!("{what} {why}\n{}", tail(&format!("{stdout}{stderr}"), 25)))
+            Err(format!(
+                "{what} {why}\n{}",
+                tail(&format!("{stdout}{stderr}"), 25)
+            ))
         }
     }
 }
@@ -173,8 +176,7 @@ impl Kiln {
         ] {
             let mut cmd = self.cmd();
             cmd.arg("import").arg(&tar).arg(name);
-            run(&mut cmd, BUILD_TIMEOUT)
-                .map_err(|e| format!("importing {name} into kiln: {e}"))?;
+            run(&mut cmd, BUILD_TIMEOUT).map_err(|e| format!("importing {name} into kiln: {e}"))?;
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Read;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -43,8 +44,9 @@ pub struct Entry {
     pub gid: u64,
     /// Size of a regular file's contents; 0 for everything else.
     pub size: u64,
-    /// SHA-256 of a regular file's contents (hex).
-    pub sha256: Option<String>,
+    /// A regular file's contents. Kept whole and compared byte for byte:
+    /// hashing in an unoptimised test build is far slower than `memcmp`.
+    pub content: Option<Arc<Vec<u8>>>,
     /// Symlink target.
     pub link: Option<String>,
     /// Device numbers of a char/block device.
@@ -61,9 +63,9 @@ impl fmt::Display for Entry {
             self.uid,
             self.gid
         )?;
-        if self.kind == Kind::File {
-            let sha = self.sha256.as_deref().unwrap_or("?");
-            write!(f, " {} bytes sha256:{}", self.size, &sha[..sha.len().min(12)])?;
+        if let Some(content) = &self.content {
+            let sha = hex::encode(Sha256::digest(content.as_slice()));
+            write!(f, " {} bytes sha256:{}", self.size, &sha[..12])?;
         }
         if let Some(link) = &self.link {
             write!(f, " -> {link}")?;
@@ -77,20 +79,14 @@ impl fmt::Display for Entry {
 
 /// A root filesystem: normalised absolute paths (`/etc/passwd`, the root
 /// itself excluded) to entries, plus which regular files are hard links of
-/// each other and the contents of small files (for readable diffs and
-/// expectations).
+/// each other.
 #[derive(Default, Debug)]
 pub struct Tree {
     pub entries: BTreeMap<String, Entry>,
     /// Hard-link identity: path → inode number local to this tree.
     inode: BTreeMap<String, u64>,
     next_inode: u64,
-    /// Contents of regular files up to `SMALL` bytes.
-    pub small: BTreeMap<String, Vec<u8>>,
 }
-
-/// Files up to this size keep their bytes for diffs and expectations.
-const SMALL: u64 = 64 * 1024;
 
 /// Turns a tar member name into `/a/b` form (`None` for the root itself).
 pub fn normalise(name: &str) -> Option<String> {
@@ -200,7 +196,7 @@ impl Tree {
                             uid,
                             gid,
                             size: 0,
-                            sha256: None,
+                            content: None,
                             link: if kind == Kind::Symlink { link } else { None },
                             device,
                         },
@@ -224,14 +220,11 @@ impl Tree {
                         uid,
                         gid,
                         size: data.len() as u64,
-                        sha256: Some(hex::encode(Sha256::digest(&data))),
+                        content: Some(Arc::new(data)),
                         link: None,
                         device: None,
                     };
                     self.insert(&path, entry);
-                    if data.len() as u64 <= SMALL {
-                        self.small.insert(path, data);
-                    }
                 }
                 Member::HardLink(path, target) => {
                     let entry = self
@@ -239,13 +232,9 @@ impl Tree {
                         .get(&target)
                         .cloned()
                         .ok_or_else(|| format!("{path}: hard link to missing {target}"))?;
-                    let data = self.small.get(&target).cloned();
                     let inode = self.inode_of(&target);
                     self.insert(&path, entry);
-                    self.inode.insert(path.clone(), inode);
-                    if let Some(data) = data {
-                        self.small.insert(path, data);
-                    }
+                    self.inode.insert(path, inode);
                 }
                 Member::Other(path, entry) => self.insert(&path, entry),
             }
@@ -277,7 +266,6 @@ impl Tree {
         }
         for k in doomed {
             self.entries.remove(&k);
-            self.small.remove(&k);
             self.inode.remove(&k);
         }
     }
@@ -305,7 +293,6 @@ impl Tree {
         if replaces_dir {
             self.remove(path, false);
         }
-        self.small.remove(path);
         self.inode.remove(path);
         self.entries.insert(path.to_string(), entry);
     }
@@ -336,7 +323,7 @@ fn implicit_dir() -> Entry {
         uid: 0,
         gid: 0,
         size: 0,
-        sha256: None,
+        content: None,
         link: None,
         device: None,
     }
