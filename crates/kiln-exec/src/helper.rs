@@ -13,6 +13,7 @@
 //! one (`kiln run`) first gets the signal forwarded, and is killed on the
 //! second.
 
+mod loopback;
 mod runc;
 mod wait;
 mod workload;

@@ -3,13 +3,13 @@
 //! result into the `run` result. Also the registry of running helpers that
 //! [`cancel_all`] signals.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio as ProcStdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
@@ -46,6 +46,19 @@ pub fn cancel_all() {
     for pid in &reg.helpers {
         let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGUSR1);
     }
+}
+
+/// One lock per root filesystem: runs over the same rootfs take turns,
+/// because each creates and removes the same mountpoints (`/etc/hosts`) and
+/// removing one under a running container would unmount it there.
+static ROOTFS_LOCKS: Mutex<BTreeMap<PathBuf, Arc<Mutex<()>>>> = Mutex::new(BTreeMap::new());
+
+fn rootfs_lock(rootfs: &Path) -> Arc<Mutex<()>> {
+    let key = fs::canonicalize(rootfs).unwrap_or_else(|_| rootfs.to_path_buf());
+    let mut locks = ROOTFS_LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+    // Forget locks nobody holds any more.
+    locks.retain(|_, l| Arc::strong_count(l) > 1);
+    locks.entry(key).or_default().clone()
 }
 
 pub(crate) struct HelperExecutor {
@@ -107,6 +120,8 @@ impl crate::Executor for HelperExecutor {
                 id: spec.id.clone(),
             });
         }
+        let lock = rootfs_lock(&spec.rootfs);
+        let _turn = lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut bundle = Bundle::create(&self.bundles, spec)?;
         stale::write_owner(&bundle.dir, self.backend)?;
         let result = self.run_bundle(&bundle.dir, spec, output);

@@ -128,6 +128,13 @@ fn start_and_wait(r: &Request, container: &mut Container) -> Outcome {
     if kill_requested(r.interactive) {
         return Outcome::Cancelled;
     }
+    if let Some(pid) = container.pid() {
+        if let Err(e) = super::loopback::up_in(pid) {
+            return Outcome::Failed(format!(
+                "setting up the container's loopback interface: {e}"
+            ));
+        }
+    }
     if let Err(e) = container.start() {
         return failure("starting container", chain(&e));
     }

@@ -63,6 +63,8 @@ pub fn setup(runtime: Runtime) -> Option<Env> {
         .status()
         .unwrap();
     assert!(status.success(), "extracting the busybox rootfs");
+    // The tar's root entry is 0700 (mktemp -d); an image root is 0755.
+    std::fs::set_permissions(&rootfs, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let exec = executor_with(ExecutorOptions {
         runtime: runtime.clone(),
         state_dir: dir.path().join("state"),
