@@ -1,0 +1,330 @@
+//! Pull: resolve the reference (choosing the platform's manifest from an
+//! index), stream every missing blob into the store's verifying ingest in
+//! parallel, then store the manifest and name the image.
+//!
+//! The store is changed only by complete, verified blobs; the name is added
+//! last, so a failed pull leaves no image behind (blobs it did finish are
+//! unnamed and go with the next prune).
+
+use std::io::Write;
+
+use futures_util::{StreamExt, TryStreamExt};
+use kiln_oci::oci_spec::image::{Descriptor, ImageManifest};
+use kiln_oci::{Digest, Platform, Reference};
+use kiln_store::Store;
+
+use crate::client::{oci_digest_reference, oci_reference, Client, Session};
+use crate::error::{Error, Result};
+use crate::manifest::{self, Parsed};
+use crate::progress::{BlobKind, Event, Progress};
+use crate::retry::{classify, retry, Context, Failure};
+
+/// What a pull stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledImage {
+    /// The name the image got in the store (the reference pulled).
+    pub reference: Reference,
+    /// Digest of the platform's image manifest (the one stored and named).
+    pub manifest_digest: Digest,
+    /// Media type of that manifest (OCI or Docker schema 2).
+    pub media_type: String,
+    /// Digest of the index or manifest list the reference pointed at, if it
+    /// was one.
+    pub index_digest: Option<Digest>,
+    pub config_digest: Digest,
+    pub layers: Vec<Digest>,
+    /// Bytes downloaded (blobs the store already had are not counted).
+    pub downloaded: u64,
+}
+
+impl Client {
+    /// Pulls `reference` for `platform` into `store` and names it there as
+    /// `reference` (a reference by digest is kept unnamed, as Docker does).
+    pub async fn pull(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        platform: &Platform,
+        progress: &dyn Progress,
+    ) -> Result<PulledImage> {
+        let registry = reference.registry();
+        let repository = reference.repository();
+        let name = reference.to_string();
+        let session = self.session(registry, progress).await?;
+
+        let top = match reference.digest() {
+            Some(d) => oci_digest_reference(registry, repository, d),
+            None => oci_reference(registry, repository, reference.tag().unwrap_or("latest"))?,
+        };
+        let bytes = fetch_manifest(&session, &top, registry, &name, progress).await?;
+        let top_digest = Digest::sha256(&bytes);
+        if let Some(want) = reference.digest() {
+            if *want != top_digest {
+                return Err(Error::DigestMismatch {
+                    what: "manifest",
+                    name,
+                    digest: *want,
+                    actual: top_digest.to_string(),
+                });
+            }
+        }
+
+        let (manifest_bytes, index_digest) = match manifest::parse(&bytes, &name)? {
+            Parsed::Image(_) => (bytes, None),
+            Parsed::Index(index) => {
+                let child = manifest::select(&index, platform, &name)?;
+                let child_digest = manifest::descriptor_digest(child, &name)?;
+                let child_ref = oci_digest_reference(registry, repository, &child_digest);
+                let child_name = format!("{}@{child_digest}", reference.name());
+                let child_bytes =
+                    fetch_manifest(&session, &child_ref, registry, &child_name, progress).await?;
+                let actual = Digest::sha256(&child_bytes);
+                if actual != child_digest {
+                    return Err(Error::DigestMismatch {
+                        what: "manifest",
+                        name: child_name,
+                        digest: child_digest,
+                        actual: actual.to_string(),
+                    });
+                }
+                (child_bytes, Some(top_digest))
+            }
+        };
+        let manifest_digest = Digest::sha256(&manifest_bytes);
+        let media_type = manifest::media_type_of(&manifest_bytes, &name)?;
+        let image = match manifest::parse(&manifest_bytes, &name)? {
+            Parsed::Image(m) => m,
+            Parsed::Index(_) => {
+                return Err(Error::BadManifest {
+                    reference: name,
+                    cause: "an index entry points at another index".into(),
+                })
+            }
+        };
+        progress.event(Event::Resolved {
+            reference: name.clone(),
+            manifest: manifest_digest,
+        });
+
+        let blobs = blob_list(&image, &name)?;
+        for b in &blobs {
+            progress.event(Event::Waiting {
+                digest: b.digest,
+                kind: b.kind,
+                size: b.size,
+            });
+        }
+        let blob_ref = oci_reference(registry, repository, "latest")?;
+        let cx = Context {
+            registry,
+            name: &name,
+            action: "pull",
+        };
+        let downloaded: Vec<u64> = futures_util::stream::iter(blobs.iter())
+            .map(|b| fetch_blob(&session, store, &blob_ref, b, &cx, progress))
+            .buffer_unordered(self.concurrency())
+            .try_collect()
+            .await?;
+
+        let stored = store.write_blob(&manifest_bytes)?;
+        debug_assert_eq!(stored, manifest_digest);
+        let desc = Descriptor::new(
+            media_type.as_str().into(),
+            manifest_bytes.len() as u64,
+            oci_digest(&manifest_digest),
+        );
+        if reference.digest().is_some() {
+            store.add_unnamed(desc)?;
+        } else {
+            store.tag(reference, desc)?;
+        }
+        progress.event(Event::Manifest {
+            digest: manifest_digest,
+        });
+        Ok(PulledImage {
+            reference: reference.clone(),
+            manifest_digest,
+            media_type,
+            index_digest,
+            config_digest: blobs[0].digest,
+            layers: image
+                .layers()
+                .iter()
+                .map(|l| manifest::descriptor_digest(l, &name))
+                .collect::<Result<_>>()?,
+            downloaded: downloaded.iter().sum(),
+        })
+    }
+}
+
+pub(crate) fn oci_digest(d: &Digest) -> kiln_oci::oci_spec::image::Digest {
+    d.to_string()
+        .parse()
+        .expect("a kiln digest is a valid OCI digest")
+}
+
+/// One blob to move.
+pub(crate) struct Blob {
+    pub digest: Digest,
+    pub size: u64,
+    pub kind: BlobKind,
+}
+
+/// Config first, then layers, each digest once (an image may repeat a layer).
+pub(crate) fn blob_list(image: &ImageManifest, name: &str) -> Result<Vec<Blob>> {
+    let mut out: Vec<Blob> = Vec::new();
+    let config = image.config();
+    out.push(Blob {
+        digest: manifest::descriptor_digest(config, name)?,
+        size: config.size(),
+        kind: BlobKind::Config,
+    });
+    for l in image.layers() {
+        let digest = manifest::descriptor_digest(l, name)?;
+        if !out.iter().any(|b| b.digest == digest) {
+            out.push(Blob {
+                digest,
+                size: l.size(),
+                kind: BlobKind::Layer,
+            });
+        }
+    }
+    Ok(out)
+}
+
+async fn fetch_manifest(
+    session: &Session,
+    reference: &oci_client::Reference,
+    registry: &str,
+    name: &str,
+    progress: &dyn Progress,
+) -> Result<Vec<u8>> {
+    let cx = Context {
+        registry,
+        name,
+        action: "pull",
+    };
+    retry(
+        || async {
+            let (bytes, _) = session
+                .oci
+                .pull_manifest_raw(reference, &session.auth, manifest::ACCEPTED)
+                .await
+                .map_err(|e| classify(e, &cx))?;
+            Ok(bytes.to_vec())
+        },
+        |attempt, e| {
+            progress.event(Event::Retrying {
+                digest: None,
+                attempt,
+                cause: e.to_string(),
+            })
+        },
+    )
+    .await
+}
+
+/// Downloads one blob unless the store has it; returns the bytes moved.
+async fn fetch_blob(
+    session: &Session,
+    store: &Store,
+    reference: &oci_client::Reference,
+    blob: &Blob,
+    cx: &Context<'_>,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let digest = blob.digest;
+    if store.has_blob(&digest) {
+        progress.event(Event::Exists { digest });
+        return Ok(0);
+    }
+    let digest_text = digest.to_string();
+    let mismatch = |actual: String| Error::DigestMismatch {
+        what: "blob",
+        name: cx.name.to_string(),
+        digest,
+        actual,
+    };
+    let moved = retry(
+        || async {
+            let mut writer = store.ingest(Some(digest))?.expect_size(blob.size);
+            let mut stream = session
+                .oci
+                .pull_blob_stream(reference, digest_text.as_str())
+                .await
+                .map_err(|e| classify(e, cx))?;
+            progress.event(Event::Started {
+                digest,
+                size: blob.size,
+            });
+            while let Some(chunk) = stream.next().await {
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // oci-client checks the digest at the end of the
+                        // stream; a mismatch is final, a broken stream is not.
+                        if let Some(d) = e
+                            .get_ref()
+                            .and_then(|i| i.downcast_ref::<oci_client::errors::DigestError>())
+                        {
+                            return Err(Failure::fatal(mismatch(d.to_string())));
+                        }
+                        return Err(Failure::transient(Error::Refused {
+                            registry: cx.registry.to_string(),
+                            action: format!("download of blob {digest} for"),
+                            cause: format!("{} (connection lost)", crate::endpoint::describe(&e)),
+                        }));
+                    }
+                };
+                writer
+                    .write_all(&chunk)
+                    .map_err(|e| Failure::fatal(kiln_store::Error::Write(e).into()))?;
+                if writer.written() > blob.size {
+                    return Err(Failure::fatal(mismatch(format!(
+                        "more than the {} bytes its descriptor states",
+                        blob.size
+                    ))));
+                }
+                progress.event(Event::Bytes {
+                    digest,
+                    done: writer.written(),
+                    size: blob.size,
+                });
+            }
+            let written = writer.written();
+            if written < blob.size {
+                // The body ended early without a transport error.
+                return Err(Failure::transient(Error::Refused {
+                    registry: cx.registry.to_string(),
+                    action: format!("download of blob {digest} for"),
+                    cause: format!("connection closed after {written} of {} bytes", blob.size),
+                }));
+            }
+            let committed = tokio::task::spawn_blocking(move || writer.commit())
+                .await
+                .map_err(|e| {
+                    Failure::fatal(Error::Other(format!("blob commit task failed: {e}")))
+                })?;
+            match committed {
+                Ok((_, size)) => Ok(size),
+                Err(kiln_store::Error::DigestMismatch { actual, .. }) => {
+                    Err(Failure::fatal(mismatch(actual.to_string())))
+                }
+                Err(kiln_store::Error::SizeMismatch { actual, .. }) => {
+                    Err(Failure::fatal(mismatch(format!("{actual} bytes"))))
+                }
+                Err(e) => Err(Failure::fatal(e.into())),
+            }
+        },
+        |attempt, e| {
+            progress.event(Event::Retrying {
+                digest: Some(digest),
+                attempt,
+                cause: e.to_string(),
+            })
+        },
+    )
+    .await?;
+    progress.event(Event::Done { digest });
+    Ok(moved)
+}
