@@ -11,6 +11,7 @@
 
 pub mod ast;
 pub mod dockerignore;
+pub mod dump;
 mod duration;
 mod error;
 mod flags;

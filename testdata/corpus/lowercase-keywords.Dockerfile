@@ -1,0 +1,5 @@
+from alpine:3.20 as build
+run echo lower
+copy . /src
+workdir /src
+cmd ["true"]

@@ -1,0 +1,9 @@
+FROM --platform=$BUILDPLATFORM alpine AS xx
+ARG BUILDPLATFORM
+ARG TARGETPLATFORM
+RUN echo "building on $BUILDPLATFORM for $TARGETPLATFORM" > /log
+
+FROM alpine
+ARG TARGETARCH
+COPY --from=xx /log /log
+RUN echo "arch=${TARGETARCH}"

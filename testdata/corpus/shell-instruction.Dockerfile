@@ -1,0 +1,5 @@
+FROM debian:bookworm
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN curl -fsSL https://example.com/install.sh | bash
+SHELL ["/bin/sh", "-c"]
+RUN echo back to sh

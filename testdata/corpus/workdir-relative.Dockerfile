@@ -1,0 +1,5 @@
+FROM alpine
+WORKDIR /usr
+WORKDIR src
+WORKDIR ../lib/app
+RUN pwd
