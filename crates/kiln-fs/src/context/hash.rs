@@ -204,6 +204,8 @@ impl HashVisitor<'_> {
     }
 }
 
+// The stat field types differ between architectures; the casts are needed on some.
+#[allow(clippy::unnecessary_cast)]
 fn file_key(path: &str, st: &Stat) -> FileKey {
     FileKey {
         path: path.to_string(),

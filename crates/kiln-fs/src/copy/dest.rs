@@ -13,6 +13,9 @@ use rustix::fs::{
     Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid, UTIME_NOW,
 };
 
+/// Symlinks followed on one path before giving up (Linux's limit).
+const MAX_LINKS: u32 = 40;
+
 const PATH_DIR: OFlags = OFlags::PATH.union(OFlags::DIRECTORY).union(OFlags::CLOEXEC);
 
 /// How directories that COPY has to create (missing parents, the
@@ -72,55 +75,69 @@ impl DestRoot {
     }
 
     /// Opens directory `rel`, creating each missing component with `new`.
+    /// A dangling symlink on the way is followed (in the root) and its
+    /// target created, like BuildKit's `MkdirAll` on a resolved path.
     pub fn mkdir_all(&self, rel: &str, new: NewDir) -> io::Result<OwnedFd> {
+        self.mkdir_all_depth(rel, new, 0)
+    }
+
+    fn mkdir_all_depth(&self, rel: &str, new: NewDir, depth: u32) -> io::Result<OwnedFd> {
         if let Some(fd) = self.open_dir(rel)? {
             return Ok(fd);
         }
         let mut dir = openat(&self.fd, ".", PATH_DIR, Mode::empty())?;
-        let mut shown = String::new();
+        let mut done = String::new();
         for comp in rel.split('/').filter(|c| !c.is_empty()) {
-            shown.push('/');
-            shown.push_str(comp);
+            let here = join(&done, comp);
             // Each step resolves in the root, so `..` or a symlink component
             // that exists already is followed without escaping.
-            dir = match self.open_dir(shown.trim_start_matches('/'))? {
+            dir = match self.open_dir(&here)? {
                 Some(fd) => fd,
-                None => {
-                    create_dir(dir.as_fd(), OsStr::new(comp), new)
-                        .map_err(|e| annotate(e, &format!("create directory {shown}")))?;
-                    openat(&dir, comp, PATH_DIR | OFlags::NOFOLLOW, Mode::empty())?
-                }
+                None => match dangling_target(dir.as_fd(), comp, &done)? {
+                    Some(target) => {
+                        if depth >= MAX_LINKS {
+                            return Err(io::Error::other(format!(
+                                "too many levels of symbolic links at /{here}"
+                            )));
+                        }
+                        self.mkdir_all_depth(&target, new, depth + 1)?
+                    }
+                    None => {
+                        create_dir(dir.as_fd(), OsStr::new(comp), new)
+                            .map_err(|e| annotate(e, &format!("create directory /{here}")))?;
+                        openat(&dir, comp, PATH_DIR | OFlags::NOFOLLOW, Mode::empty())?
+                    }
+                },
             };
+            // Continue from where the path really is now.
+            done = here;
         }
         Ok(dir)
     }
 
     /// The slot for `rel`: its parent (created as needed) and its name. A
-    /// final component that is a symlink is followed in the root, like
-    /// BuildKit's destination resolution, unless it dangles.
+    /// final component that is a symlink is followed in the root (a
+    /// dangling one too: the file is created at its target), like
+    /// BuildKit's destination resolution.
     pub fn slot(&self, rel: &str, new: NewDir) -> io::Result<Slot> {
+        self.slot_depth(rel, new, 0)
+    }
+
+    fn slot_depth(&self, rel: &str, new: NewDir, depth: u32) -> io::Result<Slot> {
         let (parent, name) = match rel.rsplit_once('/') {
             Some((p, n)) => (p, n),
             None => ("", rel),
         };
         let dir = self.mkdir_all(parent, new)?;
         if let Ok(st) = statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-            if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
-                if let Some(real) = self.resolved_rel(rel)? {
-                    if let Some((p, n)) = real.rsplit_once('/') {
-                        if let Some(d) = self.open_dir(p)? {
-                            return Ok(Slot {
-                                dir: d,
-                                name: n.into(),
-                                shown: format!("/{real}"),
-                            });
-                        }
-                    } else if !real.is_empty() {
-                        return Ok(Slot {
-                            dir: openat(&self.fd, ".", PATH_DIR, Mode::empty())?,
-                            name: real.clone().into(),
-                            shown: format!("/{real}"),
-                        });
+            if FileType::from_raw_mode(st.st_mode) == FileType::Symlink && depth < MAX_LINKS {
+                let target = match self.resolved_rel(rel)? {
+                    Some(real) => Some(real),
+                    None => dangling_target(dir.as_fd(), name, parent)?,
+                };
+                if let Some(t) = target.filter(|t| !t.is_empty()) {
+                    if self.open_dir(&t).ok().flatten().is_none() {
+                        return self.slot_depth(&t, new, depth + 1);
                     }
                 }
             }
@@ -152,6 +169,34 @@ impl DestRoot {
             .strip_prefix(&root)
             .ok()
             .map(|p| p.to_string_lossy().trim_start_matches('/').to_string()))
+    }
+}
+
+/// If `name` in `dir` is a symlink, where it points inside the root, as a
+/// clean relative path (`dir_rel` is `dir`'s own path in the root).
+fn dangling_target(dir: BorrowedFd<'_>, name: &str, dir_rel: &str) -> io::Result<Option<String>> {
+    use std::os::unix::ffi::OsStrExt;
+    let target = match rustix::fs::readlinkat(dir, name, Vec::new()) {
+        Ok(t) => t,
+        Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let t = OsStr::from_bytes(target.as_bytes())
+        .to_string_lossy()
+        .into_owned();
+    let joined = if t.starts_with('/') {
+        t
+    } else {
+        format!("{dir_rel}/{t}")
+    };
+    Ok(Some(crate::context::clean_rel(&joined)))
+}
+
+fn join(a: &str, b: &str) -> String {
+    if a.is_empty() {
+        b.to_string()
+    } else {
+        format!("{a}/{b}")
     }
 }
 

@@ -185,8 +185,21 @@ pub fn copy_into(
                 path: m.path.clone(),
                 source: e,
             })? {
-                let s =
-                    archive::unpack_into(m, &root, &into, new_dir, owner, chmod.as_ref(), opts)?;
+                // Extracted entries keep the tar's owners unless --chown (Docker 20.10).
+                let tar_owner = if fixed.is_some() {
+                    owner
+                } else {
+                    Owner::Preserve
+                };
+                let s = archive::unpack_into(
+                    m,
+                    &root,
+                    &into,
+                    new_dir,
+                    tar_owner,
+                    chmod.as_ref(),
+                    opts,
+                )?;
                 add_stats(&mut stats, &s);
                 stats.archives += 1;
                 continue;
@@ -297,15 +310,14 @@ fn parent_rel(p: &str) -> String {
 /// [`SourceRoot::scratch`] and copy from.
 pub fn write_heredoc(dir: &Path, name: &str, content: &[u8]) -> io::Result<()> {
     use std::io::Write;
-    let name = clean_rel(name);
-    if name.is_empty() || name.contains('/') {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
         return Err(io::Error::other(format!(
             "heredoc name {name:?} is not a file name"
         )));
     }
     let fd = rustix::fs::openat(
         rustix::fs::CWD,
-        &dir.join(&name),
+        dir.join(name),
         OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o644),
     )?;
