@@ -302,9 +302,12 @@ async fn forward(
 /// to paths not listed get 404. With `bearer`, `/v2/...` requires
 /// `Authorization: Bearer <token>`, and `/token` hands it out for the
 /// basic credentials `user:pass`.
+/// path, status, headers, body
+pub type Route = (String, u16, Vec<(String, String)>, Vec<u8>);
+
 #[derive(Clone, Default)]
 pub struct FakeConfig {
-    pub routes: Vec<(String, u16, Vec<(String, String)>, Vec<u8>)>,
+    pub routes: Vec<Route>,
     pub bearer: Option<(String, String, String)>,
     pub v2_status: Option<u16>,
 }
