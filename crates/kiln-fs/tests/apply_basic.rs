@@ -177,33 +177,23 @@ fn compressed_layers_are_sniffed() {
     }
 }
 
-/// Extracts the Debian root filesystem and compares it with what GNU tar
-/// lists; prints the throughput (not asserted).
+/// Extracts the busybox root filesystem (the Debian one is in
+/// `layer_throughput.rs`, too slow for a debug build).
 #[test]
-fn extracts_debian_rootfs() {
+fn extracts_busybox_rootfs() {
     if !kiln_testkit::require_base_images() {
         return;
     }
-    let tar_path = kiln_testkit::debian_rootfs_tar();
-    let dir = tempfile::tempdir().unwrap();
     let mut data = Vec::new();
-    fs::File::open(&tar_path)
+    fs::File::open(kiln_testkit::busybox_rootfs_tar())
         .unwrap()
         .read_to_end(&mut data)
         .unwrap();
-    let t = std::time::Instant::now();
+    let dir = tempfile::tempdir().unwrap();
     let stats = apply_layer_with(dir.path(), &data[..], ApplyMode::OverlayLower).unwrap();
-    let secs = t.elapsed().as_secs_f64();
-    eprintln!(
-        "debian rootfs: {} entries, {} MB in {:.2}s = {:.0} MB/s",
-        stats.entries,
-        stats.tar_size / 1_000_000,
-        secs,
-        stats.tar_size as f64 / 1e6 / secs
-    );
     let r = dir.path();
-    assert!(fs::symlink_metadata(r.join("bin")).unwrap().is_symlink());
-    assert!(r.join("usr/bin/bash").is_file());
+    assert!(r.join("bin/busybox").is_file());
     assert!(r.join("etc/passwd").is_file());
+    assert!(stats.entries > 10);
     assert_eq!(stats.diff_id.unwrap().0, kiln_fs::Digest::sha256(&data));
 }
