@@ -148,7 +148,10 @@ mod tests {
     fn keeps_unknown_fields_and_docker_names() {
         let json = r#"{"architecture":"amd64","os":"linux","config":{"Env":["A=1"],"Healthcheck":{"Test":["CMD","true"],"Interval":1000},"OnBuild":["RUN x"],"Foo":3},"rootfs":{"type":"layers","diff_ids":["sha256:a"]},"moby.buildkit.cache.v0":"x"}"#;
         let c: ImageConfig = serde_json::from_str(json).unwrap();
-        assert_eq!(c.config.on_build.as_deref(), Some(&["RUN x".to_string()][..]));
+        assert_eq!(
+            c.config.on_build.as_deref(),
+            Some(&["RUN x".to_string()][..])
+        );
         assert_eq!(c.config.healthcheck.as_ref().unwrap().interval, 1000);
         let back = serde_json::to_value(&c).unwrap();
         assert_eq!(back["config"]["Foo"], 3);

@@ -83,10 +83,6 @@ impl<'a> Steps<'a> {
     pub fn warn(&self, message: String) {
         self.progress.event(Event::Warning(message));
     }
-
-    pub fn progress(&self) -> &dyn Progress {
-        self.progress
-    }
 }
 
 /// One running step; reports `Failed` if dropped without finishing.

@@ -4,6 +4,7 @@
 //! file under `cmd/`, with its clap arguments and a `run` function.
 
 mod cmd;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,10 +1,164 @@
+//! `kiln build`: what `docker build` does, without a daemon.
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
+use kiln_engine::options::{self, NetworkMode, Output, Secret};
+use kiln_engine::{BuildRequest, Builder, Compression, DockerfileSource, Runtime};
+
 use super::Global;
+use crate::progress::{Mode, Renderer};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Build context: a directory, or `-` to read a tar (or a lone Dockerfile) from stdin.
+    #[arg(default_value = ".")]
+    context: String,
+    /// Dockerfile to build (default: CONTEXT/Dockerfile); `-` reads it from stdin.
+    #[arg(short = 'f', long = "file")]
+    file: Option<String>,
+    /// Name the image (repeatable).
+    #[arg(short = 't', long = "tag")]
+    tags: Vec<String>,
+    /// Stage to build; the last stage by default.
+    #[arg(long)]
+    target: Option<String>,
+    /// Set a build-time variable (KEY=VALUE, or KEY to take it from the environment).
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    build_args: Vec<String>,
+    /// Do not use the build cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Always pull base images, even when the store has them.
+    #[arg(long)]
+    pull: bool,
+    /// Target platform (only the host's platform can run RUN steps).
+    #[arg(long)]
+    platform: Option<String>,
+    /// Add a label to the image (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Network for RUN steps: default (the host's), none or host.
+    #[arg(long, default_value = "default")]
+    network: String,
+    /// Secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR.
+    #[arg(long = "secret")]
+    secrets: Vec<String>,
+    /// Write the image id to this file.
+    #[arg(long)]
+    iidfile: Option<PathBuf>,
+    /// How to show progress.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: Mode,
+    /// Shorthand for --progress=quiet.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Output: type=image|docker|oci|local|tar[,dest=PATH].
+    #[arg(short = 'o', long = "output")]
+    outputs: Vec<String>,
+    /// Push the tags to their registries after the build.
+    #[arg(long)]
+    push: bool,
+    /// Container runtime for RUN steps.
+    #[arg(long, value_enum, default_value = "youki")]
+    runtime: Runtime,
+    /// Layer compression.
+    #[arg(long, value_enum, default_value = "gzip")]
+    compression: Compression,
+}
 
-pub fn run(_global: &Global, _args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("kiln build: not yet implemented")
+pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    let mut build_args = Vec::new();
+    for spec in &args.build_args {
+        build_args.extend(options::parse_build_arg(spec)?);
+    }
+    let labels = args
+        .labels
+        .iter()
+        .map(|l| options::parse_label(l))
+        .collect::<Result<Vec<_>, _>>()?;
+    let secrets = args
+        .secrets
+        .iter()
+        .map(|s| Secret::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut outputs = args
+        .outputs
+        .iter()
+        .map(|o| Output::parse(o))
+        .collect::<Result<Vec<_>, _>>()?;
+    if outputs.is_empty() {
+        outputs.push(Output::Image);
+    }
+    let tags = args
+        .tags
+        .iter()
+        .map(|t| t.parse().with_context(|| format!("invalid tag {t:?}")))
+        .collect::<anyhow::Result<Vec<kiln_oci::Reference>>>()?;
+    if args.push && tags.is_empty() {
+        anyhow::bail!("--push needs at least one -t NAME to push");
+    }
+
+    if args.context == "-" && args.file.as_deref() == Some("-") {
+        anyhow::bail!("the context and the Dockerfile cannot both come from stdin (-)");
+    }
+    let dockerfile = match args.file.as_deref() {
+        Some("-") => DockerfileSource::Stdin,
+        Some(f) => DockerfileSource::Path(PathBuf::from(f)),
+        None => DockerfileSource::InContext,
+    };
+    let request = BuildRequest {
+        context: args.context.clone(),
+        dockerfile,
+        tags,
+        target: args.target,
+        build_args,
+        no_cache: args.no_cache,
+        pull: args.pull,
+        platform: args.platform,
+        labels,
+        network: NetworkMode::parse(&args.network)?,
+        secrets,
+        outputs,
+        push: args.push,
+        runtime: args.runtime,
+        compression: args.compression,
+        insecure_registries: global.insecure_registries.clone(),
+    };
+
+    let renderer = Renderer::new(if args.quiet {
+        Mode::Quiet
+    } else {
+        args.progress
+    });
+    let builder = Builder::open(&global.root)?;
+    let result = builder.build(&request, &renderer);
+    renderer.finish();
+    if result.is_err() && !renderer.streams_logs() {
+        for (name, output) in renderer.failed_steps() {
+            if output.is_empty() {
+                continue;
+            }
+            eprintln!("------\n > {name}:");
+            for line in String::from_utf8_lossy(&output).lines() {
+                eprintln!("{line}");
+            }
+            eprintln!("------");
+        }
+    }
+    let built = result?;
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, built.image_id.to_string())
+            .with_context(|| format!("writing --iidfile {}", path.display()))?;
+    }
+    if renderer.is_quiet() {
+        println!("{}", built.image_id);
+    } else {
+        for tag in &request.tags {
+            eprintln!("naming to {tag}");
+        }
+        eprintln!("image {}", built.image_id);
+    }
+    Ok(ExitCode::SUCCESS)
 }

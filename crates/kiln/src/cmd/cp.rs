@@ -1,10 +1,30 @@
+//! `kiln cp IMAGE:PATH DEST`: files out of an image, without running it.
+
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use kiln_engine::Builder;
 
 use super::Global;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// IMAGE:PATH inside the image.
+    source: String,
+    /// Host path to copy to.
+    dest: PathBuf,
+}
 
-pub fn run(_global: &Global, _args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("kiln cp: not yet implemented")
+pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    // The image name may hold a registry port (`localhost:5000/app:1`): the
+    // path starts at the first ":/".
+    let Some(split) = args.source.find(":/") else {
+        anyhow::bail!(
+            "{:?} is not IMAGE:PATH (the path must be absolute, e.g. app:/usr/bin/app)",
+            args.source
+        );
+    };
+    let (image, path) = (&args.source[..split], &args.source[split + 1..]);
+    Builder::open(&global.root)?.copy_from_image(image, path, &args.dest)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,102 @@
+//! The build's inputs: the Dockerfile text and the build context, from a
+//! directory or from stdin (`kiln build -`, `-f -`), as docker accepts them.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use kiln_fs::context::BuildContext;
+
+use crate::builder::{BuildRequest, DockerfileSource};
+use crate::error::{BuildError, Context};
+
+pub struct ContextInput {
+    /// How errors name the Dockerfile (`Dockerfile`, `build/Dockerfile.dev`).
+    pub dockerfile_name: String,
+    pub dockerfile: String,
+    pub context: BuildContext,
+    /// A context that came from stdin lives here until the build ends.
+    _unpacked: Option<tempfile::TempDir>,
+}
+
+fn read_stdin() -> Result<Vec<u8>, BuildError> {
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .context(|| "reading stdin".to_string())?;
+    Ok(buf)
+}
+
+/// A tar (possibly compressed) rather than a Dockerfile?
+fn looks_like_archive(data: &[u8]) -> bool {
+    let compressed = data.starts_with(&[0x1f, 0x8b])
+        || data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        || data.starts_with(b"BZh")
+        || data.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]);
+    compressed || (data.len() >= 262 && &data[257..262] == b"ustar")
+}
+
+pub fn load_context(root: &Path, req: &BuildRequest) -> Result<ContextInput, BuildError> {
+    let mut unpacked = None;
+    let mut stdin_dockerfile = None;
+    let context_dir: PathBuf = if req.context == "-" {
+        let data = read_stdin()?;
+        let dir = tempfile::Builder::new()
+            .prefix("context-")
+            .tempdir_in(root.join("tmp"))
+            .context(|| "creating a directory for the stdin context".to_string())?;
+        if looks_like_archive(&data) {
+            kiln_fs::apply_compressed_layer(
+                dir.path(),
+                std::io::Cursor::new(data),
+                kiln_fs::ApplyMode::Merge,
+            )
+            .context(|| "unpacking the build context from stdin".to_string())?;
+        } else {
+            // `docker build - < Dockerfile`: a Dockerfile and an empty context.
+            stdin_dockerfile = Some(data);
+        }
+        let path = dir.path().to_path_buf();
+        unpacked = Some(dir);
+        path
+    } else {
+        let dir = PathBuf::from(&req.context);
+        if !dir.is_dir() {
+            return Err(BuildError::other(
+                format!("opening the build context {}", dir.display()),
+                "not a directory (give a directory, or - to read a tar from stdin)",
+            ));
+        }
+        dir
+    };
+
+    let (name, text, dockerfile_path) = match (&req.dockerfile, stdin_dockerfile) {
+        (_, Some(data)) => ("Dockerfile".to_string(), data, None),
+        (DockerfileSource::Stdin, None) => ("Dockerfile".to_string(), read_stdin()?, None),
+        (DockerfileSource::Path(p), None) => {
+            // Docker resolves a relative -f against the working directory.
+            let data =
+                std::fs::read(p).context(|| format!("reading the Dockerfile {}", p.display()))?;
+            (p.display().to_string(), data, Some(p.clone()))
+        }
+        (DockerfileSource::InContext, None) => {
+            let p = context_dir.join("Dockerfile");
+            let data = std::fs::read(&p).context(|| {
+                format!(
+                    "reading {} (use -f to name another Dockerfile)",
+                    p.display()
+                )
+            })?;
+            ("Dockerfile".to_string(), data, Some(p))
+        }
+    };
+    let dockerfile = String::from_utf8(text)
+        .map_err(|_| BuildError::Dockerfile(format!("{name}: not valid UTF-8 text")))?;
+    let context = BuildContext::open(&context_dir, dockerfile_path.as_deref())
+        .context(|| format!("opening the build context {}", context_dir.display()))?;
+    Ok(ContextInput {
+        dockerfile_name: name,
+        dockerfile,
+        context,
+        _unpacked: unpacked,
+    })
+}

@@ -1,0 +1,202 @@
+//! The end of a build: the image (config + manifest) written to the store
+//! under its tags, then each requested output.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use kiln_oci::media_type as mt;
+use kiln_oci::{Digest, Platform};
+
+use crate::builder::{BuildRequest, Builder, Built, Compression};
+use crate::error::{BuildError, Context};
+use crate::options::Output;
+use crate::progress::Steps;
+use crate::rootfs::ReadonlyRootfs;
+use crate::stage::StageOutput;
+
+pub fn export(
+    builder: &Builder,
+    req: &BuildRequest,
+    steps: &Steps,
+    target: &StageOutput,
+    platform: &Platform,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Built, BuildError> {
+    let step = steps.start("exporting to image".into());
+    let mut config = target.config.clone();
+    config.architecture = platform.architecture.clone();
+    config.os = platform.os.clone();
+    config.variant = platform.variant.clone();
+    config.created = Some(crate::time::now_rfc3339());
+    if !req.labels.is_empty() {
+        let labels = config.config.labels.get_or_insert_with(BTreeMap::new);
+        for (k, v) in &req.labels {
+            labels.insert(k.clone(), v.clone());
+        }
+    }
+    config.rootfs.diff_ids = target
+        .layers
+        .iter()
+        .map(|l| l.diff_id.digest().to_string())
+        .collect();
+
+    let oci = req.compression == Compression::Zstd;
+    let config_bytes = serde_json::to_vec(&config).expect("config serialises");
+    let config_digest = builder
+        .store
+        .write_blob(&config_bytes)
+        .context(|| "writing the image config".to_string())?;
+    let layers: Vec<serde_json::Value> = target
+        .layers
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "mediaType": if oci { oci_media_type(&l.media_type) } else { l.media_type.clone() },
+                "digest": l.digest.to_string(),
+                "size": l.size,
+            })
+        })
+        .collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": if oci { mt::OCI_MANIFEST } else { mt::DOCKER_MANIFEST },
+        "config": {
+            "mediaType": if oci { mt::OCI_CONFIG } else { mt::DOCKER_CONFIG },
+            "digest": config_digest.to_string(),
+            "size": config_bytes.len(),
+        },
+        "layers": layers,
+    });
+    let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
+    let manifest_digest = builder
+        .store
+        .write_blob(&manifest_bytes)
+        .context(|| "writing the image manifest".to_string())?;
+    let media_type = if oci {
+        mt::OCI_MANIFEST
+    } else {
+        mt::DOCKER_MANIFEST
+    };
+    for tag in &req.tags {
+        builder
+            .store
+            .tag_manifest(
+                tag,
+                media_type,
+                &manifest_digest,
+                manifest_bytes.len() as u64,
+                platform,
+            )
+            .context(|| format!("naming the image {tag}"))?;
+    }
+    step.done();
+
+    for output in &req.outputs {
+        match output {
+            Output::Image => {}
+            Output::Docker { dest } | Output::Oci { dest } => {
+                let step = steps.start(format!("exporting to {}", dest.display()));
+                let name = export_name(req, &manifest_digest);
+                builder
+                    .store
+                    .tag_manifest(
+                        &name,
+                        media_type,
+                        &manifest_digest,
+                        manifest_bytes.len() as u64,
+                        platform,
+                    )
+                    .context(|| "naming the image for export".to_string())?;
+                let result = write_atomically(dest, |w| {
+                    kiln_store::archive::save(&builder.store, std::slice::from_ref(&name), w)
+                        .map_err(std::io::Error::other)
+                });
+                if req.tags.is_empty() || !req.tags.contains(&name) {
+                    let _ = builder.store.untag(&name);
+                }
+                result.context(|| format!("writing {}", dest.display()))?;
+                step.done();
+            }
+            Output::Local { dest } => {
+                let step = steps.start(format!("copying files to {}", dest.display()));
+                let view = ReadonlyRootfs::mount(builder, &target.layers)?;
+                crate::rootfs::copy_dir(view.path(), dest)?;
+                step.done();
+            }
+            Output::Tar { dest } => {
+                let step = steps.start(format!("writing files to {}", dest.display()));
+                let view = ReadonlyRootfs::mount(builder, &target.layers)?;
+                write_atomically(dest, |w| {
+                    let mut tar = tar::Builder::new(w);
+                    tar.follow_symlinks(false);
+                    tar.append_dir_all(".", view.path())?;
+                    tar.finish()
+                })
+                .context(|| format!("writing {}", dest.display()))?;
+                step.done();
+            }
+        }
+    }
+
+    if req.push {
+        let client = kiln_registry::Client::new(kiln_registry::ClientOptions {
+            insecure_registries: req.insecure_registries.clone(),
+            ..Default::default()
+        });
+        for tag in &req.tags {
+            let step = steps.start(format!("pushing {tag}"));
+            runtime
+                .block_on(client.push(&builder.store, tag, tag, &kiln_registry::NoProgress))
+                .context(|| format!("pushing {tag}"))?;
+            step.done();
+        }
+    }
+
+    Ok(Built {
+        image_id: config_digest,
+        manifest_digest,
+    })
+}
+
+/// The name an exported archive carries: the first tag, or one made from the digest.
+fn export_name(req: &BuildRequest, digest: &Digest) -> kiln_oci::Reference {
+    req.tags.first().cloned().unwrap_or_else(|| {
+        format!("kiln.local/build:{}", &digest.hex()[..12])
+            .parse()
+            .expect("valid reference")
+    })
+}
+
+fn oci_media_type(docker: &str) -> String {
+    match docker {
+        mt::DOCKER_LAYER_GZIP => mt::OCI_LAYER_GZIP.into(),
+        mt::DOCKER_LAYER => mt::OCI_LAYER.into(),
+        other => other.into(),
+    }
+}
+
+/// Writes `dest` (or stdout for `-`) through a temporary file renamed into
+/// place, so a failed export leaves no half-written file.
+fn write_atomically(
+    dest: &std::path::Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    if dest.as_os_str() == "-" {
+        let mut out = std::io::stdout().lock();
+        write(&mut out)?;
+        return out.flush();
+    }
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    {
+        let mut buf = std::io::BufWriter::new(tmp.as_file_mut());
+        write(&mut buf)?;
+        buf.flush()?;
+    }
+    tmp.as_file().sync_all()?;
+    tmp.persist(dest).map_err(|e| e.error)?;
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! What each kind of step does to a stage.
+
+pub mod copy;
+pub mod meta;
+pub mod run;
+pub mod workdir;

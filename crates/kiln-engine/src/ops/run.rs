@@ -1,0 +1,459 @@
+//! RUN: execute a command in a container on the stage's file system and
+//! keep what it changed as a layer.
+
+use std::path::{Path, PathBuf};
+
+use kiln_dockerfile::{Command, MountFrom, RunMount, Step};
+use kiln_exec::{Mount, Network, RunSpec, Stdio};
+
+use crate::cache::{CacheKey, KeyBuilder};
+use crate::error::{BuildError, Context};
+use crate::options::NetworkMode;
+use crate::progress::Stream;
+use crate::rootfs::{MountPoints, WorkingRootfs};
+use crate::stage::{StageBuild, StageState};
+
+/// The fields of a `StepKind::Run`.
+pub struct RunArgs<'a> {
+    pub cmd: &'a Command,
+    pub shell: &'a [String],
+    pub mounts: &'a [RunMount],
+    pub network: Option<kiln_dockerfile::Network>,
+    pub build_env: &'a [(String, String)],
+    pub proxy_env: &'a [(String, String)],
+}
+
+pub fn run(
+    b: &StageBuild,
+    state: &mut StageState,
+    step: &Step,
+    run: RunArgs,
+) -> Result<(), BuildError> {
+    let argv = match run.cmd {
+        Command::Exec(args) => args.clone(),
+        Command::Shell(line) => {
+            let mut a = run.shell.to_vec();
+            a.push(line.clone());
+            a
+        }
+    };
+    let mut env = state.config.config.env.clone().unwrap_or_default();
+    for (k, v) in run.build_env {
+        // ENV wins over ARG of the same name.
+        if state.config.config.env_value(k).is_none() {
+            env.push(format!("{k}={v}"));
+        }
+    }
+    let network = match (run.network, b.request.network) {
+        (Some(kiln_dockerfile::Network::None), _) | (None, NetworkMode::None) => Network::None,
+        _ => Network::Host,
+    };
+
+    // Resolve what the mounts read first: their content is part of the key.
+    let mut mount_sources = Vec::new();
+    let mut key = KeyBuilder::new("run");
+    let _ = &mut key;
+    key.key("parent", &state.key)
+        .list("argv", &argv)
+        .list("env", &env)
+        .str("user", &state.config.config.user)
+        .str("workdir", &state.config.config.working_dir)
+        .str(
+            "network",
+            if network == Network::None {
+                "none"
+            } else {
+                "host"
+            },
+        );
+    for m in run.mounts {
+        let source = MountSource::resolve(b, m)?;
+        key.str("mount", &format!("{m:?}"));
+        if let Some(k) = source.key() {
+            key.key("mount-source", &k);
+        }
+        mount_sources.push(source);
+    }
+    let key = key.finish();
+    // Proxy settings reach the process but never the key or the history.
+    for (k, v) in run.proxy_env {
+        env.push(format!("{k}={v}"));
+    }
+    for (m, source) in run.mounts.iter().zip(&mount_sources) {
+        if let (RunMount::Secret { env: Some(var), .. }, MountSource::Secret { data: Some(d) }) =
+            (m, source)
+        {
+            env.push(format!("{var}={}", String::from_utf8_lossy(d)));
+        }
+    }
+
+    let progress = b.steps.start(format!("{} {}", state.label, step.original));
+    if !b.request.no_cache {
+        if let Some(layer) = crate::rootfs::cached_layer(b.builder, &key, &state.layers)? {
+            crate::stage::add_history(&mut state.config, &step.created_by, layer.is_none());
+            state.layers.extend(layer);
+            state.key = key;
+            progress.cached();
+            return Ok(());
+        }
+    }
+
+    let rootfs = WorkingRootfs::prepare(b.builder, &state.layers)?;
+    let merged = rootfs.merged().to_path_buf();
+    let ids = kiln_fs::users::lookup_user(&merged, user_or_root(&state.config.config.user))
+        .map_err(|e| step_error(b, step, format!("resolving USER: {e}")))?;
+    let cwd = if state.config.config.working_dir.is_empty() {
+        "/".to_string()
+    } else {
+        state.config.config.working_dir.clone()
+    };
+
+    // Mount targets that did not exist are removed again afterwards, so they
+    // leave nothing in the layer (as BuildKit 0.11+ does).
+    let mut points = MountPoints::new(&merged);
+    let mut mounts = Vec::new();
+    let mut _holders = Vec::new();
+    for (m, source) in run.mounts.iter().zip(&mount_sources) {
+        let Some(target) = mount_target(m) else {
+            continue;
+        };
+        let target = absolute(&cwd, &target);
+        points
+            .ensure(&target, source.is_file())
+            .context(|| format!("creating mount point {target}"))?;
+        let (mount, holder) = source.mount(b, m, &target)?;
+        mounts.push(mount);
+        _holders.extend(holder);
+    }
+
+    let spec = RunSpec {
+        rootfs: merged.clone(),
+        args: argv.clone(),
+        env,
+        cwd,
+        uid: ids.uid,
+        gid: ids.gid,
+        additional_gids: ids.additional_gids.clone(),
+        mounts,
+        network,
+        hostname: "buildkitsandbox".into(),
+        stdio: Stdio::Capture,
+        id: format!("kiln-{}", &key.hex()[..16]),
+    };
+    let status = b
+        .executor
+        .run(&spec, &mut |stream, data| {
+            progress.log(
+                match stream {
+                    kiln_exec::OutputStream::Stdout => Stream::Stdout,
+                    kiln_exec::OutputStream::Stderr => Stream::Stderr,
+                },
+                data,
+            )
+        })
+        .map_err(|e| step_error(b, step, format!("starting the container: {e}")))?;
+    points
+        .remove_created()
+        .context(|| "removing mount points".to_string())?;
+    if !status.success() {
+        return Err(BuildError::RunFailed {
+            location: b.location(step),
+            instruction: step.original.clone(),
+            command: argv.join(" "),
+            code: status.code(),
+        });
+    }
+    let layer = rootfs.commit(b.builder, b.request.compression)?;
+    b.builder
+        .cache
+        .put(&key, &crate::rootfs::record(layer.as_ref()))
+        .context(|| "writing the build cache".to_string())?;
+    crate::stage::add_history(&mut state.config, &step.created_by, layer.is_none());
+    state.layers.extend(layer);
+    state.key = key;
+    progress.done();
+    Ok(())
+}
+
+fn user_or_root(user: &str) -> &str {
+    if user.is_empty() {
+        "root"
+    } else {
+        user
+    }
+}
+
+pub fn absolute(cwd: &str, path: &str) -> String {
+    if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{}/{}", cwd.trim_end_matches('/'), path)
+    }
+}
+
+pub fn step_error(b: &StageBuild, step: &Step, message: String) -> BuildError {
+    BuildError::Step {
+        location: b.location(step),
+        instruction: step.original.clone(),
+        message,
+        source: None,
+    }
+}
+
+/// Where a `RUN --mount` gets its files.
+enum MountSource<'a> {
+    /// A directory on the host (context, a stage's or image's root, a cache dir).
+    Dir {
+        path: PathBuf,
+        key: Option<CacheKey>,
+        #[allow(dead_code)] // held, not read
+        holder: Option<Holder<'a>>,
+    },
+    Tmpfs,
+    Secret {
+        data: Option<Vec<u8>>,
+    },
+}
+
+/// Keeps what a mount source needs alive until the step ends.
+enum Holder<'a> {
+    View(#[allow(dead_code)] crate::rootfs::ReadonlyRootfs<'a>),
+    Temp(#[allow(dead_code)] tempfile::TempDir),
+}
+
+impl<'a> MountSource<'a> {
+    fn resolve(b: &StageBuild<'a>, m: &RunMount) -> Result<MountSource<'a>, BuildError> {
+        Ok(match m {
+            RunMount::Bind { from, source, .. } => {
+                let (root, key, holder) = from_root(b, from, source)?;
+                let path = join_inside(&root, source);
+                MountSource::Dir { path, key, holder }
+            }
+            RunMount::Cache {
+                id, mode, uid, gid, ..
+            } => {
+                let dir = b
+                    .builder
+                    .root
+                    .join("cache/mounts")
+                    .join(blake3::hash(id.as_bytes()).to_hex().as_str());
+                if !dir.exists() {
+                    create_cache_dir(&dir, *mode, *uid, *gid)
+                        .context(|| format!("creating cache mount {}", dir.display()))?;
+                }
+                // A cache mount's content never enters the cache key (BuildKit).
+                MountSource::Dir {
+                    path: dir,
+                    key: None,
+                    holder: None,
+                }
+            }
+            RunMount::Tmpfs { .. } => MountSource::Tmpfs,
+            RunMount::Secret { id, required, .. } => {
+                let data = b
+                    .secrets
+                    .iter()
+                    .find(|(s, _)| s == id)
+                    .map(|(_, d)| d.clone());
+                if data.is_none() && *required {
+                    return Err(BuildError::other(
+                        "RUN --mount=type=secret",
+                        format!("secret {id} is required but was not given (use --secret id={id},src=FILE)"),
+                    ));
+                }
+                MountSource::Secret { data }
+            }
+            RunMount::HeredocFile {
+                content,
+                mode,
+                name,
+                ..
+            } => {
+                let dir = tempfile::Builder::new()
+                    .prefix("heredoc-")
+                    .tempdir_in(b.builder.root.join("tmp"))
+                    .context(|| "creating a here-document file".to_string())?;
+                write_secret(&dir.path().join(name), content.as_bytes(), *mode, 0, 0)
+                    .context(|| "writing a here-document file".to_string())?;
+                MountSource::Dir {
+                    path: dir.path().to_path_buf(),
+                    key: None,
+                    holder: Some(Holder::Temp(dir)),
+                }
+            }
+            RunMount::Ssh { .. } => {
+                return Err(BuildError::other(
+                    "RUN --mount=type=ssh",
+                    "SSH agent forwarding is not supported yet; use --mount=type=secret",
+                ))
+            }
+        })
+    }
+
+    fn key(&self) -> Option<CacheKey> {
+        match self {
+            MountSource::Dir { key, .. } => *key,
+            _ => None,
+        }
+    }
+
+    fn is_file(&self) -> bool {
+        match self {
+            MountSource::Secret { .. } => true,
+            MountSource::Dir { path, .. } => path.is_file(),
+            MountSource::Tmpfs => false,
+        }
+    }
+
+    fn mount(
+        &self,
+        b: &StageBuild,
+        m: &RunMount,
+        target: &str,
+    ) -> Result<(Mount, Option<tempfile::TempDir>), BuildError> {
+        let bind = |source: PathBuf, readonly: bool| Mount::Bind {
+            source,
+            destination: target.into(),
+            readonly,
+        };
+        Ok(match (self, m) {
+            (MountSource::Dir { path, .. }, RunMount::Bind { rw: true, .. }) => {
+                // Writes to a rw bind mount are thrown away: give the step
+                // a private copy.
+                let (dir, view) = crate::rootfs::scratch_view(b.builder, path)?;
+                (bind(view, false), Some(dir))
+            }
+            (MountSource::Dir { path, .. }, RunMount::Bind { .. }) => {
+                (bind(path.clone(), true), None)
+            }
+            (MountSource::Dir { path, .. }, RunMount::Cache { readonly, .. }) => {
+                (bind(path.clone(), *readonly), None)
+            }
+            (MountSource::Dir { path, .. }, RunMount::HeredocFile { .. }) => {
+                (bind(path.clone(), true), None)
+            }
+            (MountSource::Tmpfs, RunMount::Tmpfs { size, .. }) => (
+                Mount::Tmpfs {
+                    destination: target.into(),
+                    size: *size,
+                },
+                None,
+            ),
+            (MountSource::Secret { data }, RunMount::Secret { mode, uid, gid, .. }) => {
+                let dir = tempfile::Builder::new()
+                    .prefix("secret-")
+                    .tempdir_in(b.builder.root.join("tmp"))
+                    .context(|| "creating a secret file".to_string())?;
+                let file = dir.path().join("secret");
+                write_secret(
+                    &file,
+                    data.as_deref().unwrap_or_default(),
+                    *mode,
+                    *uid,
+                    *gid,
+                )
+                .context(|| "writing a secret file".to_string())?;
+                (bind(file, true), Some(dir))
+            }
+            _ => unreachable!("mount source matches its mount"),
+        })
+    }
+}
+
+/// Where a mount appears in the container; `None` for a secret only in env.
+fn mount_target(m: &RunMount) -> Option<String> {
+    match m {
+        RunMount::Bind { target, .. }
+        | RunMount::Cache { target, .. }
+        | RunMount::Tmpfs { target, .. } => Some(target.clone()),
+        RunMount::Secret {
+            target, id, env, ..
+        } => match (target, env) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(_)) => None,
+            (None, None) => Some(format!("/run/secrets/{id}")),
+        },
+        RunMount::Ssh { target, .. } => Some(target.clone()),
+        RunMount::HeredocFile { dir, .. } => Some(dir.clone()),
+    }
+}
+
+fn create_cache_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = dir.with_extension("tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+    std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;
+    match std::fs::rename(&tmp, dir) {
+        Ok(()) => Ok(()),
+        // Another build created it first.
+        Err(_) if dir.is_dir() => std::fs::remove_dir_all(&tmp),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_secret(path: &Path, data: &[u8], mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, data)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+}
+
+/// The root a bind mount's `source` is relative to, with its cache key.
+#[allow(clippy::type_complexity)]
+fn from_root<'a>(
+    b: &StageBuild<'a>,
+    from: &MountFrom,
+    source: &str,
+) -> Result<(PathBuf, Option<CacheKey>, Option<Holder<'a>>), BuildError> {
+    match from {
+        MountFrom::Context => {
+            let hash = b
+                .context
+                .checksum(&[source.to_string()], &Default::default())
+                .context(|| format!("hashing {source} of the build context"))?;
+            Ok((b.context.path().to_path_buf(), Some(CacheKey(hash.0)), None))
+        }
+        MountFrom::Stage(i) => {
+            let out = b.wait_stage(*i)?;
+            let view = crate::rootfs::ReadonlyRootfs::mount(b.builder, &out.layers)?;
+            Ok((
+                view.path().to_path_buf(),
+                Some(out.key),
+                Some(Holder::View(view)),
+            ))
+        }
+        MountFrom::Image(name) => {
+            let img = b.bases.get(name)?;
+            let view = crate::rootfs::ReadonlyRootfs::mount(b.builder, &img.layers)?;
+            Ok((
+                view.path().to_path_buf(),
+                Some(img.key),
+                Some(Holder::View(view)),
+            ))
+        }
+    }
+}
+
+/// `root` joined with a relative path; `..` cannot climb above `root`.
+fn join_inside(root: &Path, rel: &str) -> PathBuf {
+    let mut out = root.to_path_buf();
+    let mut depth = 0usize;
+    for part in rel.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if depth > 0 {
+                    out.pop();
+                    depth -= 1;
+                }
+            }
+            p => {
+                out.push(p);
+                depth += 1;
+            }
+        }
+    }
+    out
+}
