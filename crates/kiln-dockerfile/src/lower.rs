@@ -226,7 +226,7 @@ pub fn lower(plan: &Plan, stage_index: usize, base: &BaseImageConfig) -> Result<
     }
     let mut steps = Vec::new();
     for (n, trigger) in base.onbuild.iter().enumerate() {
-        let parsed = crate::parse("ONBUILD", trigger).map_err(|e| {
+        let parsed = crate::parser::parse_fragment("ONBUILD", trigger).map_err(|e| {
             df.error(
                 stage.span,
                 format!(

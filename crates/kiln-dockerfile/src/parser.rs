@@ -25,6 +25,14 @@ pub(crate) struct Segment {
 
 /// Parses a Dockerfile. `file_name` is used in error messages only.
 pub fn parse(file_name: &str, source: &str) -> Result<Dockerfile, Error> {
+    let df = parse_fragment(file_name, source)?;
+    // Only ARG may precede the first FROM, and there must be one.
+    crate::plan::split(&df)?;
+    Ok(df)
+}
+
+/// Parses instructions without requiring a FROM (ONBUILD triggers).
+pub(crate) fn parse_fragment(file_name: &str, source: &str) -> Result<Dockerfile, Error> {
     if source.len() > MAX_SOURCE {
         return Err(Error::new(
             file_name,
@@ -66,17 +74,14 @@ pub fn parse(file_name: &str, source: &str) -> Result<Dockerfile, Error> {
         )
         .with_note("hint: a Dockerfile starts with FROM <image>, e.g. FROM alpine:3.20"));
     }
-    let df = Dockerfile {
+    Ok(Dockerfile {
         file_name: file_name.to_string(),
         escape: p.escape,
         directives: p.directives,
         instructions,
         warnings: p.warnings,
         lines,
-    };
-    // Only ARG may precede the first FROM, and there must be one.
-    crate::plan::split(&df)?;
-    Ok(df)
+    })
 }
 
 struct Parser<'a> {

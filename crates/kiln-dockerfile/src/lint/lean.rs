@@ -176,19 +176,19 @@ pub(super) fn check(df: &Dockerfile, out: &mut Vec<Finding>) {
                 .any(|w| w == *t)
         });
         let toolchain = if TOOLCHAINS.contains(&repo.as_str()) {
-            Some(format!("{base} is a compiler toolchain image"))
+            Some("a compiler toolchain image")
         } else if repo == "node"
             && (build_tools || runs.contains("npm run build") || runs.contains("yarn build"))
         {
-            Some(format!("{base} with build tools and a build step"))
+            Some("node with build tools and a build step")
         } else if (repo == "python" || repo == "pypy") && build_tools {
-            Some(format!("{base} with compilers installed (build-essential)"))
+            Some("python with compilers installed")
         } else {
             None
         };
         if let Some(what) = toolchain {
             push(out, "ToolchainFinalImage", K, from.span, format!(
-                "the final stage is based on {what}: build in a first stage (FROM {base} AS build) and copy only the result into a small runtime image (FROM gcr.io/distroless/static, alpine or scratch) to shrink the image"
+                "the final stage is based on {base} ({what}): build in a first stage (FROM {base} AS build) and copy only the result into a small runtime image (FROM gcr.io/distroless/static, alpine or scratch) to shrink the image"
             ));
         }
     }

@@ -1,0 +1,5 @@
+# check=skip=JSONArgsRecommended,AddLocalFile
+FROM alpine
+ADD file.txt /f
+CMD echo skipped
+LABEL maintainer me
