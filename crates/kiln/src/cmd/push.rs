@@ -1,10 +1,48 @@
+//! `kiln push NAME [DEST]`: uploads the stored image NAME to its own
+//! registry, or to DEST, printing like `docker push`.
+
 use std::process::ExitCode;
 
+use anyhow::Context as _;
+use kiln_oci::Reference;
+use kiln_store::Store;
+
+use super::pull::{client, Transfer, Verb};
 use super::Global;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Stored image to push: NAME[:TAG]
+    pub name: String,
+    /// Where to push it (REGISTRY/REPOSITORY[:TAG]). Default: NAME itself.
+    pub dest: Option<String>,
+    /// Print only the digest at the end.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
 
-pub fn run(_global: &Global, _args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("kiln push: not yet implemented")
+pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    let local = Reference::parse(&args.name)?;
+    let remote = match &args.dest {
+        Some(d) => Reference::parse(d)?,
+        None => local.clone(),
+    };
+    let store = Store::open(&global.root)
+        .with_context(|| format!("opening the store at {}", global.root.display()))?;
+    let client = client(global);
+    let out = Transfer::new(Verb::Push, args.quiet);
+    out.line(&format!(
+        "The push refers to repository [{}]",
+        remote.familiar_name()
+    ));
+    let digest = kiln_registry::block_on(client.push(&store, &local, &remote, &out))?;
+    out.finish();
+    if args.quiet {
+        println!("{digest}");
+    } else {
+        let size = store.blob_size(&digest)?;
+        let tag = remote.tag().unwrap_or("latest");
+        println!("{tag}: digest: {digest} size: {size}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
