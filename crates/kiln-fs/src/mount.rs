@@ -268,13 +268,11 @@ fn overlay_legacy(lowers: &[PathBuf], rw: Option<(&Path, &Path)>, target: &Path)
 }
 
 /// Whether overlay mounts work here (root, a kernel with overlayfs, a
-/// filesystem under `dir` that can be an upper dir). Mounts a tiny overlay
-/// in a scratch directory below `dir` and removes it.
-pub fn probe_overlay(dir: &Path) -> bool {
+/// filesystem under `scratch` that can be an upper dir). Mounts a tiny
+/// overlay in the empty directory `scratch`, which the caller removes.
+pub fn probe_overlay(scratch: &Path) -> bool {
     let run = || -> io::Result<bool> {
-        std::fs::create_dir_all(dir)?;
-        let scratch = tempfile::Builder::new().prefix("probe-").tempdir_in(dir)?;
-        let p = scratch.path();
+        let p = scratch;
         for d in ["lower", "upper", "work", "merged"] {
             std::fs::create_dir(p.join(d))?;
         }

@@ -38,7 +38,8 @@ fn base_tar() -> Vec<u8> {
 
 fn backends(snaps: &Snapshots) -> Vec<Box<dyn Snapshotter>> {
     let mut v: Vec<Box<dyn Snapshotter>> = vec![Box::new(CopySnapshotter::new(snaps.clone()))];
-    if kiln_fs::mount::probe_overlay(&snaps.root().join("tmp")) {
+    let scratch = tempfile::tempdir_in(snaps.root()).unwrap();
+    if kiln_fs::mount::probe_overlay(scratch.path()) {
         v.push(Box::new(OverlaySnapshotter::new(snaps.clone())));
     } else {
         assert!(

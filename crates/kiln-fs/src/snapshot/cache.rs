@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use kiln_oci::{DiffId, Digest};
 
+use super::workdir::{cleanup_stale, WorkDir};
 use super::{io_at, remove_tree, SnapshotError};
 use crate::apply::{apply_compressed_layer, ApplyMode};
 
@@ -25,7 +26,18 @@ impl Snapshots {
         for d in [root.clone(), root.join("active"), root.join("tmp")] {
             std::fs::create_dir_all(&d).map_err(io_at(&d))?;
         }
-        Ok(Snapshots { root })
+        let snaps = Snapshots { root };
+        let stale = snaps.cleanup_stale()?;
+        if stale > 0 {
+            tracing::info!("removed {stale} snapshot dirs left by processes that are gone");
+        }
+        Ok(snaps)
+    }
+
+    /// Removes active snapshots and extractions whose process is gone
+    /// (detaching mounts they left); ones in use by any process are kept.
+    pub fn cleanup_stale(&self) -> Result<usize, SnapshotError> {
+        Ok(cleanup_stale(&self.active_dir())? + cleanup_stale(&self.tmp_dir())?)
     }
 
     /// `ROOT/snapshots`.
@@ -86,37 +98,32 @@ impl Snapshots {
     }
 
     /// A fresh directory under `tmp/` (removed when dropped unless published).
-    pub(crate) fn staging(&self) -> Result<tempfile::TempDir, SnapshotError> {
-        let tmp = self.tmp_dir();
-        tempfile::Builder::new()
-            .prefix("snap-")
-            .tempdir_in(&tmp)
-            .map_err(io_at(&tmp))
+    pub(crate) fn staging(&self) -> Result<WorkDir, SnapshotError> {
+        WorkDir::create(&self.tmp_dir(), "snap-")
     }
 
     /// Moves a complete staging dir (holding `fs/`) into place. When another
     /// process got there first, ours is discarded and theirs is used.
     pub(crate) fn publish(
         &self,
-        staging: tempfile::TempDir,
+        mut staging: WorkDir,
         chain_id: &Digest,
         diff_id: &DiffId,
     ) -> Result<PathBuf, SnapshotError> {
         let marker = staging.path().join(DIFF_ID);
         std::fs::write(&marker, diff_id.to_string()).map_err(io_at(&marker))?;
         let dest = self.dir(chain_id);
-        let src = staging.keep();
-        match std::fs::rename(&src, &dest) {
-            Ok(()) => Ok(dest.join(FS)),
-            Err(e) if dest.join(DIFF_ID).is_file() => {
-                tracing::debug!("snapshot {chain_id} created concurrently ({e}); using that one");
-                remove_tree(&src)?;
+        match std::fs::rename(staging.path(), &dest) {
+            Ok(()) => {
+                staging.disarm();
                 Ok(dest.join(FS))
             }
-            Err(e) => {
-                let _ = remove_tree(&src);
-                Err(io_at(&dest)(e))
+            Err(e) if dest.join(DIFF_ID).is_file() => {
+                tracing::debug!("snapshot {chain_id} created concurrently ({e}); using that one");
+                staging.remove()?;
+                Ok(dest.join(FS))
             }
+            Err(e) => Err(io_at(&dest)(e)),
         }
     }
 

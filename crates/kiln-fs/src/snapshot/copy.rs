@@ -9,7 +9,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::cache::create_root_dir;
-use super::{io_at, remove_tree, ActiveSnapshot, SnapshotError, Snapshots, Snapshotter};
+use super::workdir::WorkDir;
+use super::{io_at, ActiveSnapshot, SnapshotError, Snapshots, Snapshotter};
 use crate::apply::{apply_layer_with, ApplyMode};
 use crate::layer::{write_layer_from_compare, write_layer_from_upper, LayerInfo, LayerOptions};
 
@@ -57,15 +58,12 @@ impl Snapshotter for CopySnapshotter {
     }
 
     fn prepare(&self, parents: &[PathBuf]) -> Result<ActiveSnapshot, SnapshotError> {
-        let active = self.snapshots.active_dir();
-        let dir = tempfile::Builder::new()
-            .prefix("copy-")
-            .tempdir_in(&active)
-            .map_err(io_at(&active))?
-            .keep();
+        let work = WorkDir::create(&self.snapshots.active_dir(), "copy-")?;
+        let dir = work.path().to_path_buf();
         let snap = ActiveSnapshot {
             rootfs: dir.join("rootfs"),
             dir,
+            work,
             mount: None,
         };
         let res = (|| {
@@ -79,7 +77,7 @@ impl Snapshotter for CopySnapshotter {
         match res {
             Ok(()) => Ok(snap),
             Err(e) => {
-                let _ = remove_tree(&snap.dir);
+                let _ = snap.work.remove();
                 Err(e)
             }
         }
@@ -130,7 +128,7 @@ impl Snapshotter for CopySnapshotter {
     }
 
     fn remove(&self, active: ActiveSnapshot) -> Result<(), SnapshotError> {
-        remove_tree(&active.dir)
+        active.work.remove()
     }
 
     fn snapshots(&self) -> &Snapshots {

@@ -16,6 +16,7 @@
 mod cache;
 mod copy;
 mod overlay;
+mod workdir;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -67,10 +68,15 @@ pub(crate) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_
 /// A writable root filesystem prepared for one step.
 #[derive(Debug)]
 pub struct ActiveSnapshot {
+    /// Declared first so that, when dropped, it is unmounted before the
+    /// directory goes.
+    pub(crate) mount: Option<MountGuard>,
     /// `ROOT/snapshots/active/<id>`: everything of this snapshot lives here.
     pub(crate) dir: PathBuf,
+    /// Holds the directory's lock; removes it if the snapshot is dropped
+    /// without `remove`.
+    pub(crate) work: workdir::WorkDir,
     pub(crate) rootfs: PathBuf,
-    pub(crate) mount: Option<MountGuard>,
 }
 
 impl ActiveSnapshot {
@@ -151,7 +157,15 @@ pub fn snapshotter(snapshots: Snapshots) -> Result<Box<dyn Snapshotter>, Snapsho
 
 fn overlay_works(snapshots: &Snapshots) -> bool {
     static PROBE: OnceLock<bool> = OnceLock::new();
-    *PROBE.get_or_init(|| crate::mount::probe_overlay(&snapshots.tmp_dir()))
+    *PROBE.get_or_init(
+        || match workdir::WorkDir::create(&snapshots.tmp_dir(), "probe-") {
+            Ok(scratch) => crate::mount::probe_overlay(scratch.path()),
+            Err(e) => {
+                tracing::debug!("overlay probe: {e}");
+                false
+            }
+        },
+    )
 }
 
 /// Removes a directory tree that may hold read-only directories.

@@ -5,7 +5,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::cache::create_root_dir;
-use super::{io_at, remove_tree, ActiveSnapshot, SnapshotError, Snapshots, Snapshotter};
+use super::workdir::WorkDir;
+use super::{io_at, ActiveSnapshot, SnapshotError, Snapshots, Snapshotter};
 use crate::layer::{write_layer_from_upper, LayerInfo, LayerOptions};
 use crate::mount::mount_overlay;
 
@@ -29,15 +30,12 @@ impl Snapshotter for OverlaySnapshotter {
     }
 
     fn prepare(&self, parents: &[PathBuf]) -> Result<ActiveSnapshot, SnapshotError> {
-        let active = self.snapshots.active_dir();
-        let dir = tempfile::Builder::new()
-            .prefix("ovl-")
-            .tempdir_in(&active)
-            .map_err(io_at(&active))?
-            .keep();
+        let work = WorkDir::create(&self.snapshots.active_dir(), "ovl-")?;
+        let dir = work.path().to_path_buf();
         let mut snap = ActiveSnapshot {
             rootfs: dir.join("upper"),
             dir,
+            work,
             mount: None,
         };
         let res = (|| {
@@ -104,7 +102,7 @@ impl Snapshotter for OverlaySnapshotter {
         if let Some(m) = active.mount.take() {
             m.unmount()?;
         }
-        remove_tree(&active.dir)
+        active.work.remove()
     }
 
     fn snapshots(&self) -> &Snapshots {
