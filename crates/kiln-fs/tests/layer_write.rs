@@ -22,7 +22,13 @@ fn make_upper(root: &Path) {
     fs::write(root.join("ünïcødé"), b"u").unwrap();
     fs::write(root.join("caps"), b"c").unwrap();
     lsetxattr(root.join("caps"), "user.kiln", b"v", XattrFlags::empty()).unwrap();
-    lsetxattr(root.join("caps"), "trusted.overlay.origin", b"o", XattrFlags::empty()).unwrap();
+    lsetxattr(
+        root.join("caps"),
+        "trusted.overlay.origin",
+        b"o",
+        XattrFlags::empty(),
+    )
+    .unwrap();
     fs::write(root.join("big-ids"), b"b").unwrap();
     rustix::fs::chownat(
         CWD,
@@ -33,9 +39,22 @@ fn make_upper(root: &Path) {
     )
     .unwrap();
     fs::create_dir(root.join("opq")).unwrap();
-    lsetxattr(root.join("opq"), "trusted.overlay.opaque", b"y", XattrFlags::empty()).unwrap();
+    lsetxattr(
+        root.join("opq"),
+        "trusted.overlay.opaque",
+        b"y",
+        XattrFlags::empty(),
+    )
+    .unwrap();
     fs::write(root.join("opq/kept"), b"k").unwrap();
-    mknodat(CWD, &root.join("deleted"), FileType::CharacterDevice, Mode::empty(), 0).unwrap();
+    mknodat(
+        CWD,
+        root.join("deleted"),
+        FileType::CharacterDevice,
+        Mode::empty(),
+        0,
+    )
+    .unwrap();
     fs::write(root.join("h1"), b"same").unwrap();
     fs::hard_link(root.join("h1"), root.join("h2")).unwrap();
     symlink("/usr/lib", root.join("lib")).unwrap();
@@ -75,7 +94,11 @@ fn upper_dir_round_trips() {
         if let Some(exts) = e.pax_extensions().unwrap() {
             for x in exts {
                 let x = x.unwrap();
-                pax.push(format!("{}={}", x.key().unwrap(), String::from_utf8_lossy(x.value_bytes())));
+                pax.push(format!(
+                    "{}={}",
+                    x.key().unwrap(),
+                    String::from_utf8_lossy(x.value_bytes())
+                ));
             }
         }
         if path.as_os_str().as_bytes() == b"caps" {
@@ -120,15 +143,27 @@ fn upper_dir_round_trips() {
     };
     assert_eq!(strip(back.path()), strip(upper.path()));
     let mut buf = [0u8; 4];
-    let n = rustix::fs::lgetxattr(back.path().join("opq"), "trusted.overlay.opaque", &mut buf).unwrap();
+    let n =
+        rustix::fs::lgetxattr(back.path().join("opq"), "trusted.overlay.opaque", &mut buf).unwrap();
     assert_eq!(&buf[..n], b"y");
-    assert!(rustix::fs::lgetxattr(back.path().join("caps"), "trusted.overlay.origin", &mut buf).is_err());
+    assert!(
+        rustix::fs::lgetxattr(back.path().join("caps"), "trusted.overlay.origin", &mut buf)
+            .is_err()
+    );
 
     // GNU tar agrees on the names.
     let tar_file = tempfile::NamedTempFile::new().unwrap();
     fs::write(tar_file.path(), &tar).unwrap();
-    let out = Command::new("tar").arg("-tf").arg(tar_file.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("tar")
+        .arg("-tf")
+        .arg(tar_file.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let listed: Vec<String> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
