@@ -1,0 +1,102 @@
+//! Cleanup when things go wrong: a helper killed with SIGKILL, stale state
+//! of a kiln process that died. (Cancellation is in `cancel.rs`: it affects
+//! the whole process.)
+
+mod common;
+
+use std::fs;
+use std::time::Duration;
+
+use common::{exists, setup};
+use kiln_exec::{cleanup_stale, Error, Runtime};
+
+/// SIGKILLs the helper process whose argv mentions `needle`.
+fn kill_helper(needle: &str) {
+    for _ in 0..500 {
+        for entry in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let text = String::from_utf8_lossy(&cmdline);
+            // Only once the container runs: its sleep must be there too.
+            if text.contains(kiln_exec::helper::MARKER)
+                && text.contains(needle)
+                && sleep_running(needle)
+            {
+                // SAFETY: sending a signal to a pid.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no helper for {needle}");
+}
+
+fn sleep_running(needle: &str) -> bool {
+    let secs = needle.rsplit('-').next().unwrap();
+    let wanted = format!("sleep\0{secs}\0").into_bytes();
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|e| fs::read(e.path().join("cmdline")).is_ok_and(|c| c == wanted))
+}
+
+fn killed_helper_is_cleaned_up(runtime: Runtime, secs: &'static str) {
+    let Some(env) = setup(runtime) else { return };
+    let id = format!("victim-{secs}");
+    let spec = env.spec(&id, &["sleep", secs]);
+    let needle = id.clone();
+    let killer = std::thread::spawn(move || kill_helper(&needle));
+    let out = env.run(&spec);
+    killer.join().unwrap();
+    assert!(
+        matches!(out.result, Err(Error::HelperDied { .. })),
+        "{:?}",
+        out.result
+    );
+    assert!(
+        !sleep_running(&id),
+        "the container's process survived its helper"
+    );
+    assert!(!exists(&env.rootfs().join("etc/hosts")));
+    env.assert_clean();
+}
+
+#[test]
+fn killed_helper_youki() {
+    killed_helper_is_cleaned_up(Runtime::Youki, "1241")
+}
+
+#[test]
+fn killed_helper_runc() {
+    killed_helper_is_cleaned_up(Runtime::Runc, "1242")
+}
+
+#[test]
+fn stale_bundles_of_dead_owners_are_removed() {
+    let dir = kiln_testkit::tempdir();
+    let state = dir.path();
+    assert_eq!(cleanup_stale(state).unwrap(), Vec::<String>::new());
+    let dead = state.join("bundles/dead");
+    fs::create_dir_all(&dead).unwrap();
+    // A pid that cannot exist (above pid_max).
+    fs::write(dead.join("owner"), "youki 4294967 1\n").unwrap();
+    let live = state.join("bundles/live");
+    fs::create_dir_all(&live).unwrap();
+    let stat = fs::read_to_string("/proc/self/stat").unwrap();
+    let start = stat[stat.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .nth(19)
+        .unwrap()
+        .to_string();
+    fs::write(
+        live.join("owner"),
+        format!("runc {} {start}\n", std::process::id()),
+    )
+    .unwrap();
+    assert_eq!(cleanup_stale(state).unwrap(), vec!["dead".to_string()]);
+    assert!(!dead.exists());
+    assert!(live.exists(), "a bundle of a running kiln must stay");
+}
