@@ -24,19 +24,6 @@ fn suite_dir() -> PathBuf {
     common::repo_root().join("tests/differential")
 }
 
-/// `KNOWN_FAILURES`: `case-name  one-line reason` per line, `#` comments.
-fn known_failures(path: &Path) -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let (name, reason) = l.split_once(char::is_whitespace).unwrap_or((l, ""));
-            (name.to_string(), reason.trim().to_string())
-        })
-        .collect()
-}
-
 /// Builds `case` (prerequisites first) with `engine` and reads the result.
 fn build_side(
     engine: &dyn Engine,
@@ -187,7 +174,7 @@ fn differential_cases() {
         "the suite promises at least 40 cases, found {}",
         cases.len()
     );
-    let known = known_failures(&dir.join("KNOWN_FAILURES"));
+    let known = common::known_failures(&dir.join("KNOWN_FAILURES"));
     for name in known.keys() {
         assert!(
             cases.iter().any(|c| &c.name == name),
@@ -425,5 +412,8 @@ fn tree_applies_layers_like_an_extractor() {
         t.hardlink_groups().is_empty(),
         "/etc/a is gone, /hard stands alone"
     );
-    assert_eq!(t.entries["/keep"].content.as_deref().unwrap(), b"now a file");
+    assert_eq!(
+        t.entries["/keep"].content.as_deref().unwrap(),
+        b"now a file"
+    );
 }
