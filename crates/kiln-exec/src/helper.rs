@@ -15,6 +15,7 @@
 
 mod loopback;
 mod runc;
+mod tty;
 mod wait;
 mod workload;
 mod youki;

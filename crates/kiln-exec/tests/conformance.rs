@@ -7,7 +7,7 @@ use std::fs;
 use std::time::Duration;
 
 use common::{exists, setup};
-use kiln_exec::{Error, ExitStatus, Mount, Network, Runtime};
+use kiln_exec::{Error, ExitStatus, Mount, Network, Runtime, Stdio};
 
 /// Kills, from the host, the process whose argv is exactly `argv`, once it
 /// shows up.
@@ -296,6 +296,24 @@ fn concurrent_runs(runtime: Runtime) {
     env.assert_clean();
 }
 
+fn terminal_and_inherited_stdio(runtime: Runtime) {
+    let Some(env) = setup(runtime) else { return };
+    let mut spec = env.spec(
+        "tty",
+        &["sh", "-c", "[ -t 0 ] && [ -t 1 ] && [ -t 2 ] && exit 7"],
+    );
+    spec.stdio = Stdio::Inherit { tty: true };
+    assert_eq!(
+        env.run(&spec).status(),
+        ExitStatus::Code(7),
+        "no terminal inside"
+    );
+    let mut spec = env.spec("inherit", &["sh", "-c", "exit 4"]);
+    spec.stdio = Stdio::Inherit { tty: false };
+    assert_eq!(env.run(&spec).status(), ExitStatus::Code(4));
+    env.assert_clean();
+}
+
 fn duplicate_id_is_refused(runtime: Runtime) {
     let Some(env) = setup(runtime) else { return };
     let bundles = env.state().join("bundles/dup");
@@ -349,6 +367,10 @@ macro_rules! conformance {
             #[test]
             fn concurrent_runs() {
                 super::concurrent_runs($runtime)
+            }
+            #[test]
+            fn terminal_and_inherited_stdio() {
+                super::terminal_and_inherited_stdio($runtime)
             }
             #[test]
             fn duplicate_id_is_refused() {

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use nix::unistd::Pid;
 
+use super::tty::{wait_with_terminal, ConsoleSocket};
 use super::wait::{block_signals, kill_requested, wait_for};
 use super::{Outcome, Request};
 
@@ -97,9 +98,6 @@ pub(crate) fn delete(runc_bin: &Path, state_root: &Path, id: &str) -> Result<(),
 }
 
 pub(crate) fn run(r: &Request) -> Outcome {
-    if r.tty {
-        return Outcome::Failed("a terminal is not supported by the runc backend yet".into());
-    }
     if kill_requested(r.interactive) {
         return Outcome::Cancelled;
     }
@@ -114,20 +112,20 @@ pub(crate) fn run(r: &Request) -> Outcome {
     }
     let bundle = r.bundle.to_string_lossy().into_owned();
     let pid_file = r.bundle.join(PID_FILE).to_string_lossy().into_owned();
-    let created = run_step(
-        r,
-        &[
-            "create",
-            "--bundle",
-            &bundle,
-            "--pid-file",
-            &pid_file,
-            &r.id,
-        ],
-        "creating container",
-    );
-    let outcome = match created {
-        Ok(()) => start_and_wait(r),
+    let console = match r.tty.then(|| ConsoleSocket::listen(&r.bundle)).transpose() {
+        Ok(c) => c,
+        Err(e) => return Outcome::Failed(e),
+    };
+    let mut args = vec!["create", "--bundle", &bundle, "--pid-file", &pid_file];
+    let socket = console
+        .as_ref()
+        .map(|c| c.path.to_string_lossy().into_owned());
+    if let Some(socket) = &socket {
+        args.extend(["--console-socket", socket]);
+    }
+    args.push(&r.id);
+    let outcome = match run_step(r, &args, "creating container") {
+        Ok(()) => start_and_wait(r, console.as_ref()),
         Err(outcome) => outcome,
     };
     match delete(&r.runc, &r.state_root, &r.id) {
@@ -139,7 +137,7 @@ pub(crate) fn run(r: &Request) -> Outcome {
     }
 }
 
-fn start_and_wait(r: &Request) -> Outcome {
+fn start_and_wait(r: &Request, console: Option<&ConsoleSocket>) -> Outcome {
     let set = match block_signals() {
         Ok(set) => set,
         Err(e) => return Outcome::Failed(format!("blocking signals: {e}")),
@@ -153,10 +151,18 @@ fn start_and_wait(r: &Request) -> Outcome {
         Ok(Err(e)) => return Outcome::Failed(format!("parsing {}: {e}", pid_file.display())),
         Err(e) => return Outcome::Failed(format!("reading {}: {e}", pid_file.display())),
     };
+    let master = match console.map(ConsoleSocket::receive).transpose() {
+        Ok(m) => m,
+        Err(e) => return Outcome::Failed(e),
+    };
     if let Err(outcome) = run_step(r, &["start", &r.id], "starting container") {
         return outcome;
     }
-    match wait_for(pid, &set, r.interactive) {
+    let waited = match master {
+        Some(master) => wait_with_terminal(pid, &set, master),
+        None => wait_for(pid, &set, r.interactive),
+    };
+    match waited {
         Ok(w) if w.cancelled && !r.interactive => Outcome::Cancelled,
         Ok(w) => Outcome::Exited(w.status),
         Err(e) => Outcome::Failed(e),

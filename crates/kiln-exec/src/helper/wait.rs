@@ -16,11 +16,13 @@ pub(crate) struct Waited {
     pub cancelled: bool,
 }
 
-/// Blocks the stop signals and SIGCHLD for [`wait_for`]. Call it only after
-/// the container's processes were forked: they would inherit the mask.
+/// Blocks the stop signals, SIGCHLD and SIGWINCH for the wait loops. Call it
+/// only after the container's processes were forked: they would inherit the
+/// mask.
 pub(crate) fn block_signals() -> nix::Result<SigSet> {
     let mut set = stop_signals();
     set.add(Signal::SIGCHLD);
+    set.add(Signal::SIGWINCH);
     set.thread_block()?;
     Ok(set)
 }
@@ -34,53 +36,67 @@ pub(crate) fn kill_requested(interactive: bool) -> bool {
     }
 }
 
-/// Waits until `init` exits, reaping every other child that exits meanwhile
-/// (the helper may be their subreaper). `set` is what [`block_signals`]
-/// returned.
-pub(crate) fn wait_for(init: Pid, set: &SigSet, interactive: bool) -> Result<Waited, String> {
-    let mut cancelled = false;
-    let mut forwarded = false;
-    match pending_signal() {
-        Some(Signal::SIGUSR1) => cancelled = true,
-        Some(s) if !interactive => {
-            let _ = s;
-            cancelled = true;
+/// What the stop signals do to the container's init process: SIGUSR1 kills
+/// it; the others kill a captured (build) container and are forwarded once
+/// to an interactive one (killed on the second).
+pub(crate) struct Stopper {
+    init: Pid,
+    interactive: bool,
+    forwarded: bool,
+    pub cancelled: bool,
+}
+
+impl Stopper {
+    /// Applies a stop request that arrived before the signals were blocked.
+    pub(crate) fn new(init: Pid, interactive: bool) -> Self {
+        let mut s = Stopper {
+            init,
+            interactive,
+            forwarded: false,
+            cancelled: false,
+        };
+        if let Some(sig) = pending_signal() {
+            s.on_signal(sig);
         }
-        Some(s) => {
-            let _ = kill(init, s);
-            forwarded = true;
-        }
-        None => {}
+        s
     }
-    if cancelled {
-        let _ = kill(init, Signal::SIGKILL);
-    }
-    loop {
-        if let Some(status) = reap(init)? {
-            return Ok(Waited { status, cancelled });
+
+    /// Handles a stop signal (others are ignored).
+    pub(crate) fn on_signal(&mut self, sig: Signal) {
+        if !stop_signals().contains(sig) {
+            return;
         }
-        let signal = set
-            .wait()
-            .map_err(|e| format!("waiting for signals: {e}"))?;
-        match signal {
-            Signal::SIGCHLD => {}
-            Signal::SIGUSR1 => {
-                cancelled = true;
-                let _ = kill(init, Signal::SIGKILL);
-            }
-            s if interactive && !forwarded => {
-                forwarded = true;
-                let _ = kill(init, s);
-            }
-            _ => {
-                cancelled = true;
-                let _ = kill(init, Signal::SIGKILL);
-            }
+        if sig != Signal::SIGUSR1 && self.interactive && !self.forwarded {
+            self.forwarded = true;
+            let _ = kill(self.init, sig);
+        } else {
+            self.cancelled = true;
+            let _ = kill(self.init, Signal::SIGKILL);
         }
     }
 }
 
-fn reap(init: Pid) -> Result<Option<ExitStatus>, String> {
+/// Waits until `init` exits, reaping every other child that exits meanwhile
+/// (the helper may be their subreaper). `set` is what [`block_signals`]
+/// returned.
+pub(crate) fn wait_for(init: Pid, set: &SigSet, interactive: bool) -> Result<Waited, String> {
+    let mut stopper = Stopper::new(init, interactive);
+    loop {
+        if let Some(status) = reap(init)? {
+            return Ok(Waited {
+                status,
+                cancelled: stopper.cancelled,
+            });
+        }
+        let signal = set
+            .wait()
+            .map_err(|e| format!("waiting for signals: {e}"))?;
+        stopper.on_signal(signal);
+    }
+}
+
+/// Reaps exited children without blocking; `Some` once `init` is among them.
+pub(crate) fn reap(init: Pid) -> Result<Option<ExitStatus>, String> {
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
             Ok(WaitStatus::Exited(pid, code)) if pid == init => {

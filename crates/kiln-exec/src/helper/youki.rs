@@ -8,6 +8,7 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
 
+use super::tty::{wait_with_terminal, ConsoleSocket};
 use super::wait::{block_signals, kill_requested, wait_for};
 use super::workload::{Workload, NOT_FOUND, NOT_RUNNABLE};
 use super::{Outcome, Request};
@@ -77,9 +78,6 @@ pub(crate) fn delete_by_id(state_root: &std::path::Path, id: &str) -> Result<(),
 }
 
 pub(crate) fn run(r: &Request) -> Outcome {
-    if r.tty {
-        return Outcome::Failed("a terminal is not supported by the youki backend yet".into());
-    }
     if kill_requested(r.interactive) {
         return Outcome::Cancelled;
     }
@@ -87,17 +85,24 @@ pub(crate) fn run(r: &Request) -> Outcome {
         Ok(fds) => fds,
         Err(e) => return Outcome::Failed(format!("duplicating stdio: {e}")),
     };
+    let console = match r.tty.then(|| ConsoleSocket::listen(&r.bundle)).transpose() {
+        Ok(c) => c,
+        Err(e) => return Outcome::Failed(e),
+    };
+    // libcontainer wants a console socket only for a "detached" container;
+    // detached changes nothing else: the helper still waits for it.
     let built = ContainerBuilder::new(r.id.clone(), SyscallType::default())
         .with_executor(Workload)
         .with_stdin(stdin)
         .with_stdout(stdout)
         .with_stderr(stderr)
+        .with_console_socket(console.as_ref().map(|c| c.path.clone()))
         .with_root_path(&r.state_root)
         .and_then(|b| b.validate_id())
         .and_then(|b| {
             b.as_init(&r.bundle)
                 .with_systemd(false)
-                .with_detach(false)
+                .with_detach(r.tty)
                 .build()
         });
     let mut container = match built {
@@ -110,7 +115,7 @@ pub(crate) fn run(r: &Request) -> Outcome {
             };
         }
     };
-    let outcome = start_and_wait(r, &mut container);
+    let outcome = start_and_wait(r, &mut container, console.as_ref());
     match delete(&mut container) {
         Ok(()) => outcome,
         Err(d) => match outcome {
@@ -120,7 +125,11 @@ pub(crate) fn run(r: &Request) -> Outcome {
     }
 }
 
-fn start_and_wait(r: &Request, container: &mut Container) -> Outcome {
+fn start_and_wait(
+    r: &Request,
+    container: &mut Container,
+    console: Option<&ConsoleSocket>,
+) -> Outcome {
     let set = match block_signals() {
         Ok(set) => set,
         Err(e) => return Outcome::Failed(format!("blocking signals: {e}")),
@@ -135,13 +144,21 @@ fn start_and_wait(r: &Request, container: &mut Container) -> Outcome {
             ));
         }
     }
+    let master = match console.map(ConsoleSocket::receive).transpose() {
+        Ok(m) => m,
+        Err(e) => return Outcome::Failed(e),
+    };
     if let Err(e) = container.start() {
         return failure("starting container", chain(&e));
     }
     let Some(pid) = container.pid() else {
         return Outcome::Failed("container started without an init process id".into());
     };
-    match wait_for(pid, &set, r.interactive) {
+    let waited = match master {
+        Some(master) => wait_with_terminal(pid, &set, master),
+        None => wait_for(pid, &set, r.interactive),
+    };
+    match waited {
         Ok(w) if w.cancelled && !r.interactive => Outcome::Cancelled,
         Ok(w) => Outcome::Exited(w.status),
         Err(e) => Outcome::Failed(e),
