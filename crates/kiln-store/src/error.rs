@@ -28,6 +28,12 @@ pub enum Error {
         actual: Digest,
         size: u64,
     },
+    #[error("blob {digest} in the store is corrupt: {} hashes to {actual}; run `kiln fsck`", path.display())]
+    Corrupt {
+        digest: Digest,
+        actual: Digest,
+        path: PathBuf,
+    },
     #[error("blob {digest}: expected {expected} bytes, got {actual}")]
     SizeMismatch {
         digest: Digest,

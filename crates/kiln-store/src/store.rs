@@ -99,10 +99,10 @@ impl Store {
             .ctx("reading blob", &p)?;
         let actual = Digest::sha256(&data);
         if actual != *digest {
-            return Err(Error::DigestMismatch {
-                expected: *digest,
+            return Err(Error::Corrupt {
+                digest: *digest,
                 actual,
-                size: data.len() as u64,
+                path: p,
             });
         }
         Ok(data)

@@ -381,7 +381,8 @@ fn require_blob(
 }
 
 /// One image of a docker-archive `manifest.json`, when the archive has no
-/// OCI index describing it: build a Docker schema 2 manifest, storing
+/// OCI index describing it: build an OCI manifest (skopeo's `oci:` transport
+/// only finds OCI media types in index.json), storing
 /// uncompressed layers gzip-compressed.
 fn load_docker_entry(
     store: &Store,
@@ -448,8 +449,8 @@ fn load_docker_entry(
     };
     let manifest = serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": mt::DOCKER_MANIFEST,
-        "config": {"mediaType": mt::DOCKER_CONFIG, "digest": config_digest.to_string(), "size": config_bytes.len()},
+        "mediaType": mt::OCI_MANIFEST,
+        "config": {"mediaType": mt::OCI_CONFIG, "digest": config_digest.to_string(), "size": config_bytes.len()},
         "layers": layers,
     });
     let manifest_bytes =
@@ -458,7 +459,7 @@ fn load_docker_entry(
     w.write_all(&manifest_bytes).map_err(Error::Write)?;
     let manifest_blob = w.finish()?;
     let desc = Descriptor::new(
-        mt::DOCKER_MANIFEST.into(),
+        mt::OCI_MANIFEST.into(),
         manifest_blob.size(),
         manifest_blob.digest(),
     );
@@ -490,7 +491,7 @@ fn docker_layer(
         io::copy(&mut plain, &mut gz).map_err(|e| Error::invalid(what(), e))?;
         let w = gz.finish().map_err(Error::Write)?;
         let prepared = w.finish()?;
-        let r = (mt::DOCKER_LAYER_GZIP, prepared.digest(), prepared.size());
+        let r = (mt::OCI_LAYER_GZIP, prepared.digest(), prepared.size());
         out.made.push(prepared);
         r
     } else {
@@ -500,9 +501,9 @@ fn docker_layer(
             out.used.push(path.to_string());
         }
         let mt = if kind == Compression::Gzip {
-            mt::DOCKER_LAYER_GZIP
+            mt::OCI_LAYER_GZIP
         } else {
-            mt::DOCKER_LAYER_ZSTD
+            mt::OCI_LAYER_ZSTD
         };
         (mt, blob.digest(), blob.size())
     };

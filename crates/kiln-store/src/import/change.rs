@@ -184,7 +184,7 @@ mod tests {
         let mut c = Map::new();
         for ch in ["RUN echo", "CMD", "EXPOSE http", "ENV A=\"x"] {
             let e = apply_change(&mut c, ch).unwrap_err().to_string();
-            assert!(e.contains(ch), "{e}");
+            assert!(e.contains(&format!("{ch:?}")), "{e}");
         }
     }
 }

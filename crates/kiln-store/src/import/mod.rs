@@ -173,14 +173,14 @@ fn finish(
     if let Some(v) = &opts.platform.variant {
         config["variant"] = json!(v);
     }
-    let config_desc = store.write_json(&config, mt::DOCKER_CONFIG)?;
+    let config_desc = store.write_json(&config, mt::OCI_CONFIG)?;
     let manifest = json!({
         "schemaVersion": 2,
-        "mediaType": mt::DOCKER_MANIFEST,
+        "mediaType": mt::OCI_MANIFEST,
         "config": config_desc,
-        "layers": [{"mediaType": mt::DOCKER_LAYER_GZIP, "digest": layer_digest.to_string(), "size": layer_size}],
+        "layers": [{"mediaType": mt::OCI_LAYER_GZIP, "digest": layer_digest.to_string(), "size": layer_size}],
     });
-    let mut desc = store.write_json(&manifest, mt::DOCKER_MANIFEST)?;
+    let mut desc = store.write_json(&manifest, mt::OCI_MANIFEST)?;
     desc.set_platform(Some(opts.platform.to_oci()));
     match &opts.name {
         Some(name) => {
