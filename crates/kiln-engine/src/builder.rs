@@ -184,6 +184,22 @@ impl Builder {
             .wait(plan.target)
             .ok_or_else(|| BuildError::other("building the target stage", "it did not finish"))?;
 
-        export::export(self, req, &steps, &target, &platform, &runtime)
+        let built = export::export(self, req, &steps, &target, &platform, &runtime)?;
+        self.keep_cached_layers();
+        Ok(built)
+    }
+
+    /// Declares the layers the cache refers to as live, so `kiln prune`
+    /// keeps them although no image names them.
+    fn keep_cached_layers(&self) {
+        let digests: Vec<Digest> = self
+            .cache
+            .referenced_blobs()
+            .iter()
+            .filter_map(|d| d.parse().ok())
+            .collect();
+        if let Err(e) = self.store.set_lease("build-cache", &digests) {
+            tracing::warn!("recording the build cache's layers: {e}");
+        }
     }
 }

@@ -20,7 +20,7 @@ pub struct Layer {
 /// OCI chain ids: `chain(n) = sha256(chain(n-1) + " " + diff_id(n))`.
 pub fn chain_id(parent: Option<&Digest>, diff_id: &DiffId) -> Digest {
     match parent {
-        None => diff_id.digest().clone(),
+        None => *diff_id.digest(),
         Some(p) => Digest::sha256(format!("{p} {}", diff_id.digest()).as_bytes()),
     }
 }

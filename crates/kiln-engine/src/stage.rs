@@ -47,6 +47,8 @@ pub struct StageState {
     pub key: CacheKey,
     /// `[name n/total]` prefix for progress lines.
     pub label: String,
+    /// Whether a CMD of this stage was seen (ENTRYPOINT then keeps it).
+    pub cmd_set: bool,
 }
 
 impl StageBuild<'_> {
@@ -109,6 +111,7 @@ impl StageBuild<'_> {
             layers,
             key,
             label: String::new(),
+            cmd_set: false,
         };
         let total = steps.iter().filter(|s| !is_meta(&s.kind)).count();
         let mut n = 0;
@@ -195,7 +198,7 @@ impl StageBuild<'_> {
                 Ok(())
             }
             other => {
-                ops::meta::apply(&mut state.config.config, other);
+                ops::meta::apply(&mut state.config.config, other, &mut state.cmd_set);
                 self.meta_step(state, step);
                 Ok(())
             }

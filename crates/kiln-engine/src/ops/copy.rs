@@ -53,7 +53,6 @@ pub fn copy(
     }
     let _ = c.link;
     let workdir = state.config.config.working_dir.clone();
-    let progress = b.steps.start(format!("{} {}", state.label, step.original));
 
     let mut key = KeyBuilder::new(if c.is_add { "add" } else { "copy" });
     key.key("parent", &state.key)
@@ -90,25 +89,34 @@ pub fn copy(
                 b.context.source()
             }
             Some(from) => {
-                let (layers, from_key) = match from {
-                    CopyFrom::Stage(i) => {
-                        let out = b.wait_stage(*i)?;
-                        (out.layers.clone(), out.key)
-                    }
-                    CopyFrom::Image(name) => {
-                        let img = b.bases.get(name)?;
-                        (img.layers.clone(), img.key)
-                    }
+                let layers = match from {
+                    CopyFrom::Stage(i) => b.wait_stage(*i)?.layers.clone(),
+                    CopyFrom::Image(name) => b.bases.get(name)?.layers.clone(),
                 };
-                key.key("from", &from_key).list("sources", &paths);
                 let view = ReadonlyRootfs::mount(b.builder, &layers)?;
                 from_root = SourceRoot::rootfs(view.path())
                     .context(|| "opening the --from source".to_string())?;
+                // Keyed by the content of the files read, like a context
+                // COPY, so a change elsewhere in that stage keeps this cached.
+                let hash = kiln_fs::context::checksum(
+                    &from_root,
+                    &Default::default(),
+                    &paths,
+                    &CopyHashOptions {
+                        exclude: c.exclude.to_vec(),
+                        parents: c.parents,
+                    },
+                )
+                .map_err(|e| fail(e.to_string()))?;
+                key.field("from-content", &hash.0);
                 _view = Some(view);
                 &from_root
             }
         })
     };
+
+    // Started only now: waiting for a --from stage is not this step's time.
+    let progress = b.steps.start(format!("{} {}", state.label, step.original));
 
     // URLs are fetched every time (as BuildKit does); their content is the key.
     let mut downloads = Vec::new();

@@ -6,8 +6,9 @@ use kiln_dockerfile::{Command, StepKind};
 
 use crate::image::{Healthcheck, RunConfig};
 
-/// Applies a config-only step with BuildKit's semantics.
-pub fn apply(config: &mut RunConfig, step: &StepKind) {
+/// Applies a config-only step with BuildKit's semantics. `cmd_set` tells
+/// whether this stage set CMD itself (then ENTRYPOINT keeps it).
+pub fn apply(config: &mut RunConfig, step: &StepKind, cmd_set: &mut bool) {
     match step {
         StepKind::Env(pairs) => {
             for (k, v) in pairs {
@@ -40,11 +41,16 @@ pub fn apply(config: &mut RunConfig, step: &StepKind) {
         }
         StepKind::Entrypoint(cmd) => {
             config.entrypoint = Some(command_argv(cmd, config));
-            // An ENTRYPOINT resets the CMD inherited from the base image;
-            // a CMD in the same stage after it is kept (applied later).
-            config.cmd = None;
+            // An ENTRYPOINT resets the CMD inherited from the base image,
+            // not one this stage set.
+            if !*cmd_set {
+                config.cmd = None;
+            }
         }
-        StepKind::Cmd(cmd) => config.cmd = Some(command_argv(cmd, config)),
+        StepKind::Cmd(cmd) => {
+            config.cmd = Some(command_argv(cmd, config));
+            *cmd_set = true;
+        }
         StepKind::Healthcheck(hc) => {
             config.healthcheck = Some(match hc {
                 None => Healthcheck {

@@ -207,7 +207,7 @@ enum MountSource<'a> {
         path: PathBuf,
         key: Option<CacheKey>,
         #[allow(dead_code)] // held, not read
-        holder: Option<Holder<'a>>,
+        holder: Option<Box<Holder<'a>>>,
     },
     Tmpfs,
     Secret {
@@ -278,7 +278,7 @@ impl<'a> MountSource<'a> {
                 MountSource::Dir {
                     path: dir.path().to_path_buf(),
                     key: None,
-                    holder: Some(Holder::Temp(dir)),
+                    holder: Some(Box::new(Holder::Temp(dir))),
                 }
             }
             RunMount::Ssh { .. } => {
@@ -406,7 +406,7 @@ fn from_root<'a>(
     b: &StageBuild<'a>,
     from: &MountFrom,
     source: &str,
-) -> Result<(PathBuf, Option<CacheKey>, Option<Holder<'a>>), BuildError> {
+) -> Result<(PathBuf, Option<CacheKey>, Option<Box<Holder<'a>>>), BuildError> {
     match from {
         MountFrom::Context => {
             let hash = b
@@ -421,7 +421,7 @@ fn from_root<'a>(
             Ok((
                 view.path().to_path_buf(),
                 Some(out.key),
-                Some(Holder::View(view)),
+                Some(Box::new(Holder::View(view))),
             ))
         }
         MountFrom::Image(name) => {
@@ -430,7 +430,7 @@ fn from_root<'a>(
             Ok((
                 view.path().to_path_buf(),
                 Some(img.key),
-                Some(Holder::View(view)),
+                Some(Box::new(Holder::View(view))),
             ))
         }
     }

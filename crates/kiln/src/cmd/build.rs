@@ -10,7 +10,9 @@ use kiln_engine::{BuildRequest, Builder, Compression, DockerfileSource, Runtime}
 use super::Global;
 use crate::progress::{Mode, Renderer};
 
+/// Like docker's flags, a repeated single-value flag takes the last value.
 #[derive(clap::Args)]
+#[command(args_override_self = true)]
 pub struct Args {
     /// Build context: a directory, or `-` to read a tar (or a lone Dockerfile) from stdin.
     #[arg(default_value = ".")]
