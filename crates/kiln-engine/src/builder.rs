@@ -89,6 +89,11 @@ impl Builder {
             Store::open(root).context(|| format!("opening the store at {}", root.display()))?;
         let cache = Cache::open(root)
             .context(|| format!("opening the build cache in {}", root.display()))?;
+        // Containers whose kiln was killed with -9 (snapshots clean up
+        // after themselves in Snapshots::open).
+        if let Err(e) = kiln_exec::cleanup_stale(&root.join("tmp/exec")) {
+            tracing::warn!("cleaning up containers of killed builds: {e}");
+        }
         for dir in ["tmp", "snapshots", "cache/mounts"] {
             std::fs::create_dir_all(root.join(dir))
                 .context(|| format!("creating {}/{dir}", root.display()))?;

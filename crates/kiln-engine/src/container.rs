@@ -133,18 +133,15 @@ impl Builder {
             if user.is_empty() { "root" } else { &user },
         )
         .context(|| format!("resolving user {user:?}"))?;
-        let mut points = crate::rootfs::MountPoints::new(rootfs.merged());
-        let mut mounts = Vec::new();
-        for v in &req.volumes {
-            points
-                .ensure(&v.container, v.host.is_file())
-                .context(|| format!("creating mount point {}", v.container))?;
-            mounts.push(Mount::Bind {
+        let mounts = req
+            .volumes
+            .iter()
+            .map(|v| Mount::Bind {
                 source: v.host.clone(),
                 destination: v.container.clone(),
                 readonly: v.readonly,
-            });
-        }
+            })
+            .collect();
         let executor = kiln_exec::executor(
             match req.runtime {
                 Runtime::Youki => kiln_exec::Runtime::Youki,

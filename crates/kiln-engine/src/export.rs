@@ -7,7 +7,7 @@ use std::io::Write;
 use kiln_oci::media_type as mt;
 use kiln_oci::{Digest, Platform};
 
-use crate::builder::{BuildRequest, Builder, Built, Compression};
+use crate::builder::{BuildRequest, Builder, Built};
 use crate::error::{BuildError, Context};
 use crate::options::Output;
 use crate::progress::Steps;
@@ -40,7 +40,8 @@ pub fn export(
         .map(|l| l.diff_id.digest().to_string())
         .collect();
 
-    let oci = req.compression == Compression::Zstd;
+    // OCI media types: what skopeo's `oci:` transport can see, and what
+    // Docker 20.10 loads and pulls as well.
     let config_bytes = serde_json::to_vec(&config).expect("config serialises");
     let config_digest = builder
         .store
@@ -51,7 +52,7 @@ pub fn export(
         .iter()
         .map(|l| {
             serde_json::json!({
-                "mediaType": if oci { oci_media_type(&l.media_type) } else { l.media_type.clone() },
+                "mediaType": oci_media_type(&l.media_type),
                 "digest": l.digest.to_string(),
                 "size": l.size,
             })
@@ -59,9 +60,9 @@ pub fn export(
         .collect();
     let manifest = serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": if oci { mt::OCI_MANIFEST } else { mt::DOCKER_MANIFEST },
+        "mediaType": mt::OCI_MANIFEST,
         "config": {
-            "mediaType": if oci { mt::OCI_CONFIG } else { mt::DOCKER_CONFIG },
+            "mediaType": mt::OCI_CONFIG,
             "digest": config_digest.to_string(),
             "size": config_bytes.len(),
         },
@@ -72,11 +73,7 @@ pub fn export(
         .store
         .write_blob(&manifest_bytes)
         .context(|| "writing the image manifest".to_string())?;
-    let media_type = if oci {
-        mt::OCI_MANIFEST
-    } else {
-        mt::DOCKER_MANIFEST
-    };
+    let media_type = mt::OCI_MANIFEST;
     for tag in &req.tags {
         builder
             .store
@@ -167,10 +164,12 @@ fn export_name(req: &BuildRequest, digest: &Digest) -> kiln_oci::Reference {
     })
 }
 
-fn oci_media_type(docker: &str) -> String {
-    match docker {
+/// Base image layers keep their bytes; only their media type is restated.
+fn oci_media_type(media_type: &str) -> String {
+    match media_type {
         mt::DOCKER_LAYER_GZIP => mt::OCI_LAYER_GZIP.into(),
         mt::DOCKER_LAYER => mt::OCI_LAYER.into(),
+        mt::DOCKER_LAYER_ZSTD => mt::OCI_LAYER_ZSTD.into(),
         other => other.into(),
     }
 }

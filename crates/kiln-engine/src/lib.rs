@@ -21,5 +21,19 @@ pub mod schedule;
 mod stage;
 mod time;
 
+/// Stops a running build (for a Ctrl-C handler): running containers are
+/// killed and the build unwinds, unmounting what it mounted.
+pub fn interrupt() {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    kiln_exec::cancel_all();
+}
+
+pub(crate) static INTERRUPTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+pub(crate) fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 pub use builder::{BuildRequest, Builder, Built, Compression, DockerfileSource, Runtime};
 pub use error::{BuildError, OptionError};

@@ -132,9 +132,9 @@ impl Drop for WorkingRootfs<'_> {
 pub fn media_type(c: Compression) -> &'static str {
     use kiln_oci::media_type as mt;
     match c {
-        Compression::Gzip => mt::DOCKER_LAYER_GZIP,
+        Compression::Gzip => mt::OCI_LAYER_GZIP,
         Compression::Zstd => mt::OCI_LAYER_ZSTD,
-        Compression::Uncompressed => mt::DOCKER_LAYER,
+        Compression::Uncompressed => mt::OCI_LAYER,
     }
 }
 
@@ -269,73 +269,4 @@ pub fn ensure_snapshots(builder: &Builder, layers: &mut [Layer]) -> Result<(), B
         chain = Some(id);
     }
     Ok(())
-}
-
-/// Mount points a step's mounts need; the ones that did not exist are
-/// removed after the step so they leave nothing in the layer.
-pub struct MountPoints {
-    root: PathBuf,
-    created: Vec<PathBuf>,
-}
-
-impl MountPoints {
-    pub fn new(root: &Path) -> Self {
-        MountPoints {
-            root: root.to_path_buf(),
-            created: Vec::new(),
-        }
-    }
-
-    /// Creates `target` (a file if `file`) and missing parents inside the root.
-    pub fn ensure(&mut self, target: &str, file: bool) -> std::io::Result<()> {
-        let parts: Vec<&str> = target
-            .split('/')
-            .filter(|p| !p.is_empty() && *p != ".")
-            .collect();
-        let mut path = self.root.clone();
-        for (i, part) in parts.iter().enumerate() {
-            if *part == ".." {
-                return Err(std::io::Error::other(format!(
-                    "mount target {target} leaves the root"
-                )));
-            }
-            path.push(part);
-            match std::fs::symlink_metadata(&path) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Err(std::io::Error::other(format!(
-                        "mount target {target} goes through a symlink; give the resolved path"
-                    )))
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    if file && i + 1 == parts.len() {
-                        std::fs::File::create(&path)?;
-                    } else {
-                        std::fs::create_dir(&path)?;
-                    }
-                    self.created.push(path.clone());
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    pub fn remove_created(&mut self) -> std::io::Result<()> {
-        for p in self.created.drain(..).rev() {
-            let r = if p.is_dir() {
-                std::fs::remove_dir(&p)
-            } else {
-                std::fs::remove_file(&p)
-            };
-            match r {
-                // The step may have written into it: then it stays, like BuildKit.
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) if e.raw_os_error() == Some(39) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
 }

@@ -116,7 +116,7 @@ impl StageBuild<'_> {
         let total = steps.iter().filter(|s| !is_meta(&s.kind)).count();
         let mut n = 0;
         for step in &steps {
-            if self.board.has_failed() {
+            if self.board.has_failed() || crate::interrupted() {
                 return Err(BuildError::Interrupted);
             }
             if !is_meta(&step.kind) {

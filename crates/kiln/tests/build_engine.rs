@@ -130,6 +130,15 @@ fn two_stage_build_runs_in_docker_and_rebuilds_from_cache() {
     let name = format!("kiln-test/two-stage:{}", std::process::id());
     ok(e.build(&["-t", &name]));
 
+    // The store is an OCI layout skopeo reads directly.
+    let full = format!("docker.io/{name}");
+    let inspect = Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci:{}:{full}", e.root.display()))
+        .output()
+        .unwrap();
+    assert!(inspect.status.success(), "{}", text(&inspect));
+
     let archive = e.root.join("../image.tar");
     ok(kiln(&e.root).args(["save", "-o"]).arg(&archive).arg(&name));
     let load = tk::docker()
@@ -380,4 +389,41 @@ fn dockerfile_from_stdin_and_bad_flags() {
     assert!(out.contains("--secret") && out.contains("id"), "{out}");
     let out = fails(&mut e.build(&["-f", "/nonexistent/Dockerfile"]));
     assert!(out.contains("/nonexistent/Dockerfile"), "{out}");
+}
+
+#[test]
+fn interrupted_build_unmounts_everything_and_exits_non_zero() {
+    let df = "FROM busybox\nRUN echo start && sleep 60\n";
+    let Some(e) = env(df, &[]) else { return };
+    let child = e
+        .build(&[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .contains(e.root.to_str().unwrap())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build never mounted its step"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // What a terminal's Ctrl-C sends to kiln.
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let o = child.wait_with_output().unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("interrupted"), "{}", text(&o));
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(
+        !mounts.contains(e.root.to_str().unwrap()),
+        "left mounted: {mounts}"
+    );
+    ok(kiln(&e.root).arg("fsck"));
 }

@@ -10,7 +10,7 @@ use crate::cache::{CacheKey, KeyBuilder};
 use crate::error::{BuildError, Context};
 use crate::options::NetworkMode;
 use crate::progress::Stream;
-use crate::rootfs::{MountPoints, WorkingRootfs};
+use crate::rootfs::WorkingRootfs;
 use crate::stage::{StageBuild, StageState};
 
 /// The fields of a `StepKind::Run`.
@@ -108,9 +108,8 @@ pub fn run(
         state.config.config.working_dir.clone()
     };
 
-    // Mount targets that did not exist are removed again afterwards, so they
-    // leave nothing in the layer (as BuildKit 0.11+ does).
-    let mut points = MountPoints::new(&merged);
+    // The executor creates missing mount targets and removes them again
+    // afterwards, so they leave nothing in the layer (as BuildKit 0.11+ does).
     let mut mounts = Vec::new();
     let mut _holders = Vec::new();
     for (m, source) in run.mounts.iter().zip(&mount_sources) {
@@ -118,9 +117,6 @@ pub fn run(
             continue;
         };
         let target = absolute(&cwd, &target);
-        points
-            .ensure(&target, source.is_file())
-            .context(|| format!("creating mount point {target}"))?;
         let (mount, holder) = source.mount(b, m, &target)?;
         mounts.push(mount);
         _holders.extend(holder);
@@ -151,10 +147,10 @@ pub fn run(
                 data,
             )
         })
-        .map_err(|e| step_error(b, step, format!("starting the container: {e}")))?;
-    points
-        .remove_created()
-        .context(|| "removing mount points".to_string())?;
+        .map_err(|e| match e {
+            kiln_exec::Error::Cancelled { .. } => BuildError::Interrupted,
+            e => step_error(b, step, format!("running the container: {e}")),
+        })?;
     if !status.success() {
         return Err(BuildError::RunFailed {
             location: b.location(step),
@@ -294,14 +290,6 @@ impl<'a> MountSource<'a> {
         match self {
             MountSource::Dir { key, .. } => *key,
             _ => None,
-        }
-    }
-
-    fn is_file(&self) -> bool {
-        match self {
-            MountSource::Secret { .. } => true,
-            MountSource::Dir { path, .. } => path.is_file(),
-            MountSource::Tmpfs => false,
         }
     }
 

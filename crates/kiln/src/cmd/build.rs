@@ -129,6 +129,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         insecure_registries: global.insecure_registries.clone(),
     };
 
+    stop_on_signals()?;
     let renderer = Renderer::new(if args.quiet {
         Mode::Quiet
     } else {
@@ -163,4 +164,24 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("image {}", built.image_id);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C (or SIGTERM) stops the build cleanly: containers are killed, mounts
+/// undone, the store left as it was. A second one exits at once.
+fn stop_on_signals() -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("installing the Ctrl-C handler")?;
+    std::thread::spawn(move || {
+        let mut seen = 0;
+        for _ in signals.forever() {
+            seen += 1;
+            if seen > 1 {
+                std::process::exit(130);
+            }
+            eprintln!("interrupted: stopping the build (Ctrl-C again to exit at once)");
+            kiln_engine::interrupt();
+        }
+    });
+    Ok(())
 }
