@@ -105,7 +105,7 @@ pub struct SpecPaths<'a> {
 pub fn generate(run: &RunSpec, paths: &SpecPaths<'_>) -> Result<Spec> {
     let terminal = matches!(run.stdio, crate::Stdio::Inherit { tty: true });
     let caps: Vec<String> = DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect();
-    let seccomp = seccomp::default_profile(&caps, seccomp::running_kernel()?)?;
+    let seccomp = default_seccomp(&caps)?;
 
     let nofile = nofile_limit();
     let mut namespaces = vec![
@@ -154,6 +154,23 @@ pub fn generate(run: &RunSpec, paths: &SpecPaths<'_>) -> Result<Spec> {
         },
     });
     serde_json::from_value(config).map_err(|e| Error::Spec(format!("container {}: {e}", run.id)))
+}
+
+/// The resolved default profile, computed once per process: the capability
+/// set and the kernel do not change between runs.
+fn default_seccomp(caps: &[String]) -> Result<Value> {
+    static PROFILE: std::sync::OnceLock<std::result::Result<Value, String>> =
+        std::sync::OnceLock::new();
+    let value = PROFILE.get_or_init(|| {
+        seccomp::running_kernel()
+            .and_then(|kernel| seccomp::default_profile(caps, kernel))
+            .map_err(|e| e.to_string())
+            .and_then(|p| serde_json::to_value(p).map_err(|e| e.to_string()))
+    });
+    match value {
+        Ok(v) => Ok(v.clone()),
+        Err(e) => Err(Error::Seccomp(e.clone())),
+    }
 }
 
 /// `env` with `PATH` and `HOME` added when missing, as Docker does.
