@@ -15,6 +15,16 @@ pub(crate) const RESULT: &str = "result.json";
 pub(crate) struct Bundle {
     pub dir: PathBuf,
     created: Option<Created>,
+    removed: bool,
+}
+
+impl Drop for Bundle {
+    /// A run that unwinds (a panicking output callback) still cleans up.
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = self.remove();
+        }
+    }
 }
 
 pub(crate) fn validate_id(id: &str) -> Result<()> {
@@ -91,7 +101,11 @@ impl Bundle {
             }
             Err(e) => return Err(Error::io("creating bundle directory", &dir, e)),
         }
-        let mut bundle = Bundle { dir, created: None };
+        let mut bundle = Bundle {
+            dir,
+            created: None,
+            removed: false,
+        };
         match bundle.fill(run) {
             Ok(()) => Ok(bundle),
             Err(e) => {
@@ -165,6 +179,7 @@ impl Bundle {
     /// Undoes the rootfs changes and removes the bundle directory. Returns a
     /// description of what could not be cleaned up.
     pub(crate) fn remove(&mut self) -> std::result::Result<(), String> {
+        self.removed = true;
         let mut problems = self.created.take().map(Created::undo).unwrap_or_default();
         if let Err(e) = fs::remove_dir_all(&self.dir) {
             if e.kind() != std::io::ErrorKind::NotFound {

@@ -61,6 +61,21 @@ fn rootfs_lock(rootfs: &Path) -> Arc<Mutex<()>> {
     locks.entry(key).or_default().clone()
 }
 
+/// A started helper. Dropping it (an error or a panic in the output
+/// callback) stops the helper, which kills and deletes the container, and
+/// waits for it, so the bundle can go after it.
+struct RunningHelper(Child);
+
+impl Drop for RunningHelper {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGUSR1);
+            let _ = self.0.wait();
+        }
+        registry().helpers.remove(&self.0.id());
+    }
+}
+
 pub(crate) struct HelperExecutor {
     backend: Backend,
     helper: PathBuf,
@@ -123,8 +138,8 @@ impl crate::Executor for HelperExecutor {
         let lock = rootfs_lock(&spec.rootfs);
         let _turn = lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut bundle = Bundle::create(&self.bundles, spec)?;
-        stale::write_owner(&bundle.dir, self.backend)?;
-        let result = self.run_bundle(&bundle.dir, spec, output);
+        let result = stale::write_owner(&bundle.dir, self.backend)
+            .and_then(|()| self.run_bundle(&bundle.dir, spec, output));
         let cleanup = bundle.remove();
         match (result, cleanup) {
             (Ok(status), Err(problems)) => Err(Error::Runtime {
@@ -186,7 +201,7 @@ impl HelperExecutor {
             readers.push((OutputStream::Stdout, fs::File::from(out_r)));
             readers.push((OutputStream::Stderr, fs::File::from(err_r)));
         }
-        let mut child = {
+        let child = {
             let mut reg = registry();
             if reg.cancelled {
                 return Err(Error::Cancelled {
@@ -201,11 +216,10 @@ impl HelperExecutor {
             reg.helpers.insert(child.id());
             child
         };
+        let mut helper = RunningHelper(child);
         // Our copies of the pipes' write ends must go, or EOF never comes.
         drop(cmd);
-        let waited = self.relay(&mut child, &request, readers, output);
-        registry().helpers.remove(&child.id());
-        let helper_status = waited?;
+        let helper_status = self.relay(&mut helper.0, &request, readers, output)?;
         match helper::read_result(bundle) {
             Some(outcome) => self.outcome(spec, outcome),
             None => Err(Error::HelperDied {

@@ -74,6 +74,34 @@ fn killed_helper_runc() {
     killed_helper_is_cleaned_up(Runtime::Runc, "1242")
 }
 
+fn panicking_callback_still_cleans_up(runtime: Runtime, secs: &str) {
+    let Some(env) = setup(runtime) else { return };
+    let spec = env.spec(
+        "panics",
+        &["sh", "-c", &format!("echo hi; exec sleep {secs}")],
+    );
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        env.exec.run(&spec, &mut |_, _| panic!("callback failed"))
+    }));
+    assert!(unwound.is_err());
+    assert!(
+        !sleep_running(&format!("x-{secs}")),
+        "the container outlived the run"
+    );
+    assert!(!exists(&env.rootfs().join("etc/hosts")));
+    env.assert_clean();
+}
+
+#[test]
+fn panicking_callback_youki() {
+    panicking_callback_still_cleans_up(Runtime::Youki, "1261")
+}
+
+#[test]
+fn panicking_callback_runc() {
+    panicking_callback_still_cleans_up(Runtime::Runc, "1262")
+}
+
 #[test]
 fn stale_bundles_of_dead_owners_are_removed() {
     let dir = kiln_testkit::tempdir();
