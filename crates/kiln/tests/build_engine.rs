@@ -427,3 +427,45 @@ fn interrupted_build_unmounts_everything_and_exits_non_zero() {
     );
     ok(kiln(&e.root).arg("fsck"));
 }
+
+#[test]
+fn missing_base_is_pulled_and_push_sends_the_tags() {
+    let Some(e) = env("", &[]) else { return };
+    if !tk::require_registries() {
+        return;
+    }
+    let repo = format!(
+        "{}/kiln-build-test/base-{}",
+        tk::REGISTRY,
+        std::process::id()
+    );
+    ok(kiln(&e.root).args(["tag", "busybox:latest", &format!("{repo}:1")]));
+    ok(kiln(&e.root).args(["push", &format!("{repo}:1")]));
+
+    // A fresh root has no base: FROM pulls it.
+    let fresh = e.root.join("../fresh");
+    std::fs::write(
+        e.ctx.join("Dockerfile"),
+        format!("FROM {repo}:1\nRUN echo pulled > /p\n"),
+    )
+    .unwrap();
+    let pushed = format!("{repo}:built");
+    ok(kiln(&fresh)
+        .args(["build", "--progress", "plain", "-t", &pushed, "--push"])
+        .arg(&e.ctx));
+    // The pushed image comes back into another root and has the RUN's file.
+    let other = e.root.join("../other");
+    ok(kiln(&other).args(["pull", &pushed]));
+    let dest = e.root.join("../p");
+    ok(kiln(&other)
+        .args(["cp", &format!("{pushed}:/p")])
+        .arg(&dest));
+    assert_eq!(std::fs::read_to_string(dest).unwrap(), "pulled\n");
+
+    let out = fails(
+        kiln(&fresh)
+            .args(["build", "--platform", "linux/s390x"])
+            .arg(&e.ctx),
+    );
+    assert!(out.contains("s390x"), "{out}");
+}

@@ -29,6 +29,17 @@ pub fn run(
     step: &Step,
     run: RunArgs,
 ) -> Result<(), BuildError> {
+    let host = kiln_oci::Platform::host();
+    if !b.platform.matches(&host) {
+        return Err(step_error(
+            b,
+            step,
+            format!(
+                "cannot run a {} container on this {host} machine (kiln has no emulation); build for --platform {host}",
+                b.platform
+            ),
+        ));
+    }
     let argv = match run.cmd {
         Command::Exec(args) => args.clone(),
         Command::Shell(line) => {
