@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 
 use super::tree::Tree;
@@ -110,12 +110,13 @@ fn tag_matches(tag: Option<&str>, name: &str) -> bool {
     full(tag) == full(name)
 }
 
-/// Layers in a docker-archive are plain tars; gzip is accepted as well.
+/// Layers in a docker-archive are plain tars; gzip is accepted as well
+/// (several concatenated members, as parallel compressors write).
 fn decompress(bytes: &[u8]) -> Result<Vec<u8>, String> {
     match bytes {
         [0x1f, 0x8b, ..] => {
             let mut out = Vec::new();
-            GzDecoder::new(bytes)
+            MultiGzDecoder::new(bytes)
                 .read_to_end(&mut out)
                 .map_err(|e| format!("gunzip: {e}"))?;
             Ok(out)
