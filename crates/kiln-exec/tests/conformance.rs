@@ -296,6 +296,32 @@ fn concurrent_runs(runtime: Runtime) {
     env.assert_clean();
 }
 
+/// Runs `f` with this process's fd 1 and 2 pointing at /dev/null (one test
+/// thread at a time: the fds are the whole process's).
+fn with_stdout_on_dev_null<T>(f: impl FnOnce() -> T) -> T {
+    use std::os::fd::AsRawFd;
+    static SWAP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = SWAP.lock().unwrap_or_else(|p| p.into_inner());
+    let null = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    // SAFETY: dup/dup2 on valid fds; restored below.
+    let saved = unsafe { [libc::dup(1), libc::dup(2)] };
+    unsafe {
+        libc::dup2(null.as_raw_fd(), 1);
+        libc::dup2(null.as_raw_fd(), 2);
+    }
+    let result = f();
+    unsafe {
+        libc::dup2(saved[0], 1);
+        libc::dup2(saved[1], 2);
+        libc::close(saved[0]);
+        libc::close(saved[1]);
+    }
+    result
+}
+
 fn terminal_and_inherited_stdio(runtime: Runtime) {
     let Some(env) = setup(runtime) else { return };
     let mut spec = env.spec(
@@ -311,6 +337,16 @@ fn terminal_and_inherited_stdio(runtime: Runtime) {
     let mut spec = env.spec("inherit", &["sh", "-c", "exit 4"]);
     spec.stdio = Stdio::Inherit { tty: false };
     assert_eq!(env.run(&spec).status(), ExitStatus::Code(4));
+    // kiln's output going to /dev/null must stay writable inside.
+    let mut spec = env.spec(
+        "devnull",
+        &["sh", "-c", "echo out && echo err >&2 && exit 6"],
+    );
+    spec.stdio = Stdio::Inherit { tty: false };
+    assert_eq!(
+        with_stdout_on_dev_null(|| env.run(&spec)).status(),
+        ExitStatus::Code(6)
+    );
     env.assert_clean();
 }
 

@@ -2,7 +2,7 @@
 //! bundle in this (single-threaded) helper process, which then waits for the
 //! init process and deletes the container.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
@@ -46,12 +46,40 @@ fn failure(action: &str, text: String) -> Outcome {
     Outcome::Failed(format!("{action}: {text}"))
 }
 
-fn dup_stdio() -> std::io::Result<[OwnedFd; 3]> {
-    Ok([
-        std::io::stdin().as_fd().try_clone_to_owned()?,
-        std::io::stdout().as_fd().try_clone_to_owned()?,
-        std::io::stderr().as_fd().try_clone_to_owned()?,
-    ])
+fn is_dev_null(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    let null = nix::sys::stat::stat("/dev/null");
+    let this = nix::sys::stat::fstat(fd.as_raw_fd());
+    matches!((null, this), (Ok(n), Ok(t)) if t.st_mode & libc::S_IFMT == libc::S_IFCHR && t.st_rdev == n.st_rdev)
+}
+
+/// The container's stdio: copies of the helper's. An output that is
+/// `/dev/null` (`kiln run … >/dev/null`) becomes a pipe the helper drains:
+/// libcontainer replaces every stdio fd on `/dev/null` with a read-only one.
+/// Returns the pipes' read ends, to drain once the init process is forked.
+fn dup_stdio() -> std::io::Result<([OwnedFd; 3], Vec<OwnedFd>)> {
+    let mut drains = Vec::new();
+    let mut output = |fd: std::os::fd::BorrowedFd<'_>| -> std::io::Result<OwnedFd> {
+        if !is_dev_null(fd) {
+            return fd.try_clone_to_owned();
+        }
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        drains.push(read);
+        Ok(write)
+    };
+    let stdout = output(std::io::stdout().as_fd())?;
+    let stderr = output(std::io::stderr().as_fd())?;
+    let stdin = std::io::stdin().as_fd().try_clone_to_owned()?;
+    Ok(([stdin, stdout, stderr], drains))
+}
+
+/// Discards what arrives on `drains`, on threads started after the fork
+/// (the helper stays single-threaded while libcontainer forks).
+fn start_draining(drains: Vec<OwnedFd>) {
+    for fd in drains {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::fs::File::from(fd), &mut std::io::sink());
+        });
+    }
 }
 
 /// Removes whatever a failed or finished container left: processes, cgroup,
@@ -81,7 +109,7 @@ pub(crate) fn run(r: &Request) -> Outcome {
     if kill_requested(r.interactive) {
         return Outcome::Cancelled;
     }
-    let [stdin, stdout, stderr] = match dup_stdio() {
+    let ([stdin, stdout, stderr], drains) = match dup_stdio() {
         Ok(fds) => fds,
         Err(e) => return Outcome::Failed(format!("duplicating stdio: {e}")),
     };
@@ -115,6 +143,7 @@ pub(crate) fn run(r: &Request) -> Outcome {
             };
         }
     };
+    start_draining(drains);
     let outcome = start_and_wait(r, &mut container, console.as_ref());
     match delete(&mut container) {
         Ok(()) => outcome,
