@@ -20,6 +20,7 @@ pub enum Compression {
 pub const GZIP_CHUNK: usize = 1 << 20;
 const GZIP_LEVEL: u32 = 6;
 const ZSTD_LEVEL: i32 = 3;
+const ZSTD_JOB: u32 = 2 << 20;
 
 /// Recognises a gzip or zstd stream from its magic number.
 pub fn detect(prefix: &[u8]) -> Compression {
@@ -76,7 +77,7 @@ impl<W: Write> CompressWriter<W> {
         let inner = match compression {
             Compression::None => Inner::Plain(out),
             Compression::Gzip => Inner::Gzip(ParGzip::new(out, default_threads())),
-            Compression::Zstd => Inner::Zstd(zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?),
+            Compression::Zstd => Inner::Zstd(zstd_encoder(out, default_threads())?),
         };
         Ok(CompressWriter { inner })
     }
@@ -111,6 +112,20 @@ impl<W: Write> Write for CompressWriter<W> {
             Inner::Zstd(z) => z.flush(),
         }
     }
+}
+
+/// Streaming zstd with `workers` (at least one) threads: zstd's
+/// multithreaded streaming output is the same for any number of workers ≥ 1
+/// (tested below), so it never depends on the machine.
+fn zstd_encoder<W: Write>(
+    out: W,
+    workers: usize,
+) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
+    let mut enc = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
+    enc.multithread(workers.max(1) as u32)?;
+    // A fixed job size, so the frame layout is pinned too.
+    enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB))?;
+    Ok(enc)
 }
 
 fn default_threads() -> usize {
@@ -261,6 +276,22 @@ mod tests {
                 roundtrip(&sample(n), c);
             }
         }
+    }
+
+    #[test]
+    fn zstd_bytes_do_not_depend_on_thread_count() {
+        // Several of zstd's jobs.
+        let data = sample(3 * ZSTD_JOB as usize + 1234);
+        let run = |workers| {
+            let mut enc = zstd_encoder(Vec::new(), workers).unwrap();
+            for part in data.chunks(100_003) {
+                enc.write_all(part).unwrap();
+            }
+            enc.finish().unwrap()
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(4));
     }
 
     #[test]
