@@ -85,6 +85,10 @@ pub struct Builder {
 
 impl Builder {
     pub fn open(root: &Path) -> Result<Builder, BuildError> {
+        // Absolute: container bundles and mounts must not depend on the cwd.
+        std::fs::create_dir_all(root).context(|| format!("creating {}", root.display()))?;
+        let root =
+            &std::path::absolute(root).context(|| format!("resolving {}", root.display()))?;
         let store =
             Store::open(root).context(|| format!("opening the store at {}", root.display()))?;
         let cache = Cache::open(root)

@@ -469,3 +469,15 @@ fn missing_base_is_pulled_and_push_sends_the_tags() {
     );
     assert!(out.contains("s390x"), "{out}");
 }
+
+#[test]
+fn a_relative_root_and_context_work() {
+    let Some(e) = env("FROM busybox\nRUN echo ok > /ok\n", &[]) else {
+        return;
+    };
+    let parent = e.root.parent().unwrap();
+    let out = ok(Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(parent)
+        .args(["--root", "root", "build", "--progress", "plain", "ctx"]));
+    assert!(out.contains("DONE"), "{out}");
+}
