@@ -163,7 +163,29 @@ pub(crate) fn pending_signal() -> Option<Signal> {
     Signal::try_from(PENDING.load(Ordering::SeqCst)).ok()
 }
 
+/// Ignored signals survive exec: the Rust runtime ignores SIGPIPE, and kiln's
+/// parent may have ignored others. A container process starts with every
+/// signal at its default action, as under Docker (`yes | head -1` must end
+/// `yes` with SIGPIPE, not with an EPIPE error).
+fn reset_ignored_signals() {
+    for signo in 1..=libc::SIGRTMAX() {
+        if signo == libc::SIGKILL || signo == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: querying, then (only if ignored) resetting, a disposition.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(signo, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+            {
+                libc::signal(signo, libc::SIG_DFL);
+            }
+        }
+    }
+}
+
 fn helper_main(request: &Request, parent: i32) -> i32 {
+    reset_ignored_signals();
     // Until the wait loop blocks them, stop signals only set a flag: the
     // container processes forked meanwhile inherit the handler, never a
     // blocked mask (exec resets handlers, not masks).
