@@ -206,8 +206,13 @@ fn cgroup_path(bundle: &Path, id: &str) -> String {
     format!("/kiln/{id}-{:08x}", h as u32)
 }
 
+/// Writes a bundle file readable by any user of the container (resolv.conf
+/// and hosts are bind-mounted), whatever kiln's umask.
 fn write(path: &Path, data: &[u8]) -> Result<()> {
-    fs::write(path, data).map_err(|e| Error::io("writing", path, e))
+    use std::os::unix::fs::PermissionsExt;
+    fs::write(path, data).map_err(|e| Error::io("writing", path, e))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644))
+        .map_err(|e| Error::io("setting mode of", path, e))
 }
 
 /// The home directory of `uid` in the rootfs's `/etc/passwd`, or `/` (what

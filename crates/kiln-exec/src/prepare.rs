@@ -15,7 +15,7 @@
 //! youki) resolve mount destinations.
 
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use nix::sys::stat::{utimensat, UtimensatFlags};
@@ -140,11 +140,14 @@ impl<'a> Preparer<'a> {
                     .push((parent.to_path_buf(), times, None));
             }
         }
-        match kind {
-            Kind::Dir => fs::DirBuilder::new()
-                .mode(0o755)
-                .create(path)
-                .map_err(|e| Error::io("creating mountpoint directory", path, e))?,
+        let mode = match kind {
+            Kind::Dir => {
+                fs::DirBuilder::new()
+                    .mode(0o755)
+                    .create(path)
+                    .map_err(|e| Error::io("creating directory", path, e))?;
+                0o755
+            }
             Kind::File => {
                 fs::OpenOptions::new()
                     .write(true)
@@ -152,8 +155,13 @@ impl<'a> Preparer<'a> {
                     .mode(0o644)
                     .open(path)
                     .map_err(|e| Error::io("creating mountpoint file", path, e))?;
+                0o644
             }
-        }
+        };
+        // Exactly these modes, whatever kiln's umask: a created working
+        // directory stays in the layer.
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io("setting mode of", path, e))?;
         if record {
             self.created.entries.push((path.to_path_buf(), kind));
         }

@@ -128,6 +128,9 @@ pub fn generate(run: &RunSpec, paths: &SpecPaths<'_>) -> Result<Spec> {
                 "uid": run.uid,
                 "gid": run.gid,
                 "additionalGids": run.additional_gids,
+                // Docker's, whatever kiln's own umask is: files a RUN step
+                // creates get the same modes everywhere.
+                "umask": 0o022,
             },
             "args": run.args,
             "env": environment(&run.env, paths.home),

@@ -51,7 +51,7 @@ fn process_identity(runtime: Runtime) {
         &[
             "sh",
             "-c",
-            "echo $FOO; pwd; id -u; id -g; id -G; echo $HOME",
+            "echo $FOO; pwd; id -u; id -g; id -G; echo $HOME; head -1 /etc/hosts; stat -c %a /work /work/sub",
         ],
     );
     spec.env.push("FOO=bar baz".into());
@@ -63,7 +63,17 @@ fn process_identity(runtime: Runtime) {
     let lines: Vec<&str> = out.ok().lines().collect();
     assert_eq!(
         lines,
-        ["bar baz", "/work/sub", "1000", "1001", "1001 10 20", "/"]
+        [
+            "bar baz",
+            "/work/sub",
+            "1000",
+            "1001",
+            "1001 10 20",
+            "/",
+            "127.0.0.1\tlocalhost kiln-test",
+            "755",
+            "755",
+        ]
     );
     assert!(
         env.rootfs().join("work/sub").is_dir(),
@@ -199,7 +209,7 @@ fn devices_proc_security(runtime: Runtime) {
          && test -c /dev/tty && test -e /dev/ptmx && test -d /dev/pts && test -d /dev/shm && test -d /dev/mqueue \
          && grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status | tr -d '\\t' \
          && touch /sys/x 2>/dev/null || echo sys-ro; cat /proc/1/cmdline | tr '\\0' ' '; echo; \
-         ulimit -n; mount -t tmpfs none /mnt 2>/dev/null || echo no-mount",
+         ulimit -n; mount -t tmpfs none /mnt 2>/dev/null || echo no-mount; umask",
     );
     let text = out.ok();
     assert!(text.contains("CapEff:00000000a80425fb"), "{text}");
@@ -207,6 +217,7 @@ fn devices_proc_security(runtime: Runtime) {
     assert!(text.contains("NoNewPrivs:0"), "{text}");
     assert!(text.contains("sys-ro"), "{text}");
     assert!(text.contains("no-mount"), "{text}");
+    assert!(text.ends_with("\n0022\n"), "umask: {text}");
     assert!(text.starts_with("4\n"), "{text}");
     assert!(
         text.contains("sh -c"),
