@@ -73,6 +73,8 @@ fn step(root: &Path) {
     symlink("../etc/keep", root.join("new/link")).unwrap();
     fs::write(root.join("new/h1"), b"linked").unwrap();
     fs::hard_link(root.join("new/h1"), root.join("new/h2")).unwrap();
+    // A new link to an existing, unchanged file.
+    fs::hard_link(root.join("op/old1"), root.join("op/link1")).unwrap();
 }
 
 fn opaque_step(root: &Path) {
@@ -167,6 +169,9 @@ fn backends_agree_on_a_step() {
         "new/h1",
         "new/h2 -> new/h1",
         "new/link",
+        "op/",
+        "op/link1",
+        "op/old1 -> op/link1",
         "opt/",
         "opt/.wh.d",
         "x",

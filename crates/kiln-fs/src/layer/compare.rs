@@ -144,7 +144,7 @@ fn kind(md: &Metadata) -> u8 {
     }
 }
 
-/// Type, mode, owner, mtime, size, device, link target, xattrs; file bytes
+/// Type, mode, owner, mtime, size, link count, device, link target, xattrs; file bytes
 /// only when all of that matches and the mtime has no sub-second part (a
 /// filesystem too coarse to show a rewrite), as continuity decides.
 fn differs(lf: &Path, lm: &Metadata, uf: &Path, um: &Metadata) -> io::Result<bool> {
@@ -154,6 +154,9 @@ fn differs(lf: &Path, lm: &Metadata, uf: &Path, um: &Metadata) -> io::Result<boo
         || lm.gid() != um.gid()
         || lm.rdev() != um.rdev()
         || (!um.is_dir() && (lm.size() != um.size()))
+        // A new hardlink to an unchanged file: writing the file too keeps
+        // the link in the layer (overlay copies it up the same way).
+        || (um.is_file() && lm.nlink() != um.nlink())
         || (lm.mtime(), lm.mtime_nsec()) != (um.mtime(), um.mtime_nsec())
     {
         return Ok(true);
