@@ -152,7 +152,7 @@ pub fn generate(run: &RunSpec, paths: &SpecPaths<'_>) -> Result<Spec> {
             "cgroupsPath": paths.cgroup,
             "resources": {"devices": device_rules()},
             "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
+            "readonlyPaths": readonly_paths(),
             "seccomp": seccomp,
         },
     });
@@ -174,6 +174,31 @@ fn default_seccomp(caps: &[String]) -> Result<Value> {
         Ok(v) => Ok(v.clone()),
         Err(e) => Err(Error::Seccomp(e.clone())),
     }
+}
+
+/// Docker's read-only paths, plus each cgroup v1 hierarchy under
+/// `/sys/fs/cgroup`: libcontainer 0.7 bind-mounts those read-write whatever
+/// the cgroup mount's options say, and a listed path is remounted read-only
+/// by both runtimes (runc's are read-only already).
+fn readonly_paths() -> Vec<String> {
+    let mut paths: Vec<String> = READONLY_PATHS.iter().map(|p| p.to_string()).collect();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mount_point = left.split(' ').nth(4).unwrap_or("");
+        let fs_type = right.split(' ').next().unwrap_or("");
+        if fs_type != "cgroup" {
+            continue;
+        }
+        if let Some(name) = mount_point.strip_prefix("/sys/fs/cgroup/") {
+            if !name.is_empty() && !name.contains('/') {
+                paths.push(format!("/sys/fs/cgroup/{name}"));
+            }
+        }
+    }
+    paths
 }
 
 /// `env` with `PATH` and `HOME` added when missing, as Docker does.

@@ -209,7 +209,8 @@ fn devices_proc_security(runtime: Runtime) {
          && test -c /dev/tty && test -e /dev/ptmx && test -d /dev/pts && test -d /dev/shm && test -d /dev/mqueue \
          && grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status | tr -d '\\t' \
          && touch /sys/x 2>/dev/null || echo sys-ro; cat /proc/1/cmdline | tr '\\0' ' '; echo; \
-         ulimit -n; mount -t tmpfs none /mnt 2>/dev/null || echo no-mount; umask",
+         ulimit -n; mount -t tmpfs none /mnt 2>/dev/null || echo no-mount; \
+         for d in /sys/fs/cgroup/*/; do mkdir $d/kiln-x 2>/dev/null && echo cgroup''-writable-$d; done; umask",
     );
     let text = out.ok();
     assert!(text.contains("CapEff:00000000a80425fb"), "{text}");
@@ -217,6 +218,7 @@ fn devices_proc_security(runtime: Runtime) {
     assert!(text.contains("NoNewPrivs:0"), "{text}");
     assert!(text.contains("sys-ro"), "{text}");
     assert!(text.contains("no-mount"), "{text}");
+    assert!(!text.contains("cgroup-writable"), "{text}");
     assert!(text.ends_with("\n0022\n"), "umask: {text}");
     assert!(text.starts_with("4\n"), "{text}");
     assert!(
