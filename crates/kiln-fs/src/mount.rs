@@ -146,12 +146,16 @@ fn overlay(
     match overlay_new_api(lowers, rw, target) {
         Ok(()) => {}
         // No new mount API, or no `lowerdir+` (before 6.8).
-        Err(e) if matches!(e.raw_os_error(), Some(c) if c == libc_code(rustix::io::Errno::NOSYS) || c == libc_code(rustix::io::Errno::INVAL)) =>
-        {
-            tracing::debug!("new mount API unavailable for overlay ({e}); using mount(2)");
-            overlay_legacy(lowers, rw, target).map_err(err)?;
+        Err((rustix::io::Errno::NOSYS | rustix::io::Errno::INVAL, new_api)) => {
+            tracing::debug!("new mount API refused overlay ({new_api}); using mount(2)");
+            overlay_legacy(lowers, rw, target).map_err(|e| {
+                err(io::Error::new(
+                    e.kind(),
+                    format!("{e}; with the new mount API: {new_api}"),
+                ))
+            })?;
         }
-        Err(e) => return Err(err(e)),
+        Err((_, e)) => return Err(err(e)),
     }
     Ok(MountGuard {
         target: target.to_path_buf(),
@@ -159,48 +163,82 @@ fn overlay(
     })
 }
 
-fn libc_code(e: rustix::io::Errno) -> i32 {
-    e.raw_os_error()
-}
-
 /// Layer diffs need every change to be a plain file in the upper dir:
 /// no redirect xattrs for renamed dirs, no metadata-only copy-ups.
 const DIFF_SAFE_OPTIONS: [(&str, &str); 2] = [("redirect_dir", "off"), ("metacopy", "off")];
 
+/// On failure: the errno (to decide on the fallback) and the error with the
+/// kernel's explanation.
 fn overlay_new_api(
     lowers: &[PathBuf],
     rw: Option<(&Path, &Path)>,
     target: &Path,
-) -> io::Result<()> {
-    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+) -> Result<(), (rustix::io::Errno, io::Error)> {
+    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| (e, e.into()))?;
+    // Which step failed, and what the kernel logged about it.
+    let fail = |what: String| {
+        let fs = &fs;
+        move |e: rustix::io::Errno| {
+            let err = kernel_log(fs, e);
+            (e, io::Error::new(err.kind(), format!("{what}: {err}")))
+        }
+    };
     for l in lowers {
-        fsconfig_set_string(&fs, "lowerdir+", l.as_path())?;
+        fsconfig_set_string(&fs, "lowerdir+", l.as_path())
+            .map_err(fail(format!("lower dir {}", l.display())))?;
     }
     if let Some((upper, work)) = rw {
-        fsconfig_set_string(&fs, "upperdir", upper)?;
-        fsconfig_set_string(&fs, "workdir", work)?;
+        fsconfig_set_string(&fs, "upperdir", upper)
+            .map_err(fail(format!("upper dir {}", upper.display())))?;
+        fsconfig_set_string(&fs, "workdir", work)
+            .map_err(fail(format!("work dir {}", work.display())))?;
     }
     for (k, v) in DIFF_SAFE_OPTIONS {
         // A kernel without the feature has it off anyway.
         if let Err(e) = fsconfig_set_string(&fs, k, v) {
-            tracing::debug!("overlay option {k}={v} not accepted: {e}");
+            tracing::debug!(
+                "overlay option {k}={v} not accepted: {}",
+                kernel_log(&fs, e)
+            );
         }
     }
-    fsconfig_create(&fs)?;
+    fsconfig_create(&fs).map_err(fail("create".into()))?;
     let attrs = if rw.is_none() {
         MountAttrFlags::MOUNT_ATTR_RDONLY
     } else {
         MountAttrFlags::empty()
     };
-    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)?;
+    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs).map_err(fail("fsmount".into()))?;
     move_mount(
         &mnt,
         "",
         CWD,
         target,
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-    )?;
+    )
+    .map_err(fail("move_mount".into()))?;
     Ok(())
+}
+
+/// The error with the messages the filesystem left in its context
+/// ("overlayfs: upper fs does not support tmpfile" …), which say far more
+/// than the errno.
+fn kernel_log(fs: &OwnedFd, errno: rustix::io::Errno) -> io::Error {
+    let mut msgs = Vec::new();
+    let mut buf = [0u8; 512];
+    // Reading returns one message per call, ENODATA when there are no more.
+    for _ in 0..8 {
+        match rustix::io::read(fs, &mut buf) {
+            Ok(n) if n > 0 => msgs.push(String::from_utf8_lossy(&buf[..n]).trim().to_string()),
+            _ => break,
+        }
+    }
+    let err = io::Error::from(errno);
+    if msgs.is_empty() {
+        err
+    } else {
+        io::Error::new(err.kind(), format!("{err} ({})", msgs.join("; ")))
+    }
 }
 
 /// Characters overlay's option parser treats specially in a path.

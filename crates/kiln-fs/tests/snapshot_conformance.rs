@@ -317,3 +317,26 @@ fn overlay_mounts_hundreds_of_long_lower_paths() {
         Err(kiln_fs::MountError::TooManyLowers(501))
     ));
 }
+
+#[test]
+fn overlay_errors_carry_the_kernel_explanation() {
+    if !kiln_testkit::require_root() {
+        return;
+    }
+    let dir = kiln_testkit::tempdir();
+    let p = dir.path();
+    for d in ["lower", "work", "merged"] {
+        fs::create_dir(p.join(d)).unwrap();
+    }
+    let err = kiln_fs::mount_overlay(
+        &[p.join("lower")],
+        &p.join("no-such-upper"),
+        &p.join("work"),
+        &p.join("merged"),
+    )
+    .unwrap_err()
+    .to_string();
+    eprintln!("{err}");
+    assert!(err.contains("merged"), "{err}");
+    assert!(err.contains("no-such-upper"), "{err}");
+}
