@@ -218,7 +218,9 @@ impl Created {
             }
         }
         for ((path, original, after), now) in self.touched.iter().zip(before_undo) {
-            if now.is_some() && now == *after {
+            // Only the modification time tells whether the process changed
+            // the directory: reading it (`ls /etc`) updates the atime.
+            if now.is_some_and(|n| after.is_some_and(|a| a.mtime == n.mtime)) {
                 let at = TimeSpec::new(original.atime.0, original.atime.1);
                 let mt = TimeSpec::new(original.mtime.0, original.mtime.1);
                 if let Err(e) = utimensat(None, path, &at, &mt, UtimensatFlags::NoFollowSymlink) {

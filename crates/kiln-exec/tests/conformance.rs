@@ -88,13 +88,23 @@ fn hostname_and_etc_files(runtime: Runtime) {
     let Some(env) = setup(runtime) else { return };
     let etc = env.rootfs().join("etc");
     assert!(!exists(&etc.join("hosts")) && !exists(&etc.join("resolv.conf")));
-    let out = env.sh("etc", "hostname; cat /etc/hosts; grep -c nameserver /etc/resolv.conf; echo x > /etc/hosts || echo ro");
+    // An old mtime, so that a change to it cannot hide in the same second.
+    let old = std::process::Command::new("touch")
+        .args(["-d", "2001-01-01"])
+        .arg(&etc)
+        .status()
+        .unwrap();
+    assert!(old.success());
+    let mtime = || fs::metadata(&etc).unwrap().modified().unwrap();
+    let before = mtime();
+    let out = env.sh("etc", "hostname; cat /etc/hosts; grep -c nameserver /etc/resolv.conf; echo x > /etc/hosts || echo ro; ls /etc >/dev/null");
     let text = out.ok();
     assert!(
         text.starts_with("kiln-test\n127.0.0.1\tlocalhost kiln-test\n"),
         "{text}"
     );
     assert!(text.ends_with("ro\n"), "{text}");
+    assert_eq!(mtime(), before, "/etc's mtime changed by the mountpoints");
     assert!(
         !exists(&etc.join("hosts")),
         "created mountpoint /etc/hosts left in the rootfs"
