@@ -2,6 +2,7 @@
 //! target is created, changed, deleted or linked. Each case runs in both
 //! apply modes; some must fail, all must leave the outside untouched.
 
+#[path = "apply_common/mod.rs"]
 mod apply_common;
 
 use std::fs;
@@ -12,6 +13,11 @@ use kiln_fs::{apply_layer_with, ApplyError, ApplyMode};
 use tar::EntryType;
 
 const MODES: [ApplyMode; 2] = [ApplyMode::Merge, ApplyMode::OverlayLower];
+
+/// Per-binary setup: nothing here; `apply_hostile_userspace.rs` runs these
+/// same cases with the user-space path walk.
+#[allow(dead_code)]
+pub fn setup() {}
 
 fn host_passwd() -> (u64, i64, u64) {
     let md = fs::metadata("/etc/passwd").unwrap();
@@ -24,6 +30,7 @@ fn run(
     mode: ApplyMode,
     build: impl Fn(&str) -> Vec<u8>,
 ) -> (Arena, Result<kiln_fs::ApplyStats, ApplyError>) {
+    crate::setup();
     let arena = Arena::new();
     let before = arena.outside_state();
     let passwd = host_passwd();
@@ -163,6 +170,7 @@ fn symlink_swapped_in_for_a_parent_stays_inside() {
 
 #[test]
 fn existing_symlinks_in_the_target_are_not_followed_out() {
+    crate::setup();
     for mode in MODES {
         let arena = Arena::new();
         let out = arena.outside();

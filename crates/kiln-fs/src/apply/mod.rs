@@ -18,6 +18,7 @@ use crate::hashio::HashingReader;
 use kiln_oci::DiffId;
 
 pub use name::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
+pub use root::force_userspace_resolution;
 use root::Root;
 
 /// How whiteouts in the tar are carried out.

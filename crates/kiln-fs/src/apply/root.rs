@@ -8,6 +8,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::{
     openat, openat2, statat, unlinkat, AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags,
@@ -99,7 +100,20 @@ fn libc_enoent() -> i32 {
     rustix::io::Errno::NOENT.raw_os_error()
 }
 
+/// Set when `openat2` turned out to be unavailable (kernel before 5.6, or
+/// blocked by a seccomp profile): lookups then walk in user space.
+static USERSPACE: AtomicBool = AtomicBool::new(false);
+
+/// Makes every later lookup use the user-space walk (tests of the fallback).
+#[doc(hidden)]
+pub fn force_userspace_resolution() {
+    USERSPACE.store(true, Ordering::Relaxed);
+}
+
 fn resolve_in_root(root: &OwnedFd, rel: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+    if USERSPACE.load(Ordering::Relaxed) {
+        return resolve_userspace(root, rel);
+    }
     let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
     // EAGAIN means a concurrent rename raced the lookup; the kernel asks us
     // to retry.
@@ -107,13 +121,79 @@ fn resolve_in_root(root: &OwnedFd, rel: &Path, flags: OFlags) -> io::Result<Owne
     loop {
         match openat2(root, rel, flags, Mode::empty(), how) {
             Err(rustix::io::Errno::AGAIN) if tries < 16 => tries += 1,
-            Err(rustix::io::Errno::NOSYS) => {
-                return Err(io::Error::other(
-                    "openat2 is unavailable (Linux 5.6 or newer is required for safe extraction)",
-                ))
+            Err(e @ (rustix::io::Errno::NOSYS | rustix::io::Errno::PERM)) => {
+                tracing::info!("openat2 unavailable ({e}); resolving paths in user space");
+                force_userspace_resolution();
+                return resolve_userspace(root, rel);
             }
             r => return r.map_err(Into::into),
         }
+    }
+}
+
+/// `RESOLVE_IN_ROOT` done by hand, one component at a time, for a
+/// directory: `..` never climbs above the root, a symlink's target is
+/// walked from the root (absolute) or from where it sits (relative), at most
+/// 40 symlinks. Each step opens the next component `O_NOFOLLOW` relative to
+/// the previous descriptor, so nothing is resolved outside the root. Unlike
+/// openat2 it does not detect a rename racing the walk, which extraction
+/// does not do (it is the only writer of its target).
+fn resolve_userspace(root: &OwnedFd, rel: &Path) -> io::Result<OwnedFd> {
+    use std::collections::VecDeque;
+    use std::os::unix::ffi::OsStrExt;
+
+    // Same limit as the kernel's lookups, so both ways agree on what exists.
+    if rel.as_os_str().len() >= 4096 {
+        return Err(rustix::io::Errno::NAMETOOLONG.into());
+    }
+    let mut stack: Vec<OwnedFd> = Vec::new();
+    let mut queue: VecDeque<Vec<u8>> = rel
+        .as_os_str()
+        .as_bytes()
+        .split(|b| *b == b'/')
+        .map(<[u8]>::to_vec)
+        .collect();
+    let mut links = 0;
+    while let Some(comp) = queue.pop_front() {
+        match comp.as_slice() {
+            b"" | b"." => continue,
+            b".." => {
+                stack.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let name = OsStr::from_bytes(&comp);
+        let cur = stack.last().unwrap_or(root);
+        let fd = openat(
+            cur,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let st = rustix::fs::fstat(&fd)?;
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => stack.push(fd),
+            FileType::Symlink => {
+                links += 1;
+                if links > 40 {
+                    return Err(rustix::io::Errno::LOOP.into());
+                }
+                let target = rustix::fs::readlinkat(cur, name, Vec::new())?;
+                let target = target.as_bytes();
+                if target.first() == Some(&b'/') {
+                    stack.clear();
+                }
+                for part in target.split(|b| *b == b'/').rev() {
+                    queue.push_front(part.to_vec());
+                }
+            }
+            _ => return Err(rustix::io::Errno::NOTDIR.into()),
+        }
+    }
+    match stack.pop() {
+        Some(fd) => Ok(fd),
+        None => Ok(openat(root, ".", DIR_PATH, Mode::empty())?),
     }
 }
 
