@@ -285,3 +285,37 @@ fn truncated_and_garbage_input_is_an_error() {
         assert!(res.is_err());
     }
 }
+
+#[test]
+fn symlink_loops_fail_cleanly() {
+    for mode in MODES {
+        let (_, res) = run(mode, |_| {
+            Tar::new()
+                .symlink("a", "b")
+                .symlink("b", "/a")
+                .file("a/x", b"x")
+                .finish()
+        });
+        assert!(res.is_err(), "{res:?}");
+    }
+}
+
+#[test]
+fn rewriting_a_hardlinked_name_leaves_the_other_name_alone() {
+    for mode in MODES {
+        let (arena, res) = run(mode, |_| {
+            Tar::new()
+                .dir("etc")
+                .file("etc/passwd", b"root:x:0:0")
+                .hardlink("h", "etc/passwd")
+                .file("h", b"pwned")
+                .finish()
+        });
+        res.unwrap();
+        assert_eq!(
+            fs::read(arena.root().join("etc/passwd")).unwrap(),
+            b"root:x:0:0"
+        );
+        assert_eq!(fs::read(arena.root().join("h")).unwrap(), b"pwned");
+    }
+}
