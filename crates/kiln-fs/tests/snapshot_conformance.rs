@@ -340,3 +340,25 @@ fn overlay_errors_carry_the_kernel_explanation() {
     assert!(err.contains("merged"), "{err}");
     assert!(err.contains("no-such-upper"), "{err}");
 }
+
+#[test]
+fn views_show_the_parents() {
+    if !kiln_testkit::require_root() {
+        return;
+    }
+    let dir = kiln_testkit::tempdir();
+    let snaps = Snapshots::open(dir.path()).unwrap();
+    let base = ensure_base(&snaps);
+    for s in backends(&snaps) {
+        let view = s.view(std::slice::from_ref(&base)).unwrap();
+        assert_eq!(fs::read(view.rootfs().join("etc/keep")).unwrap(), b"keep");
+        assert_eq!(
+            fs::read_link(view.rootfs().join("lib")).unwrap().to_str(),
+            Some("/usr/lib")
+        );
+        fs::write(view.rootfs().join("scribble"), b"x").unwrap();
+        s.remove(view).unwrap();
+        // The layer snapshot is untouched.
+        assert!(!base.join("scribble").exists(), "{}", s.name());
+    }
+}

@@ -52,12 +52,14 @@ pub(crate) fn replay(src: &Path, dst: &Path, mode: ApplyMode) -> Result<(), Snap
     written
 }
 
-impl Snapshotter for CopySnapshotter {
-    fn name(&self) -> &'static str {
-        "copy"
-    }
-
-    fn prepare(&self, parents: &[PathBuf]) -> Result<ActiveSnapshot, SnapshotError> {
+impl CopySnapshotter {
+    /// The merged parents in `rootfs/`, and with `with_lower` a pristine
+    /// copy in `lower/` to compare against.
+    fn build(
+        &self,
+        parents: &[PathBuf],
+        with_lower: bool,
+    ) -> Result<ActiveSnapshot, SnapshotError> {
         let work = WorkDir::create(&self.snapshots.active_dir(), "copy-")?;
         let dir = work.path().to_path_buf();
         let snap = ActiveSnapshot {
@@ -67,8 +69,14 @@ impl Snapshotter for CopySnapshotter {
             mount: None,
         };
         let res = (|| {
-            create_root_dir(&lower(&snap))?;
             create_root_dir(&snap.rootfs)?;
+            if !with_lower {
+                for layer in parents.iter().rev() {
+                    replay(layer, &snap.rootfs, ApplyMode::Merge)?;
+                }
+                return Ok(());
+            }
+            create_root_dir(&lower(&snap))?;
             for layer in parents.iter().rev() {
                 replay(layer, &lower(&snap), ApplyMode::Merge)?;
             }
@@ -81,6 +89,20 @@ impl Snapshotter for CopySnapshotter {
                 Err(e)
             }
         }
+    }
+}
+
+impl Snapshotter for CopySnapshotter {
+    fn name(&self) -> &'static str {
+        "copy"
+    }
+
+    fn prepare(&self, parents: &[PathBuf]) -> Result<ActiveSnapshot, SnapshotError> {
+        self.build(parents, true)
+    }
+
+    fn view(&self, parents: &[PathBuf]) -> Result<ActiveSnapshot, SnapshotError> {
+        self.build(parents, false)
     }
 
     fn diff(

@@ -106,6 +106,13 @@ pub trait Snapshotter: Send + Sync {
     /// A writable root filesystem over `parents`: layer snapshot `fs` dirs
     /// from [`Snapshots::ensure`], top-most first. Empty for `FROM scratch`.
     fn prepare(&self, parents: &[PathBuf]) -> Result<ActiveSnapshot, SnapshotError>;
+    /// A root filesystem over `parents` for looking at (`COPY --from`,
+    /// `RUN --mount=from=`, exports): writable, but what is written is thrown
+    /// away; `diff` and `commit` are not for it. Cheaper than `prepare` for
+    /// the copy snapshotter (one copy instead of two).
+    fn view(&self, parents: &[PathBuf]) -> Result<ActiveSnapshot, SnapshotError> {
+        self.prepare(parents)
+    }
     /// Writes the step's changes as an uncompressed layer tar.
     fn diff(
         &self,
