@@ -34,12 +34,21 @@ fn debian_layer_pipeline() {
 
     let t = Instant::now();
     let stats = apply_layer_with(&a, &data[..], ApplyMode::Merge).unwrap();
-    eprintln!("extract {} entries, {} MB: {}", stats.entries, n / 1_000_000, mbps(n, t));
+    eprintln!(
+        "extract {} entries, {} MB: {}",
+        stats.entries,
+        n / 1_000_000,
+        mbps(n, t)
+    );
 
     let t = Instant::now();
     let mut tar = Vec::with_capacity(data.len());
     let info = write_layer_from_upper(&a, &mut tar, &LayerOptions::default()).unwrap();
-    eprintln!("diff (upper walk) -> {} entries: {}", info.entries, mbps(info.size, t));
+    eprintln!(
+        "diff (upper walk) -> {} entries: {}",
+        info.entries,
+        mbps(info.size, t)
+    );
 
     let t = Instant::now();
     let info = write_layer_from_compare(&b, &a, &mut Vec::new(), &LayerOptions::default()).unwrap();
