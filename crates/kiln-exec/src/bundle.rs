@@ -54,6 +54,22 @@ fn check(run: &RunSpec) -> Result<()> {
     if run.args.is_empty() || run.args[0].is_empty() {
         return Err(invalid(run, "no command to run"));
     }
+    if let Some(bad) = run
+        .env
+        .iter()
+        .find(|e| !e.contains('=') || e.starts_with('='))
+    {
+        return Err(invalid(
+            run,
+            format!("environment entry {bad:?} is not KEY=value"),
+        ));
+    }
+    if run.args.iter().chain(&run.env).any(|s| s.contains('\0')) {
+        return Err(invalid(
+            run,
+            "a command argument or environment entry contains a NUL byte",
+        ));
+    }
     if !run.cwd.starts_with('/') {
         return Err(invalid(
             run,

@@ -270,6 +270,21 @@ fn killed_by_signal(runtime: Runtime, secs: &'static str) {
     env.assert_clean();
 }
 
+/// A background process left behind (it holds stdout open) ends with the
+/// container: the run returns when the main process exits.
+fn background_processes_die_with_the_container(runtime: Runtime, secs: &str) {
+    let Some(env) = setup(runtime) else { return };
+    let out = env.sh("daemon", &format!("sleep {secs} & echo started"));
+    assert_eq!(out.ok(), "started\n");
+    let wanted = format!("sleep\0{secs}\0").into_bytes();
+    let alive = fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|e| fs::read(e.path().join("cmdline")).is_ok_and(|c| c == wanted));
+    assert!(!alive, "the background sleep outlived its container");
+    env.assert_clean();
+}
+
 fn concurrent_runs(runtime: Runtime) {
     let Some(env) = setup(runtime) else { return };
     // Two runs share the main rootfs (they take turns), two have their own.
@@ -373,6 +388,29 @@ fn terminal_and_inherited_stdio(runtime: Runtime) {
     env.assert_clean();
 }
 
+fn invalid_specs_are_refused(runtime: Runtime) {
+    let Some(env) = setup(runtime) else { return };
+    let mut spec = env.spec("bad-env", &["true"]);
+    spec.env.push("NOEQUALS".into());
+    let out = env.run(&spec);
+    assert!(
+        matches!(&out.result, Err(Error::InvalidSpec { reason, .. }) if reason.contains("NOEQUALS")),
+        "{:?}",
+        out.result
+    );
+    let mut spec = env.spec("bad-cwd", &["true"]);
+    spec.cwd = "relative".into();
+    assert!(matches!(
+        env.run(&spec).result,
+        Err(Error::InvalidSpec { .. })
+    ));
+    assert!(matches!(
+        env.run(&env.spec("bad/id", &["true"])).result,
+        Err(Error::InvalidId { .. })
+    ));
+    env.assert_clean();
+}
+
 fn duplicate_id_is_refused(runtime: Runtime) {
     let Some(env) = setup(runtime) else { return };
     let bundles = env.state().join("bundles/dup");
@@ -388,7 +426,7 @@ fn duplicate_id_is_refused(runtime: Runtime) {
 }
 
 macro_rules! conformance {
-    ($backend:ident, $runtime:expr, $secs:literal) => {
+    ($backend:ident, $runtime:expr, $secs:literal, $bg:literal) => {
         mod $backend {
             use super::*;
             #[test]
@@ -424,12 +462,20 @@ macro_rules! conformance {
                 super::killed_by_signal($runtime, $secs)
             }
             #[test]
+            fn background_processes_die_with_the_container() {
+                super::background_processes_die_with_the_container($runtime, $bg)
+            }
+            #[test]
             fn concurrent_runs() {
                 super::concurrent_runs($runtime)
             }
             #[test]
             fn terminal_and_inherited_stdio() {
                 super::terminal_and_inherited_stdio($runtime)
+            }
+            #[test]
+            fn invalid_specs_are_refused() {
+                super::invalid_specs_are_refused($runtime)
             }
             #[test]
             fn duplicate_id_is_refused() {
@@ -439,5 +485,5 @@ macro_rules! conformance {
     };
 }
 
-conformance!(youki, Runtime::Youki, "1231");
-conformance!(runc, Runtime::Runc, "1232");
+conformance!(youki, Runtime::Youki, "1231", "1271");
+conformance!(runc, Runtime::Runc, "1232", "1272");
