@@ -25,6 +25,7 @@ mkdir -p "$CACHE"
 if [[ ! -s $CACHE/busybox-rootfs.tar ]]; then
     echo "setup: making busybox root filesystem"
     d=$(mktemp -d)
+    chmod 0755 "$d"
     mkdir -p "$d"/{bin,etc/ssl/certs,tmp,root,proc,dev,sys,home,var}
     chmod 1777 "$d/tmp"
     cp /bin/busybox "$d/bin/busybox"
@@ -44,6 +45,7 @@ fi
 if [[ ! -s $CACHE/debian-bookworm-rootfs.tar ]]; then
     echo "setup: debootstrapping debian bookworm (minbase)"
     d=$(mktemp -d)
+    chmod 0755 "$d"
     debootstrap --variant=minbase bookworm "$d" http://deb.debian.org/debian >"$CACHE/debootstrap.log" 2>&1 ||
         { tail -20 "$CACHE/debootstrap.log"; exit 1; }
     mkdir -p "$d/etc/ssl/certs"

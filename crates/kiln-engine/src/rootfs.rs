@@ -148,15 +148,35 @@ fn layer_options() -> kiln_fs::layer::LayerOptions {
 
 /// A view of a stage's or image's files, for reading (`COPY --from`,
 /// `RUN --mount=from=`, `kiln cp`, local exports); changes are discarded.
-pub struct ReadonlyRootfs<'a>(WorkingRootfs<'a>);
+pub struct ReadonlyRootfs<'a> {
+    snapshotter: &'a dyn Snapshotter,
+    active: Option<ActiveSnapshot>,
+}
 
 impl<'a> ReadonlyRootfs<'a> {
     pub fn mount(builder: &'a Builder, layers: &[Layer]) -> Result<ReadonlyRootfs<'a>, BuildError> {
-        Ok(ReadonlyRootfs(WorkingRootfs::prepare(builder, layers)?))
+        let snapshotter = builder.snapshotter.as_ref();
+        let active = snapshotter
+            .view(&snapshot_paths(layers))
+            .context(|| format!("preparing a {} view of a stage", snapshotter.name()))?;
+        Ok(ReadonlyRootfs {
+            snapshotter,
+            active: Some(active),
+        })
     }
 
     pub fn path(&self) -> &Path {
-        self.0.merged()
+        self.active.as_ref().expect("active until dropped").rootfs()
+    }
+}
+
+impl Drop for ReadonlyRootfs<'_> {
+    fn drop(&mut self) {
+        if let Some(active) = self.active.take() {
+            if let Err(e) = self.snapshotter.remove(active) {
+                tracing::warn!("removing a view of a stage: {e}");
+            }
+        }
     }
 }
 

@@ -481,3 +481,25 @@ fn a_relative_root_and_context_work() {
         .args(["--root", "root", "build", "--progress", "plain", "ctx"]));
     assert!(out.contains("DONE"), "{out}");
 }
+
+#[test]
+fn the_copy_snapshotter_builds_the_same_image() {
+    let Some(e) = env(
+        TWO_STAGE,
+        &[("greeting.txt", "copy\n"), ("other.txt", "x\n")],
+    ) else {
+        return;
+    };
+    let out_dir = e.root.join("../out");
+    ok(
+        e.build(&["-o", &format!("type=local,dest={}", out_dir.display())])
+            .env("KILN_SNAPSHOTTER", "copy"),
+    );
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("out.txt")).unwrap(),
+        "built from copy\n"
+    );
+    assert!(out_dir.join("bin/busybox").is_file());
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains(e.root.to_str().unwrap()), "{mounts}");
+}

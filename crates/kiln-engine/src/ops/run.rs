@@ -145,7 +145,7 @@ pub fn run(
         network,
         hostname: "buildkitsandbox".into(),
         stdio: Stdio::Capture,
-        id: format!("kiln-{}", &key.hex()[..16]),
+        id: container_id(&key),
     };
     let status = b
         .executor
@@ -160,6 +160,11 @@ pub fn run(
         })
         .map_err(|e| match e {
             kiln_exec::Error::Cancelled { .. } => BuildError::Interrupted,
+            e @ kiln_exec::Error::ExecutableNotFound { .. } => step_error(
+                b,
+                step,
+                format!("{e} (exit code: {})", e.exit_code().unwrap_or(127)),
+            ),
             e => step_error(b, step, format!("running the container: {e}")),
         })?;
     if !status.success() {
@@ -188,6 +193,13 @@ fn user_or_root(user: &str) -> &str {
     } else {
         user
     }
+}
+
+/// Unique among concurrent steps and kiln processes sharing a store.
+fn container_id(key: &CacheKey) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("kiln-{}-{}-{n}", &key.hex()[..12], std::process::id())
 }
 
 pub fn absolute(cwd: &str, path: &str) -> String {
