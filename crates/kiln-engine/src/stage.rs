@@ -235,6 +235,8 @@ pub fn scratch_config(platform: &Platform) -> ImageConfig {
         ..Default::default()
     };
     c.config.set_env("PATH", DEFAULT_PATH);
+    // BuildKit's empty image says "/" explicitly.
+    c.config.working_dir = "/".into();
     c
 }
 

@@ -127,6 +127,10 @@ pub fn run(
         let Some(target) = mount_target(m) else {
             continue;
         };
+        // An optional secret that was not given is simply not mounted.
+        if matches!(source, MountSource::Secret { data: None }) {
+            continue;
+        }
         let target = absolute(&cwd, &target);
         let (mount, holder) = source.mount(b, m, &target)?;
         mounts.push(mount);

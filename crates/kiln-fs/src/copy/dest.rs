@@ -74,6 +74,29 @@ impl DestRoot {
         }
     }
 
+    /// Whether `rel` is an existing directory (following symlinks in the
+    /// root). An existing file is `false`: a single-file COPY onto it
+    /// replaces it.
+    pub fn is_dir(&self, rel: &str) -> io::Result<bool> {
+        let rel = if rel.is_empty() { "." } else { rel };
+        match openat2(
+            &self.fd,
+            rel,
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Ok(fd) => {
+                Ok(FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) == FileType::Directory)
+            }
+            Err(rustix::io::Errno::NOENT) => Ok(false),
+            Err(rustix::io::Errno::NOTDIR) => Err(io::Error::other(format!(
+                "cannot copy to non-directory: /{rel}"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Opens directory `rel`, creating each missing component with `new`.
     /// A dangling symlink on the way is followed (in the root) and its
     /// target created, like BuildKit's `MkdirAll` on a resolved path.

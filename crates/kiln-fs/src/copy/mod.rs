@@ -207,12 +207,7 @@ pub fn copy_into(
         }
         let target = if opts.parents {
             base_rel
-        } else if dest_is_dir
-            || root
-                .open_dir(&base_rel)
-                .map_err(|e| dest_err(&base_rel, e))?
-                .is_some()
-        {
+        } else if dest_is_dir || root.is_dir(&base_rel).map_err(|e| dest_err(&base_rel, e))? {
             join_rel(&base_rel, m.base_name())
         } else {
             base_rel
