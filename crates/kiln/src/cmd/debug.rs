@@ -74,7 +74,7 @@ pub fn read_dockerfile(file: &str) -> anyhow::Result<(String, String)> {
 /// Splits `KEY=VALUE` (a bare `KEY` takes its value from the environment, as docker does).
 pub fn key_value(s: &str, what: &str) -> anyhow::Result<(String, String)> {
     match s.split_once('=') {
-        Some((k, _)) if k.is_empty() => anyhow::bail!("{what} {s:?}: the name before '=' is empty"),
+        Some(("", _)) => anyhow::bail!("{what} {s:?}: the name before '=' is empty"),
         Some((k, v)) => Ok((k.to_string(), v.to_string())),
         None => match std::env::var(s) {
             Ok(v) => Ok((s.to_string(), v)),

@@ -33,8 +33,8 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     if !json && !args.quiet {
         writeln!(
             out,
-            "{:<40} {:<20} {:<15} {:<16} {:<10} {}",
-            "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "COMPRESSED"
+            "{:<40} {:<20} {:<15} {:<16} {:<10} COMPRESSED",
+            "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"
         )?;
     }
     for s in list {
