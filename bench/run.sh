@@ -47,17 +47,17 @@ fi
 results=()
 for c in "${cases[@]}"; do
     name=${c%%:*} dir=${c#*:}
-    kiln_cmd="$KILN --root $root build --progress plain -t kiln-bench $dir"
-    docker_cmd="$docker build --progress plain -t kiln-bench $dir"
-    buildah_cmd="buildah bud --quiet --pull=false --layers -t kiln-bench $dir"
+    kiln_cmd="$KILN --root $root build --progress plain -t kiln-bench"
+    docker_cmd="$docker build --progress plain -t kiln-bench"
+    buildah_cmd="buildah bud --quiet --pull=false --layers -t kiln-bench"
     for mode in cold warm; do
         echo "== $name ($mode)" >&2
         if [[ $mode == cold ]]; then
             flags=(--runs "$COLD_RUNS")
-            k="$kiln_cmd --no-cache" d="$docker_cmd --no-cache" b="$buildah_cmd --no-cache"
+            k="$kiln_cmd --no-cache $dir" d="$docker_cmd --no-cache $dir" b="$buildah_cmd --no-cache $dir"
         else
             flags=(--runs "$RUNS" --warmup 1)
-            k=$kiln_cmd d=$docker_cmd b=$buildah_cmd
+            k="$kiln_cmd $dir" d="$docker_cmd $dir" b="$buildah_cmd $dir"
         fi
         json=$out/$name-$mode.json
         hyperfine "${flags[@]}" --export-json "$json" \
