@@ -33,14 +33,16 @@ fn build_side(
     scratch: &Path,
 ) -> Result<Image, String> {
     let no_args = BTreeMap::new();
+    let mut build_args = case.spec.build_args.clone();
     for pre in &case.spec.prerequisite {
+        build_args.insert(pre.arg.clone(), pre.unique_tag());
         let dockerfile = case.dir.join(&pre.dockerfile);
         let context = case.dir.join(pre.context.as_deref().unwrap_or("."));
         engine
             .build(&BuildRequest {
                 dockerfile: &dockerfile,
                 context: &context,
-                tag: &pre.tag,
+                tag: &pre.unique_tag(),
                 target: None,
                 build_args: &no_args,
                 secrets: Vec::new(),
@@ -55,7 +57,7 @@ fn build_side(
         context: &context,
         tag,
         target: case.spec.target.as_deref(),
-        build_args: &case.spec.build_args,
+        build_args: &build_args,
         secrets: case
             .spec
             .secrets
@@ -86,7 +88,7 @@ fn build_side(
         elapsed.as_secs_f64()
     );
     for pre in &case.spec.prerequisite {
-        engine.remove(&pre.tag);
+        engine.remove(&pre.unique_tag());
     }
     engine.remove(tag);
     result
@@ -107,7 +109,7 @@ fn run_case(
         (scratch.path().join("ref"), scratch.path().join("sub"));
     std::fs::create_dir_all(&reference_scratch).map_err(|e| vec![e.to_string()])?;
     std::fs::create_dir_all(&subject_scratch).map_err(|e| vec![e.to_string()])?;
-    // Prerequisites have fixed names, so in self-check mode (both sides are
+    // Prerequisites get the same name on both sides, so in self-check mode (both sides are
     // Docker) the two sides must not run at once.
     let parallel = !self_check;
     let (reference_image, subject_image) = std::thread::scope(|s| {

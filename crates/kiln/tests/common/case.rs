@@ -25,8 +25,8 @@ pub struct Spec {
     /// Secret id → file relative to the case directory.
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
-    /// Images built first, on both sides, under fixed names the Dockerfile
-    /// refers to (e.g. a base with ONBUILD triggers).
+    /// Images built first, on both sides (e.g. a base with ONBUILD
+    /// triggers); the case's Dockerfile gets each one's name in a build arg.
     #[serde(default)]
     pub prerequisite: Vec<Prerequisite>,
     #[serde(default)]
@@ -41,8 +41,12 @@ pub struct Spec {
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct Prerequisite {
-    /// Name the case's Dockerfile uses in FROM, e.g. `kiln-diff-onbuild-base`.
+    /// Repository name to build it under; the harness adds a tag unique to
+    /// the test process, so concurrent runs sharing one dockerd never meet.
     pub tag: String,
+    /// Build argument that carries the full name to the case's Dockerfile
+    /// (`ARG BASE` + `FROM $BASE`).
+    pub arg: String,
     pub dockerfile: String,
     #[serde(default)]
     pub context: Option<String>,
@@ -117,6 +121,13 @@ pub struct Case {
     pub name: String,
     pub dir: PathBuf,
     pub spec: Spec,
+}
+
+impl Prerequisite {
+    /// The name this prerequisite is built under in this test process.
+    pub fn unique_tag(&self) -> String {
+        format!("{}:{}", self.tag, std::process::id())
+    }
 }
 
 impl Case {
