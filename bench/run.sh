@@ -29,7 +29,22 @@ export DOCKER_BUILDKIT=1
 
 out=$(mktemp -d)
 root=$out/kiln-root
-trap 'rm -rf "$out"; buildah rmi -f kiln-bench >/dev/null 2>&1 || true; $docker rmi kiln-bench >/dev/null 2>&1 || true' EXIT
+# Rebuilding one tag over and over leaves untagged images behind in Docker
+# and buildah; remove the ones that were not there before the run.
+dangling() { $docker images -qf dangling=true | sort; buildah images -qf dangling=true 2>/dev/null | sed 's/^/buildah:/' | sort; }
+dangling >"$out/dangling-before"
+cleanup() {
+    $docker rmi kiln-bench >/dev/null 2>&1 || true
+    buildah rmi kiln-bench >/dev/null 2>&1 || true
+    dangling | comm -13 "$out/dangling-before" - | while read -r id; do
+        case $id in
+            buildah:*) buildah rmi "${id#buildah:}" >/dev/null 2>&1 || true ;;
+            *) $docker rmi "$id" >/dev/null 2>&1 || true ;;
+        esac
+    done
+    rm -rf "$out"
+}
+trap cleanup EXIT
 
 # The same base images for all three: imported into kiln, already in
 # Docker, copied from Docker into buildah's storage.
