@@ -4,7 +4,8 @@
 #
 #     sudo examples/build-all.sh
 #
-# KILN_ROOT (default /var/lib/kiln) is kiln's store. Images run with
+# KILN_ROOT (default /var/lib/kiln) is kiln's store; KILN, a kiln binary to
+# use instead of building one. Images run with
 # `kiln run`; where that is unavailable they are loaded into Docker
 # (`kiln save | docker load`) and run there.
 set -euo pipefail
@@ -12,9 +13,13 @@ cd "$(dirname "$0")/.."
 [[ $(id -u) == 0 ]] || { echo "build-all.sh: run as root (kiln mounts overlayfs and starts containers)" >&2; exit 1; }
 export PATH="$HOME/.cargo/bin:$PATH"
 
-echo "== building kiln (release)"
-cargo build --release -p kiln
-kiln_bin="${CARGO_TARGET_DIR:-$PWD/target}/release/kiln"
+if [[ -n ${KILN:-} ]]; then
+    kiln_bin=$KILN   # a kiln binary built elsewhere
+else
+    echo "== building kiln (release)"
+    cargo build --release -p kiln
+    kiln_bin="${CARGO_TARGET_DIR:-$PWD/target}/release/kiln"
+fi
 kiln() { "$kiln_bin" "$@"; }
 
 echo "== base root filesystems"

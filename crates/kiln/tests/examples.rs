@@ -1,6 +1,6 @@
 //! Every example in `examples/` is built with kiln the way its README says,
-//! exported with `kiln save`, loaded into Docker and run there; its output
-//! must contain what the README promises. Examples kiln cannot build yet are
+//! exported with `kiln save`, loaded into Docker and run there, and run with
+//! `kiln run`; both outputs must contain what the README promises. Examples kiln cannot build yet are
 //! listed in `examples/KNOWN_FAILURES` (a listed example that passes fails
 //! the test, so the list stays honest).
 //!
@@ -101,8 +101,8 @@ const EXAMPLES: &[Example] = &[
     },
 ];
 
-/// Builds one example with kiln, loads it into Docker, runs it and checks
-/// its output. Returns the output on success.
+/// Builds one example with kiln, loads it into Docker, runs it there and
+/// with `kiln run`, and checks both outputs. Returns Docker's on success.
 fn build_and_run(kiln: &Kiln, ex: &Example, dir: &Path, tag: &str) -> Result<String, String> {
     for step in ex.steps {
         let args: Vec<String> = step
@@ -128,17 +128,28 @@ fn build_and_run(kiln: &Kiln, ex: &Example, dir: &Path, tag: &str) -> Result<Str
     let output = run(&mut docker_run, BUILD_TIMEOUT);
     let _ = kiln_testkit::docker().args(["rmi", tag]).output();
     let output = output.map_err(|e| format!("docker run: {e}"))?;
+    check_output(ex, "docker run", &output)?;
+    // The README runs it with `kiln run`, too.
+    let mut kiln_run = kiln.cmd();
+    kiln_run.args(["run", "--rm", tag]);
+    let kiln_output = run(&mut kiln_run, BUILD_TIMEOUT).map_err(|e| format!("kiln run: {e}"))?;
+    check_output(ex, "kiln run", &kiln_output)?;
+    Ok(output)
+}
+
+/// Whether `output` (of `how`) has every line the example promises.
+fn check_output(ex: &Example, how: &str, output: &str) -> Result<(), String> {
     let missing: Vec<&&str> = ex
         .expect
         .iter()
         .filter(|want| !output.contains(**want))
         .collect();
     if missing.is_empty() {
-        Ok(output)
+        Ok(())
     } else {
         Err(format!(
-            "output lacks {missing:?}:\n{}",
-            common::engine::tail(&output, 20)
+            "{how}: output lacks {missing:?}:\n{}",
+            common::engine::tail(output, 20)
         ))
     }
 }
