@@ -128,11 +128,9 @@ impl Builder {
 
         let rootfs = WorkingRootfs::prepare(self, &image.layers)?;
         let user = req.user.clone().unwrap_or_else(|| config.user.clone());
-        let ids = kiln_fs::users::lookup_user(
-            rootfs.merged(),
-            if user.is_empty() { "root" } else { &user },
-        )
-        .context(|| format!("resolving user {user:?}"))?;
+        let ids =
+            kiln_fs::users::lookup_user(rootfs.merged(), crate::ops::run::user_or_root(&user))
+                .context(|| format!("resolving user {user:?}"))?;
         let mounts = req
             .volumes
             .iter()

@@ -191,9 +191,11 @@ pub fn run(
     Ok(())
 }
 
-fn user_or_root(user: &str) -> &str {
+/// No USER means uid 0 — numeric, so it works without /etc/passwd
+/// (`FROM scratch`), as with runc.
+pub(crate) fn user_or_root(user: &str) -> &str {
     if user.is_empty() {
-        "root"
+        "0"
     } else {
         user
     }
