@@ -72,6 +72,24 @@ fn env(dockerfile: &str, files: &[(&str, &str)]) -> Option<Env> {
 }
 
 impl Env {
+    /// Blocks until a build of this env has a step mounted (its container
+    /// starting), then gives the container a moment to run.
+    fn wait_until_a_step_runs(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let root = self.root.to_str().unwrap();
+        while !std::fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .contains(root)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the build never mounted its step"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(400));
+    }
+
     fn build(&self, extra: &[&str]) -> Command {
         let mut c = kiln(&self.root);
         c.args(["build", "--progress", "plain"])
@@ -333,18 +351,7 @@ fn killed_build_leaves_a_consistent_store_and_the_next_build_succeeds() {
         .spawn()
         .unwrap();
     // Wait until the step's container is running, then kill -9.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !std::fs::read_to_string("/proc/self/mounts")
-        .unwrap()
-        .contains(e.root.to_str().unwrap())
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the build never mounted its step"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    e.wait_until_a_step_runs();
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -401,18 +408,7 @@ fn interrupted_build_unmounts_everything_and_exits_non_zero() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !std::fs::read_to_string("/proc/self/mounts")
-        .unwrap()
-        .contains(e.root.to_str().unwrap())
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the build never mounted its step"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    e.wait_until_a_step_runs();
     // What a terminal's Ctrl-C sends to kiln.
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
