@@ -499,3 +499,22 @@ fn the_copy_snapshotter_builds_the_same_image() {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
     assert!(!mounts.contains(e.root.to_str().unwrap()), "{mounts}");
 }
+
+#[test]
+fn unreachable_base_and_escaping_context_symlink_are_clear_errors() {
+    let Some(e) = env("FROM 127.0.0.1:1/nowhere/base:1\nRUN true\n", &[]) else {
+        return;
+    };
+    let out = fails(e.build(&[]));
+    assert!(out.contains("127.0.0.1:1/nowhere/base:1"), "{out}");
+    assert!(
+        out.contains("connection refused") || out.contains("cannot reach"),
+        "{out}"
+    );
+
+    std::fs::write(e.ctx.join("Dockerfile"), "FROM busybox\nCOPY secret /\n").unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", e.ctx.join("secret")).unwrap();
+    let out = fails(e.build(&[]));
+    assert!(out.contains("outside the build context"), "{out}");
+    assert!(out.contains("Dockerfile:2"), "{out}");
+}
