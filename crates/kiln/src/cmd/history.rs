@@ -50,7 +50,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<15} {:<16} {:<48} {:<10} COMMENT",
+        "{:<15} {:<23} {:<48} {:<10} COMMENT",
         "IMAGE", "CREATED", "CREATED BY", "SIZE"
     )?;
     let id = img.config_digest.to_string();
@@ -83,7 +83,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         let comment = h.comment().clone().unwrap_or_default();
         writeln!(
             out,
-            "{image:<15} {created:<16} {by:<48} {size:<10} {comment}"
+            "{image:<15} {created:<23} {by:<48} {size:<10} {comment}"
         )?;
     }
     Ok(ExitCode::SUCCESS)

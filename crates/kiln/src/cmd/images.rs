@@ -33,7 +33,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     if !json && !args.quiet {
         writeln!(
             out,
-            "{:<40} {:<20} {:<15} {:<16} {:<10} COMPRESSED",
+            "{:<40} {:<20} {:<15} {:<23} {:<10} COMPRESSED",
             "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"
         )?;
     }
@@ -79,7 +79,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
                     human_size(s.compressed_size)
                 ),
             };
-            writeln!(out, "{repo:<40} {tag:<20} {short:<15} {since:<16} {size}")?;
+            writeln!(out, "{repo:<40} {tag:<20} {short:<15} {since:<23} {size}")?;
         }
     }
     Ok(ExitCode::SUCCESS)
