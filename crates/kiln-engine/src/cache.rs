@@ -115,6 +115,35 @@ impl Cache {
         Ok(())
     }
 
+    fn compressed_path(&self, diff_id: &str, compression: &str) -> PathBuf {
+        let hex = diff_id.trim_start_matches("sha256:");
+        self.dir
+            .with_file_name("compressed")
+            .join(format!("{hex}.{compression}.json"))
+    }
+
+    /// The compressed blob already made for an uncompressed built layer.
+    pub fn compressed(&self, diff_id: &str, compression: &str) -> Option<LayerRecord> {
+        let bytes = std::fs::read(self.compressed_path(diff_id, compression)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    pub fn put_compressed(
+        &self,
+        diff_id: &str,
+        compression: &str,
+        record: &LayerRecord,
+    ) -> std::io::Result<()> {
+        let path = self.compressed_path(diff_id, compression);
+        let dir = path.parent().expect("compressed records have a directory");
+        std::fs::create_dir_all(dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.write_all(&serde_json::to_vec(record).expect("record serialises"))?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
     /// Every layer digest the cache refers to (kept alive by `kiln prune`).
     pub fn referenced_blobs(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {

@@ -7,11 +7,11 @@ use std::io::Write;
 use kiln_oci::media_type as mt;
 use kiln_oci::{Digest, Platform};
 
-use crate::builder::{BuildRequest, Builder, Built};
+use crate::builder::{BuildRequest, Builder, Built, Compression};
 use crate::error::{BuildError, Context};
 use crate::options::Output;
 use crate::progress::Steps;
-use crate::rootfs::ReadonlyRootfs;
+use crate::rootfs::{compressed_for_export, ReadonlyRootfs};
 use crate::stage::StageOutput;
 
 pub fn export(
@@ -47,17 +47,28 @@ pub fn export(
         .store
         .write_blob(&config_bytes)
         .context(|| "writing the image config".to_string())?;
-    let layers: Vec<serde_json::Value> = target
-        .layers
-        .iter()
-        .map(|l| {
-            serde_json::json!({
-                "mediaType": oci_media_type(&l.media_type),
-                "digest": l.digest.to_string(),
-                "size": l.size,
-            })
-        })
-        .collect();
+    // Built layers are stored uncompressed; an image that leaves through
+    // the store, an archive or a push gets them compressed (once).
+    let compression = if req.tags.is_empty()
+        && !req.push
+        && req
+            .outputs
+            .iter()
+            .all(|o| matches!(o, Output::Local { .. } | Output::Tar { .. }))
+    {
+        Compression::Uncompressed
+    } else {
+        req.compression
+    };
+    let mut layers = Vec::new();
+    for l in &target.layers {
+        let (digest, size, media_type) = compressed_for_export(builder, l, compression)?;
+        layers.push(serde_json::json!({
+            "mediaType": oci_media_type(&media_type),
+            "digest": digest.to_string(),
+            "size": size,
+        }));
+    }
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": mt::OCI_MANIFEST,

@@ -46,15 +46,15 @@ impl<'a> WorkingRootfs<'a> {
         self.active.as_ref().expect("active until dropped").rootfs()
     }
 
-    /// Writes what changed as a layer blob into the store and keeps it as the
-    /// new layer's snapshot. `None` if nothing changed.
-    pub fn commit(
-        mut self,
-        builder: &Builder,
-        compression: Compression,
-    ) -> Result<Option<Layer>, BuildError> {
+    /// Writes what changed as an uncompressed layer blob into the store and
+    /// keeps it as the new layer's snapshot. `None` if nothing changed.
+    ///
+    /// Uncompressed on purpose: most layers of a multi-stage build (the
+    /// toolchain of a builder stage) never leave the machine; the ones that
+    /// do are compressed once, at export (`compressed_for_export`).
+    pub fn commit(mut self, builder: &Builder) -> Result<Option<Layer>, BuildError> {
         let mut active = self.active.take().expect("active until dropped");
-        let result = self.commit_active(&mut active, builder, compression);
+        let result = self.commit_active(&mut active, builder);
         let removed = self
             .snapshotter
             .remove(active)
@@ -68,29 +68,18 @@ impl<'a> WorkingRootfs<'a> {
         &self,
         active: &mut ActiveSnapshot,
         builder: &Builder,
-        compression: Compression,
     ) -> Result<Option<Layer>, BuildError> {
-        let kind = match compression {
-            Compression::Gzip => kiln_fs::compress::Compression::Gzip,
-            Compression::Zstd => kiln_fs::compress::Compression::Zstd,
-            Compression::Uncompressed => kiln_fs::compress::Compression::None,
-        };
-        let ingest = builder
+        let mut ingest = builder
             .store
             .ingest(None)
             .context(|| "starting a layer blob in the store".to_string())?;
-        let mut writer = kiln_fs::compress::CompressWriter::new(ingest, kind)
-            .context(|| "starting layer compression".to_string())?;
         let info = self
             .snapshotter
-            .diff(active, &mut writer, &layer_options())
+            .diff(active, &mut ingest, &layer_options())
             .context(|| "writing the step's changes as a layer".to_string())?;
         if info.is_empty() {
             return Ok(None);
         }
-        let (_, _, ingest) = writer
-            .finish()
-            .context(|| "finishing layer compression".to_string())?;
         let (digest, size) = ingest
             .commit()
             .context(|| "committing the layer blob".to_string())?;
@@ -113,7 +102,7 @@ impl<'a> WorkingRootfs<'a> {
             digest,
             diff_id: info.diff_id,
             size,
-            media_type: media_type(compression).to_string(),
+            media_type: kiln_oci::media_type::OCI_LAYER.to_string(),
             snapshot,
         }))
     }
@@ -129,13 +118,77 @@ impl Drop for WorkingRootfs<'_> {
     }
 }
 
-pub fn media_type(c: Compression) -> &'static str {
+/// The blob an image carries for `layer`: built layers (stored
+/// uncompressed) are compressed as asked, once per diff_id and compression
+/// (remembered in the cache); base image layers stay as they came.
+pub fn compressed_for_export(
+    builder: &Builder,
+    layer: &Layer,
+    compression: Compression,
+) -> Result<(kiln_oci::Digest, u64, String), BuildError> {
     use kiln_oci::media_type as mt;
-    match c {
-        Compression::Gzip => mt::OCI_LAYER_GZIP,
-        Compression::Zstd => mt::OCI_LAYER_ZSTD,
-        Compression::Uncompressed => mt::OCI_LAYER,
+    let (kind, media_type, name) = match compression {
+        Compression::Gzip => (
+            kiln_fs::compress::Compression::Gzip,
+            mt::OCI_LAYER_GZIP,
+            "gzip",
+        ),
+        Compression::Zstd => (
+            kiln_fs::compress::Compression::Zstd,
+            mt::OCI_LAYER_ZSTD,
+            "zstd",
+        ),
+        Compression::Uncompressed => (kiln_fs::compress::Compression::None, mt::OCI_LAYER, "none"),
+    };
+    if layer.media_type != mt::OCI_LAYER || kind == kiln_fs::compress::Compression::None {
+        return Ok((layer.digest, layer.size, layer.media_type.clone()));
     }
+    if let Some(done) = builder.cache.compressed(&layer.diff_id.to_string(), name) {
+        if let Ok(digest) = done.digest.parse::<kiln_oci::Digest>() {
+            if builder.store.has_blob(&digest) {
+                return Ok((digest, done.size, done.media_type));
+            }
+        }
+    }
+    let mut source = builder
+        .store
+        .open_blob(&layer.digest)
+        .context(|| format!("reading layer {}", layer.digest))?;
+    let ingest = builder
+        .store
+        .ingest(None)
+        .context(|| "starting a compressed layer blob".to_string())?;
+    let mut writer = kiln_fs::compress::CompressWriter::new(ingest, kind)
+        .context(|| "starting layer compression".to_string())?;
+    std::io::copy(&mut source, &mut writer)
+        .context(|| format!("compressing layer {}", layer.digest))?;
+    let (_, _, ingest) = writer
+        .finish()
+        .context(|| "finishing layer compression".to_string())?;
+    let (digest, size) = ingest
+        .commit()
+        .context(|| "committing the compressed layer blob".to_string())?;
+    builder
+        .store
+        .record_layer_info(
+            &digest,
+            &kiln_store::LayerInfo {
+                diff_id: layer.diff_id,
+                uncompressed_size: layer.size,
+            },
+        )
+        .context(|| "recording the layer's diff_id".to_string())?;
+    let record = LayerRecord {
+        digest: digest.to_string(),
+        diff_id: layer.diff_id.to_string(),
+        size,
+        media_type: media_type.to_string(),
+    };
+    builder
+        .cache
+        .put_compressed(&layer.diff_id.to_string(), name, &record)
+        .context(|| "remembering the compressed layer".to_string())?;
+    Ok((digest, size, media_type.to_string()))
 }
 
 fn layer_options() -> kiln_fs::layer::LayerOptions {

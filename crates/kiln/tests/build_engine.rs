@@ -148,6 +148,19 @@ fn two_stage_build_runs_in_docker_and_rebuilds_from_cache() {
     let name = format!("kiln-test/two-stage:{}", std::process::id());
     ok(e.build(&["-t", &name]));
 
+    // The image's layers are gzip blobs (built layers are compressed when an
+    // image is exported, not before).
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(kiln(&e.root).args(["inspect", &name]))).unwrap();
+    let layers = inspect[0]["Manifest"]["layers"].as_array().unwrap().clone();
+    assert_eq!(layers.len(), 2, "{inspect}");
+    for l in &layers {
+        assert_eq!(
+            l["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip",
+            "{l}"
+        );
+    }
+
     // The store is an OCI layout skopeo reads directly.
     let full = format!("docker.io/{name}");
     let inspect = Command::new("skopeo")

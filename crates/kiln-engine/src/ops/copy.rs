@@ -189,7 +189,7 @@ pub fn copy(
         d.copy_into(rootfs.merged(), &opts)
             .map_err(|e| fail(e.to_string()))?;
     }
-    let layer = rootfs.commit(b.builder, b.request.compression)?;
+    let layer = rootfs.commit(b.builder)?;
     b.builder
         .cache
         .put(&key, &record(layer.as_ref()))

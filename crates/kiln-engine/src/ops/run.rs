@@ -179,7 +179,7 @@ pub fn run(
             code: status.code(),
         });
     }
-    let layer = rootfs.commit(b.builder, b.request.compression)?;
+    let layer = rootfs.commit(b.builder)?;
     b.builder
         .cache
         .put(&key, &crate::rootfs::record(layer.as_ref()))

@@ -46,7 +46,7 @@ pub fn workdir(
             mkdir_in_root(rootfs.merged(), &path).map_err(|e| {
                 crate::ops::run::step_error(b, step, format!("creating {path}: {e}"))
             })?;
-            let layer = rootfs.commit(b.builder, b.request.compression)?;
+            let layer = rootfs.commit(b.builder)?;
             b.builder
                 .cache
                 .put(&key, &record(layer.as_ref()))
