@@ -1,7 +1,7 @@
 //! Throughput of the layer pipeline on the Debian root filesystem: extract,
 //! diff (upper walk and tree compare), gzip and zstd. Prints numbers for
-//! docs/layers.md; asserts only correctness. Ignored by default (run with
-//! `cargo test --release -p kiln-fs --test layer_throughput -- --ignored --nocapture`).
+//! docs/layers.md; asserts only correctness. Run with
+//! `sudo cargo bench -p kiln-fs --bench layer_throughput`.
 
 use std::io::Read;
 use std::time::Instant;
@@ -15,9 +15,7 @@ fn mbps(bytes: u64, t: Instant) -> String {
     format!("{:.2}s, {:.0} MB/s", s, bytes as f64 / 1e6 / s)
 }
 
-#[test]
-#[ignore]
-fn debian_layer_pipeline() {
+fn main() {
     if !kiln_testkit::require_base_images() {
         return;
     }

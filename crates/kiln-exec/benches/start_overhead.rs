@@ -2,8 +2,9 @@
 //! prints the mean wall time per run (prepare, helper, create, start, wait,
 //! delete, cleanup) and the CPU time all processes involved used (which a
 //! busy machine distorts less than wall time). Prints, asserts nothing:
-//! `cargo test -p kiln-exec --release --test bench -- --ignored --nocapture`
+//! `sudo cargo bench -p kiln-exec --bench start_overhead`
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::time::Instant;
@@ -45,9 +46,7 @@ fn cpu_ms() -> f64 {
     total
 }
 
-#[test]
-#[ignore = "benchmark: prints timings"]
-fn start_overhead() {
+fn main() {
     bench(Runtime::Youki);
     bench(Runtime::Runc);
 }
