@@ -127,10 +127,7 @@ impl<'a> BaseImages<'a> {
     }
 
     fn pull(&self, reference: &Reference) -> Result<(), BuildError> {
-        let client = kiln_registry::Client::new(kiln_registry::ClientOptions {
-            insecure_registries: self.insecure_registries.clone(),
-            ..Default::default()
-        });
+        let client = registry_client(&self.insecure_registries);
         self.runtime
             .block_on(client.pull(
                 &self.builder.store,
@@ -146,4 +143,12 @@ impl<'a> BaseImages<'a> {
                 )
             })
     }
+}
+
+/// A registry client with the user's credentials and insecure registries.
+pub fn registry_client(insecure_registries: &[String]) -> kiln_registry::Client {
+    kiln_registry::Client::new(kiln_registry::ClientOptions {
+        insecure_registries: insecure_registries.to_vec(),
+        ..Default::default()
+    })
 }

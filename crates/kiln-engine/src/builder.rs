@@ -151,11 +151,7 @@ impl Builder {
             .map(|s| Ok((s.id.clone(), s.read()?)))
             .collect::<Result<Vec<_>, BuildError>>()?;
 
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .context(|| "starting the async runtime".to_string())?;
+        let runtime = async_runtime()?;
         let bases = BaseImages::new(
             self,
             req.pull,
@@ -163,15 +159,7 @@ impl Builder {
             platform.clone(),
             runtime.handle().clone(),
         );
-        let executor: Arc<dyn kiln_exec::Executor> = kiln_exec::executor(
-            match req.runtime {
-                Runtime::Youki => kiln_exec::Runtime::Youki,
-                Runtime::Runc => kiln_exec::Runtime::Runc,
-            },
-            &self.root.join("tmp/exec"),
-        )
-        .context(|| "starting the container runtime".to_string())?
-        .into();
+        let executor: Arc<dyn kiln_exec::Executor> = self.executor(req.runtime)?.into();
 
         let board: Board<StageOutput> = Board::new();
         let stage_ids: Vec<usize> = plan.stages.iter().map(|s| s.index).collect();
@@ -187,6 +175,7 @@ impl Builder {
             executor,
             secrets: &secrets,
             platform: &platform,
+            runtime: runtime.handle(),
         };
         run_all(&stage_ids, &board, |index| shared.build_stage(index))?;
         let target = board
@@ -196,6 +185,19 @@ impl Builder {
         let built = export::export(self, req, &steps, &target, &platform, &runtime)?;
         self.keep_cached_layers();
         Ok(built)
+    }
+
+    /// The container runtime for RUN steps and `kiln run`.
+    pub(crate) fn executor(
+        &self,
+        runtime: Runtime,
+    ) -> Result<Box<dyn kiln_exec::Executor>, BuildError> {
+        let runtime = match runtime {
+            Runtime::Youki => kiln_exec::Runtime::Youki,
+            Runtime::Runc => kiln_exec::Runtime::Runc,
+        };
+        kiln_exec::executor(runtime, &self.root.join("tmp/exec"))
+            .context(|| "starting the container runtime".to_string())
     }
 
     /// Declares the layers the cache refers to as live, so `kiln prune`
@@ -211,4 +213,13 @@ impl Builder {
             tracing::warn!("recording the build cache's layers: {e}");
         }
     }
+}
+
+/// Registry transfers and downloads are async; build threads block on them.
+pub(crate) fn async_runtime() -> Result<tokio::runtime::Runtime, BuildError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context(|| "starting the async runtime".to_string())
 }

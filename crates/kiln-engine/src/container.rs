@@ -11,7 +11,7 @@ use kiln_fs::copy::{copy_into, CopyOptions};
 use kiln_oci::Platform;
 
 use crate::base::BaseImages;
-use crate::builder::{Builder, Runtime};
+use crate::builder::{async_runtime, Builder, Runtime};
 use crate::error::{BuildError, Context};
 use crate::options::NetworkMode;
 use crate::rootfs::{ReadonlyRootfs, WorkingRootfs};
@@ -68,27 +68,14 @@ pub struct RunRequest {
 }
 
 impl Builder {
-    fn base_images(
-        &self,
-        insecure: Vec<String>,
-    ) -> Result<(tokio::runtime::Runtime, Platform), BuildError> {
-        let _ = insecure;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .context(|| "starting the async runtime".to_string())?;
-        Ok((rt, Platform::host()))
-    }
-
     /// Runs a command in a container of `image`; returns its exit code.
     pub fn run_container(&self, req: &RunRequest) -> Result<i32, BuildError> {
-        let (rt, platform) = self.base_images(req.insecure_registries.clone())?;
+        let rt = async_runtime()?;
         let bases = BaseImages::new(
             self,
             false,
             req.insecure_registries.clone(),
-            platform,
+            Platform::host(),
             rt.handle().clone(),
         );
         let image = bases.get(&req.image)?;
@@ -140,14 +127,7 @@ impl Builder {
                 readonly: v.readonly,
             })
             .collect();
-        let executor = kiln_exec::executor(
-            match req.runtime {
-                Runtime::Youki => kiln_exec::Runtime::Youki,
-                Runtime::Runc => kiln_exec::Runtime::Runc,
-            },
-            &self.root.join("tmp/exec"),
-        )
-        .context(|| "starting the container runtime".to_string())?;
+        let executor = self.executor(req.runtime)?;
         let spec = RunSpec {
             rootfs: rootfs.merged().to_path_buf(),
             args: argv,
@@ -175,8 +155,14 @@ impl Builder {
     /// Copies `path` out of `image` to `dest` on the host, like `docker cp`:
     /// into `dest` when it is an existing directory, as `dest` otherwise.
     pub fn copy_from_image(&self, image: &str, path: &str, dest: &Path) -> Result<(), BuildError> {
-        let (rt, platform) = self.base_images(Vec::new())?;
-        let bases = BaseImages::new(self, false, Vec::new(), platform, rt.handle().clone());
+        let rt = async_runtime()?;
+        let bases = BaseImages::new(
+            self,
+            false,
+            Vec::new(),
+            Platform::host(),
+            rt.handle().clone(),
+        );
         let image_ref = bases.get(image)?;
         let view = ReadonlyRootfs::mount(self, &image_ref.layers)?;
         let root = SourceRoot::rootfs(view.path()).context(|| format!("opening {image}"))?;

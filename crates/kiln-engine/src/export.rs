@@ -147,10 +147,7 @@ pub fn export(
     }
 
     if req.push {
-        let client = kiln_registry::Client::new(kiln_registry::ClientOptions {
-            insecure_registries: req.insecure_registries.clone(),
-            ..Default::default()
-        });
+        let client = crate::base::registry_client(&req.insecure_registries);
         for tag in &req.tags {
             let step = steps.start(format!("pushing {tag}"));
             runtime

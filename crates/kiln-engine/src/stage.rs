@@ -9,7 +9,7 @@ use kiln_oci::Platform;
 use crate::base::BaseImages;
 use crate::builder::{BuildRequest, Builder};
 use crate::cache::{CacheKey, KeyBuilder};
-use crate::error::BuildError;
+use crate::error::{BuildError, Context};
 use crate::image::{History, ImageConfig, DEFAULT_PATH};
 use crate::layer::Layer;
 use crate::ops;
@@ -38,6 +38,8 @@ pub struct StageBuild<'a> {
     pub executor: Arc<dyn kiln_exec::Executor>,
     pub secrets: &'a [(String, Vec<u8>)],
     pub platform: &'a Platform,
+    /// For async work (pulls, downloads) from the stage threads.
+    pub runtime: &'a tokio::runtime::Handle,
 }
 
 /// The evolving state of a stage while its steps run.
@@ -51,7 +53,43 @@ pub struct StageState {
     pub cmd_set: bool,
 }
 
+impl StageState {
+    /// Takes a file step's result: its layer (none when it changed nothing),
+    /// its history entry and its key.
+    pub fn push(&mut self, step: &Step, key: CacheKey, layer: Option<Layer>) {
+        add_history(&mut self.config, &step.created_by, layer.is_none());
+        self.layers.extend(layer);
+        self.key = key;
+    }
+}
+
 impl StageBuild<'_> {
+    /// The cached result of a file step on top of `layers`, unless `--no-cache`.
+    pub fn cache_hit(
+        &self,
+        key: &CacheKey,
+        layers: &[Layer],
+    ) -> Result<Option<Option<Layer>>, BuildError> {
+        if self.request.no_cache {
+            return Ok(None);
+        }
+        crate::rootfs::cached_layer(self.builder, key, layers)
+    }
+
+    /// Turns a step's changes into its layer and records it in the cache.
+    pub fn commit(
+        &self,
+        rootfs: crate::rootfs::WorkingRootfs,
+        key: &CacheKey,
+    ) -> Result<Option<Layer>, BuildError> {
+        let layer = rootfs.commit(self.builder)?;
+        self.builder
+            .cache
+            .put(key, &crate::rootfs::record(layer.as_ref()))
+            .context(|| "writing the build cache".to_string())?;
+        Ok(layer)
+    }
+
     /// Waits for a stage this one depends on; fails if the build failed meanwhile.
     pub fn wait_stage(&self, index: usize) -> Result<Arc<StageOutput>, BuildError> {
         self.board.wait(index).ok_or(BuildError::Interrupted)

@@ -8,8 +8,8 @@ use kiln_fs::copy::{copy_into, CopyOptions};
 use crate::cache::KeyBuilder;
 use crate::error::{BuildError, Context};
 use crate::ops::run::step_error;
-use crate::rootfs::{cached_layer, record, ReadonlyRootfs, WorkingRootfs};
-use crate::stage::{add_history, StageBuild, StageState};
+use crate::rootfs::{ReadonlyRootfs, WorkingRootfs};
+use crate::stage::{StageBuild, StageState};
 
 /// The fields of a `StepKind::Copy`.
 pub struct CopyArgs<'a> {
@@ -123,12 +123,9 @@ pub fn copy(
     if !urls.is_empty() {
         let client =
             kiln_fs::copy::url::client().context(|| "starting the HTTP client".to_string())?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context(|| "starting the async runtime".to_string())?;
         for url in &urls {
-            let d = rt
+            let d = b
+                .runtime
                 .block_on(kiln_fs::copy::url::download(
                     &client,
                     url,
@@ -142,14 +139,10 @@ pub fn copy(
     }
     let key = key.finish();
 
-    if !b.request.no_cache {
-        if let Some(layer) = cached_layer(b.builder, &key, &state.layers)? {
-            add_history(&mut state.config, &step.created_by, layer.is_none());
-            state.layers.extend(layer);
-            state.key = key;
-            progress.cached();
-            return Ok(());
-        }
+    if let Some(layer) = b.cache_hit(&key, &state.layers)? {
+        state.push(step, key, layer);
+        progress.cached();
+        return Ok(());
     }
 
     let rootfs = WorkingRootfs::prepare(b.builder, &state.layers)?;
@@ -189,14 +182,8 @@ pub fn copy(
         d.copy_into(rootfs.merged(), &opts)
             .map_err(|e| fail(e.to_string()))?;
     }
-    let layer = rootfs.commit(b.builder)?;
-    b.builder
-        .cache
-        .put(&key, &record(layer.as_ref()))
-        .context(|| "writing the build cache".to_string())?;
-    add_history(&mut state.config, &step.created_by, layer.is_none());
-    state.layers.extend(layer);
-    state.key = key;
+    let layer = b.commit(rootfs, &key)?;
+    state.push(step, key, layer);
     progress.done();
     Ok(())
 }

@@ -99,14 +99,10 @@ pub fn run(
     }
 
     let progress = b.steps.start(format!("{} {}", state.label, step.original));
-    if !b.request.no_cache {
-        if let Some(layer) = crate::rootfs::cached_layer(b.builder, &key, &state.layers)? {
-            crate::stage::add_history(&mut state.config, &step.created_by, layer.is_none());
-            state.layers.extend(layer);
-            state.key = key;
-            progress.cached();
-            return Ok(());
-        }
+    if let Some(layer) = b.cache_hit(&key, &state.layers)? {
+        state.push(step, key, layer);
+        progress.cached();
+        return Ok(());
     }
 
     let rootfs = WorkingRootfs::prepare(b.builder, &state.layers)?;
@@ -179,14 +175,8 @@ pub fn run(
             code: status.code(),
         });
     }
-    let layer = rootfs.commit(b.builder)?;
-    b.builder
-        .cache
-        .put(&key, &crate::rootfs::record(layer.as_ref()))
-        .context(|| "writing the build cache".to_string())?;
-    crate::stage::add_history(&mut state.config, &step.created_by, layer.is_none());
-    state.layers.extend(layer);
-    state.key = key;
+    let layer = b.commit(rootfs, &key)?;
+    state.push(step, key, layer);
     progress.done();
     Ok(())
 }
