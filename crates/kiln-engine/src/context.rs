@@ -28,11 +28,8 @@ fn read_stdin() -> Result<Vec<u8>, BuildError> {
 
 /// A tar (possibly compressed) rather than a Dockerfile?
 fn looks_like_archive(data: &[u8]) -> bool {
-    let compressed = data.starts_with(&[0x1f, 0x8b])
-        || data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-        || data.starts_with(b"BZh")
-        || data.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]);
-    compressed || (data.len() >= 262 && &data[257..262] == b"ustar")
+    use kiln_fs::copy::archive::{is_tar_header, sniff, Compression};
+    sniff(data) != Compression::None || is_tar_header(data)
 }
 
 pub fn load_context(root: &Path, req: &BuildRequest) -> Result<ContextInput, BuildError> {
@@ -45,12 +42,12 @@ pub fn load_context(root: &Path, req: &BuildRequest) -> Result<ContextInput, Bui
             .tempdir_in(root.join("tmp"))
             .context(|| "creating a directory for the stdin context".to_string())?;
         if looks_like_archive(&data) {
-            kiln_fs::apply_compressed_layer(
-                dir.path(),
-                std::io::Cursor::new(data),
-                kiln_fs::ApplyMode::Merge,
-            )
-            .context(|| "unpacking the build context from stdin".to_string())?;
+            // Any compression docker accepts (gzip, bzip2, xz, zstd), and
+            // the same safe extraction as image layers.
+            let plain = kiln_fs::copy::archive::decompress(std::io::Cursor::new(data))
+                .context(|| "reading the build context from stdin".to_string())?;
+            kiln_fs::apply_layer(dir.path(), plain)
+                .context(|| "unpacking the build context from stdin".to_string())?;
         } else {
             // `docker build - < Dockerfile`: a Dockerfile and an empty context.
             stdin_dockerfile = Some(data);

@@ -531,3 +531,45 @@ fn unreachable_base_and_escaping_context_symlink_are_clear_errors() {
     assert!(out.contains("outside the build context"), "{out}");
     assert!(out.contains("Dockerfile:2"), "{out}");
 }
+
+#[test]
+fn context_tar_on_stdin_in_any_compression() {
+    let Some(e) = env(
+        "FROM busybox\nCOPY a.txt /a.txt\n",
+        &[("a.txt", "from tar\n")],
+    ) else {
+        return;
+    };
+    for compress in ["", "--xz", "--bzip2", "--gzip"] {
+        let tar = Command::new("tar")
+            .args(["-C"])
+            .arg(&e.ctx)
+            .args(["-c", "."])
+            .args(if compress.is_empty() {
+                vec![]
+            } else {
+                vec![compress]
+            })
+            .output()
+            .unwrap();
+        assert!(tar.status.success(), "{}", text(&tar));
+        let out_dir = e.root.join(format!("../out{compress}"));
+        let mut child = kiln(&e.root)
+            .args(["build", "--progress", "plain", "-o"])
+            .arg(format!("type=local,dest={}", out_dir.display()))
+            .arg("-")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{compress}: {}", text(&o));
+        assert_eq!(
+            std::fs::read_to_string(out_dir.join("a.txt")).unwrap(),
+            "from tar\n"
+        );
+    }
+}
