@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Quick start: builds kiln, makes the local base images, then builds every
-# example with kiln and runs it. Run as root from anywhere:
+# example with kiln and runs it. Run as root from anywhere (no sudo needed):
 #
-#     sudo examples/build-all.sh
+#     examples/build-all.sh
 #
 # KILN_ROOT (default /var/lib/kiln) is kiln's store; KILN, a kiln binary to
 # use instead of building one. Images run with
@@ -13,6 +13,10 @@ cd "$(dirname "$0")/.."
 [[ $(id -u) == 0 ]] || { echo "build-all.sh: run as root (kiln mounts overlayfs and starts containers)" >&2; exit 1; }
 export PATH="$HOME/.cargo/bin:$PATH"
 
+# Install first: building kiln links libseccomp (libseccomp-dev, pkg-config).
+echo "== installing what kiln needs, making the base root filesystems"
+bash scripts/setup.sh
+
 if [[ -n ${KILN:-} ]]; then
     kiln_bin=$KILN   # a kiln binary built elsewhere
 else
@@ -21,9 +25,6 @@ else
     kiln_bin="${CARGO_TARGET_DIR:-$PWD/target}/release/kiln"
 fi
 kiln() { "$kiln_bin" "$@"; }
-
-echo "== base root filesystems"
-bash scripts/setup.sh
 cache=${KILN_TEST_CACHE:-/var/cache/kiln-test}
 export KILN_ROOT=${KILN_ROOT:-/var/lib/kiln}
 # No Docker Hub here: the bases the examples start FROM are imported.

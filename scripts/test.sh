@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-[[ $(id -u) == 0 ]] || { echo "test.sh: run as root (sudo scripts/test.sh)" >&2; exit 1; }
+[[ $(id -u) == 0 ]] || { echo "test.sh: run as root" >&2; exit 1; }
 export PATH="$HOME/.cargo/bin:$PATH"
 bash scripts/setup.sh
 bash scripts/services.sh
