@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use kiln_oci::{DiffId, Platform, Reference};
 
-use crate::builder::Builder;
-use crate::cache::{CacheKey, KeyBuilder};
+use crate::cache::{inputs, CacheKey};
 use crate::error::{BuildError, Context};
 use crate::image::ImageConfig;
 use crate::layer::Layer;
 use crate::rootfs::ensure_snapshots;
+use crate::session::Session;
 
 pub struct BaseImage {
     pub config: ImageConfig,
@@ -24,29 +24,19 @@ pub struct BaseImage {
 type Slot = Arc<OnceLock<Result<Arc<BaseImage>, String>>>;
 
 pub struct BaseImages<'a> {
-    builder: &'a Builder,
+    session: &'a Session,
     /// `--pull`: fetch even what the store has.
     always_pull: bool,
-    insecure_registries: Vec<String>,
     platform: Platform,
-    runtime: tokio::runtime::Handle,
     resolved: Mutex<HashMap<String, Slot>>,
 }
 
 impl<'a> BaseImages<'a> {
-    pub fn new(
-        builder: &'a Builder,
-        always_pull: bool,
-        insecure_registries: Vec<String>,
-        platform: Platform,
-        runtime: tokio::runtime::Handle,
-    ) -> Self {
+    pub fn new(session: &'a Session, always_pull: bool, platform: Platform) -> Self {
         BaseImages {
-            builder,
+            session,
             always_pull,
-            insecure_registries,
             platform,
-            runtime,
             resolved: Mutex::new(HashMap::new()),
         }
     }
@@ -66,7 +56,7 @@ impl<'a> BaseImages<'a> {
 
     fn resolve(&self, name: &str) -> Result<BaseImage, BuildError> {
         let reference = Reference::parse(name).context(|| format!("base image name {name:?}"))?;
-        let store = &self.builder.store;
+        let store = &self.session.store;
         let local = if self.always_pull {
             None
         } else {
@@ -115,10 +105,8 @@ impl<'a> BaseImages<'a> {
                 snapshot: Default::default(),
             });
         }
-        ensure_snapshots(self.builder, &mut layers)?;
-        let key = KeyBuilder::new("image")
-            .str("manifest", &image.manifest_digest.to_string())
-            .finish();
+        ensure_snapshots(self.session, &mut layers)?;
+        let key = inputs::image(&image.manifest_digest.to_string()).key();
         Ok(BaseImage {
             config,
             layers,
@@ -127,10 +115,9 @@ impl<'a> BaseImages<'a> {
     }
 
     fn pull(&self, reference: &Reference) -> Result<(), BuildError> {
-        let client = registry_client(&self.insecure_registries);
-        self.runtime
-            .block_on(client.pull(
-                &self.builder.store,
+        self.session
+            .block_on(self.session.registry.pull(
+                &self.session.store,
                 reference,
                 &self.platform,
                 &kiln_registry::NoProgress,
@@ -143,12 +130,4 @@ impl<'a> BaseImages<'a> {
                 )
             })
     }
-}
-
-/// A registry client with the user's credentials and insecure registries.
-pub fn registry_client(insecure_registries: &[String]) -> kiln_registry::Client {
-    kiln_registry::Client::new(kiln_registry::ClientOptions {
-        insecure_registries: insecure_registries.to_vec(),
-        ..Default::default()
-    })
 }

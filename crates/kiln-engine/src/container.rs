@@ -11,10 +11,12 @@ use kiln_fs::copy::{copy_into, CopyOptions};
 use kiln_oci::Platform;
 
 use crate::base::BaseImages;
-use crate::builder::{async_runtime, Builder, Runtime};
+use crate::builder::Builder;
 use crate::error::{BuildError, Context};
 use crate::options::NetworkMode;
+use crate::request::Runtime;
 use crate::rootfs::{ReadonlyRootfs, WorkingRootfs};
+use crate::session::SessionOptions;
 
 /// A bind mount from `-v HOST:CONTAINER[:ro]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,14 +72,11 @@ pub struct RunRequest {
 impl Builder {
     /// Runs a command in a container of `image`; returns its exit code.
     pub fn run_container(&self, req: &RunRequest) -> Result<i32, BuildError> {
-        let rt = async_runtime()?;
-        let bases = BaseImages::new(
-            self,
-            false,
-            req.insecure_registries.clone(),
-            Platform::host(),
-            rt.handle().clone(),
-        );
+        let session = self.session(SessionOptions {
+            runtime: Some(req.runtime),
+            insecure_registries: req.insecure_registries.clone(),
+        })?;
+        let bases = BaseImages::new(&session, false, Platform::host());
         let image = bases.get(&req.image)?;
         let config = &image.config.config;
 
@@ -113,7 +112,7 @@ impl Builder {
             .or_else(|| Some(config.working_dir.clone()).filter(|w| !w.is_empty()))
             .unwrap_or_else(|| "/".into());
 
-        let rootfs = WorkingRootfs::prepare(self, &image.layers)?;
+        let rootfs = WorkingRootfs::prepare(&session, &image.layers)?;
         let user = req.user.clone().unwrap_or_else(|| config.user.clone());
         let ids =
             kiln_fs::users::lookup_user(rootfs.merged(), crate::ops::run::user_or_root(&user))
@@ -127,7 +126,6 @@ impl Builder {
                 readonly: v.readonly,
             })
             .collect();
-        let executor = self.executor(req.runtime)?;
         let spec = RunSpec {
             rootfs: rootfs.merged().to_path_buf(),
             args: argv,
@@ -146,7 +144,8 @@ impl Builder {
             stdio: Stdio::Inherit { tty: req.tty },
             id: format!("kiln-run-{}", std::process::id()),
         };
-        let status = executor
+        let status = session
+            .executor()?
             .run(&spec, &mut |_, _| {})
             .context(|| format!("running a container of {}", req.image))?;
         Ok(status.code())
@@ -155,16 +154,13 @@ impl Builder {
     /// Copies `path` out of `image` to `dest` on the host, like `docker cp`:
     /// into `dest` when it is an existing directory, as `dest` otherwise.
     pub fn copy_from_image(&self, image: &str, path: &str, dest: &Path) -> Result<(), BuildError> {
-        let rt = async_runtime()?;
-        let bases = BaseImages::new(
-            self,
-            false,
-            Vec::new(),
-            Platform::host(),
-            rt.handle().clone(),
-        );
+        let session = self.session(SessionOptions {
+            runtime: None,
+            insecure_registries: Vec::new(),
+        })?;
+        let bases = BaseImages::new(&session, false, Platform::host());
         let image_ref = bases.get(image)?;
-        let view = ReadonlyRootfs::mount(self, &image_ref.layers)?;
+        let view = ReadonlyRootfs::mount(&session, &image_ref.layers)?;
         let root = SourceRoot::rootfs(view.path()).context(|| format!("opening {image}"))?;
         let name = Path::new(path.trim_end_matches('/'))
             .file_name()

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use kiln_fs::context::BuildContext;
 
-use crate::builder::{BuildRequest, DockerfileSource};
 use crate::error::{BuildError, Context};
+use crate::request::{BuildRequest, DockerfileSource};
 
 pub struct ContextInput {
     /// How errors name the Dockerfile (`Dockerfile`, `build/Dockerfile.dev`).

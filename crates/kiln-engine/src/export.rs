@@ -7,20 +7,22 @@ use std::io::Write;
 use kiln_oci::media_type as mt;
 use kiln_oci::{Digest, Platform};
 
-use crate::builder::{BuildRequest, Builder, Built, Compression};
+use crate::cache::LayerRecord;
 use crate::error::{BuildError, Context};
+use crate::layer::Layer;
 use crate::options::Output;
 use crate::progress::Steps;
-use crate::rootfs::{compressed_for_export, ReadonlyRootfs};
-use crate::stage::StageOutput;
+use crate::request::{BuildRequest, Built, Compression};
+use crate::rootfs::ReadonlyRootfs;
+use crate::session::Session;
+use crate::state::StageOutput;
 
 pub fn export(
-    builder: &Builder,
+    session: &Session,
     req: &BuildRequest,
     steps: &Steps,
     target: &StageOutput,
     platform: &Platform,
-    runtime: &tokio::runtime::Runtime,
 ) -> Result<Built, BuildError> {
     let step = steps.start("exporting to image".into());
     let mut config = target.config.clone();
@@ -43,7 +45,7 @@ pub fn export(
     // OCI media types: what skopeo's `oci:` transport can see, and what
     // Docker 20.10 loads and pulls as well.
     let config_bytes = serde_json::to_vec(&config).expect("config serialises");
-    let config_digest = builder
+    let config_digest = session
         .store
         .write_blob(&config_bytes)
         .context(|| "writing the image config".to_string())?;
@@ -62,7 +64,7 @@ pub fn export(
     };
     let mut layers = Vec::new();
     for l in &target.layers {
-        let (digest, size, media_type) = compressed_for_export(builder, l, compression)?;
+        let (digest, size, media_type) = compressed_for_export(session, l, compression)?;
         layers.push(serde_json::json!({
             "mediaType": oci_media_type(&media_type),
             "digest": digest.to_string(),
@@ -80,13 +82,13 @@ pub fn export(
         "layers": layers,
     });
     let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
-    let manifest_digest = builder
+    let manifest_digest = session
         .store
         .write_blob(&manifest_bytes)
         .context(|| "writing the image manifest".to_string())?;
     let media_type = mt::OCI_MANIFEST;
     for tag in &req.tags {
-        builder
+        session
             .store
             .tag_manifest(
                 tag,
@@ -105,7 +107,7 @@ pub fn export(
             Output::Docker { dest } | Output::Oci { dest } => {
                 let step = steps.start(format!("exporting to {}", dest.display()));
                 let name = export_name(req, &manifest_digest);
-                builder
+                session
                     .store
                     .tag_manifest(
                         &name,
@@ -116,24 +118,24 @@ pub fn export(
                     )
                     .context(|| "naming the image for export".to_string())?;
                 let result = write_atomically(dest, |w| {
-                    kiln_store::archive::save(&builder.store, std::slice::from_ref(&name), w)
+                    kiln_store::archive::save(&session.store, std::slice::from_ref(&name), w)
                         .map_err(std::io::Error::other)
                 });
                 if req.tags.is_empty() || !req.tags.contains(&name) {
-                    let _ = builder.store.untag(&name);
+                    let _ = session.store.untag(&name);
                 }
                 result.context(|| format!("writing {}", dest.display()))?;
                 step.done();
             }
             Output::Local { dest } => {
                 let step = steps.start(format!("copying files to {}", dest.display()));
-                let view = ReadonlyRootfs::mount(builder, &target.layers)?;
+                let view = ReadonlyRootfs::mount(session, &target.layers)?;
                 crate::rootfs::copy_dir(view.path(), dest)?;
                 step.done();
             }
             Output::Tar { dest } => {
                 let step = steps.start(format!("writing files to {}", dest.display()));
-                let view = ReadonlyRootfs::mount(builder, &target.layers)?;
+                let view = ReadonlyRootfs::mount(session, &target.layers)?;
                 write_atomically(dest, |w| {
                     let mut tar = tar::Builder::new(w);
                     tar.follow_symlinks(false);
@@ -147,11 +149,15 @@ pub fn export(
     }
 
     if req.push {
-        let client = crate::base::registry_client(&req.insecure_registries);
         for tag in &req.tags {
             let step = steps.start(format!("pushing {tag}"));
-            runtime
-                .block_on(client.push(&builder.store, tag, tag, &kiln_registry::NoProgress))
+            session
+                .block_on(session.registry.push(
+                    &session.store,
+                    tag,
+                    tag,
+                    &kiln_registry::NoProgress,
+                ))
                 .context(|| format!("pushing {tag}"))?;
             step.done();
         }
@@ -206,4 +212,77 @@ fn write_atomically(
     tmp.as_file().sync_all()?;
     tmp.persist(dest).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// The blob an image carries for `layer`: built layers (stored
+/// uncompressed) are compressed as asked, once per diff_id and compression
+/// (remembered in the cache); base image layers stay as they came.
+pub fn compressed_for_export(
+    session: &Session,
+    layer: &Layer,
+    compression: Compression,
+) -> Result<(kiln_oci::Digest, u64, String), BuildError> {
+    use kiln_oci::media_type as mt;
+    let (kind, media_type, name) = match compression {
+        Compression::Gzip => (
+            kiln_fs::compress::Compression::Gzip,
+            mt::OCI_LAYER_GZIP,
+            "gzip",
+        ),
+        Compression::Zstd => (
+            kiln_fs::compress::Compression::Zstd,
+            mt::OCI_LAYER_ZSTD,
+            "zstd",
+        ),
+        Compression::Uncompressed => (kiln_fs::compress::Compression::None, mt::OCI_LAYER, "none"),
+    };
+    if layer.media_type != mt::OCI_LAYER || kind == kiln_fs::compress::Compression::None {
+        return Ok((layer.digest, layer.size, layer.media_type.clone()));
+    }
+    if let Some(done) = session.cache.compressed(&layer.diff_id.to_string(), name) {
+        if let Ok(digest) = done.digest.parse::<kiln_oci::Digest>() {
+            if session.store.has_blob(&digest) {
+                return Ok((digest, done.size, done.media_type));
+            }
+        }
+    }
+    let mut source = session
+        .store
+        .open_blob(&layer.digest)
+        .context(|| format!("reading layer {}", layer.digest))?;
+    let ingest = session
+        .store
+        .ingest(None)
+        .context(|| "starting a compressed layer blob".to_string())?;
+    let mut writer = kiln_fs::compress::CompressWriter::new(ingest, kind)
+        .context(|| "starting layer compression".to_string())?;
+    std::io::copy(&mut source, &mut writer)
+        .context(|| format!("compressing layer {}", layer.digest))?;
+    let (_, _, ingest) = writer
+        .finish()
+        .context(|| "finishing layer compression".to_string())?;
+    let (digest, size) = ingest
+        .commit()
+        .context(|| "committing the compressed layer blob".to_string())?;
+    session
+        .store
+        .record_layer_info(
+            &digest,
+            &kiln_store::LayerInfo {
+                diff_id: layer.diff_id,
+                uncompressed_size: layer.size,
+            },
+        )
+        .context(|| "recording the layer's diff_id".to_string())?;
+    let record = LayerRecord {
+        digest: digest.to_string(),
+        diff_id: layer.diff_id.to_string(),
+        size,
+        media_type: media_type.to_string(),
+    };
+    session
+        .cache
+        .put_compressed(&layer.diff_id.to_string(), name, &record)
+        .context(|| "remembering the compressed layer".to_string())?;
+    Ok((digest, size, media_type.to_string()))
 }

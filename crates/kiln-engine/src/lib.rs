@@ -16,9 +16,13 @@ mod layer;
 mod ops;
 pub mod options;
 pub mod progress;
+mod request;
 mod rootfs;
 pub mod schedule;
+mod session;
 mod stage;
+mod state;
+mod step;
 mod time;
 
 /// Stops a running build (for a Ctrl-C handler): running containers are
@@ -35,5 +39,6 @@ pub(crate) fn interrupted() -> bool {
     INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
-pub use builder::{BuildRequest, Builder, Built, Compression, DockerfileSource, Runtime};
+pub use builder::Builder;
 pub use error::{BuildError, OptionError};
+pub use request::{BuildRequest, Built, Compression, DockerfileSource, Runtime};

@@ -9,10 +9,9 @@ use kiln_fs::context::SourceRoot;
 use kiln_fs::copy::{copy_into, CopyOptions};
 use kiln_fs::snapshot::{ActiveSnapshot, Snapshotter};
 
-use crate::builder::{Builder, Compression};
-use crate::cache::{CacheKey, CacheRecord, LayerRecord};
 use crate::error::{BuildError, Context};
 use crate::layer::{top_chain_id, Layer};
+use crate::session::Session;
 
 fn snapshot_paths(layers: &[Layer]) -> Vec<PathBuf> {
     // Snapshotters want the topmost layer first.
@@ -28,10 +27,10 @@ pub struct WorkingRootfs<'a> {
 
 impl<'a> WorkingRootfs<'a> {
     pub fn prepare(
-        builder: &'a Builder,
+        session: &'a Session,
         layers: &[Layer],
     ) -> Result<WorkingRootfs<'a>, BuildError> {
-        let snapshotter = builder.snapshotter.as_ref();
+        let snapshotter = session.snapshotter.as_ref();
         let active = snapshotter
             .prepare(&snapshot_paths(layers))
             .context(|| format!("preparing a {} snapshot", snapshotter.name()))?;
@@ -52,9 +51,9 @@ impl<'a> WorkingRootfs<'a> {
     /// Uncompressed on purpose: most layers of a multi-stage build (the
     /// toolchain of a builder stage) never leave the machine; the ones that
     /// do are compressed once, at export (`compressed_for_export`).
-    pub fn commit(mut self, builder: &Builder) -> Result<Option<Layer>, BuildError> {
+    pub fn commit(mut self, session: &Session) -> Result<Option<Layer>, BuildError> {
         let mut active = self.active.take().expect("active until dropped");
-        let result = self.commit_active(&mut active, builder);
+        let result = self.commit_active(&mut active, session);
         let removed = self
             .snapshotter
             .remove(active)
@@ -67,9 +66,9 @@ impl<'a> WorkingRootfs<'a> {
     fn commit_active(
         &self,
         active: &mut ActiveSnapshot,
-        builder: &Builder,
+        session: &Session,
     ) -> Result<Option<Layer>, BuildError> {
-        let mut ingest = builder
+        let mut ingest = session
             .store
             .ingest(None)
             .context(|| "starting a layer blob in the store".to_string())?;
@@ -83,7 +82,7 @@ impl<'a> WorkingRootfs<'a> {
         let (digest, size) = ingest
             .commit()
             .context(|| "committing the layer blob".to_string())?;
-        builder
+        session
             .store
             .record_layer_info(
                 &digest,
@@ -118,79 +117,6 @@ impl Drop for WorkingRootfs<'_> {
     }
 }
 
-/// The blob an image carries for `layer`: built layers (stored
-/// uncompressed) are compressed as asked, once per diff_id and compression
-/// (remembered in the cache); base image layers stay as they came.
-pub fn compressed_for_export(
-    builder: &Builder,
-    layer: &Layer,
-    compression: Compression,
-) -> Result<(kiln_oci::Digest, u64, String), BuildError> {
-    use kiln_oci::media_type as mt;
-    let (kind, media_type, name) = match compression {
-        Compression::Gzip => (
-            kiln_fs::compress::Compression::Gzip,
-            mt::OCI_LAYER_GZIP,
-            "gzip",
-        ),
-        Compression::Zstd => (
-            kiln_fs::compress::Compression::Zstd,
-            mt::OCI_LAYER_ZSTD,
-            "zstd",
-        ),
-        Compression::Uncompressed => (kiln_fs::compress::Compression::None, mt::OCI_LAYER, "none"),
-    };
-    if layer.media_type != mt::OCI_LAYER || kind == kiln_fs::compress::Compression::None {
-        return Ok((layer.digest, layer.size, layer.media_type.clone()));
-    }
-    if let Some(done) = builder.cache.compressed(&layer.diff_id.to_string(), name) {
-        if let Ok(digest) = done.digest.parse::<kiln_oci::Digest>() {
-            if builder.store.has_blob(&digest) {
-                return Ok((digest, done.size, done.media_type));
-            }
-        }
-    }
-    let mut source = builder
-        .store
-        .open_blob(&layer.digest)
-        .context(|| format!("reading layer {}", layer.digest))?;
-    let ingest = builder
-        .store
-        .ingest(None)
-        .context(|| "starting a compressed layer blob".to_string())?;
-    let mut writer = kiln_fs::compress::CompressWriter::new(ingest, kind)
-        .context(|| "starting layer compression".to_string())?;
-    std::io::copy(&mut source, &mut writer)
-        .context(|| format!("compressing layer {}", layer.digest))?;
-    let (_, _, ingest) = writer
-        .finish()
-        .context(|| "finishing layer compression".to_string())?;
-    let (digest, size) = ingest
-        .commit()
-        .context(|| "committing the compressed layer blob".to_string())?;
-    builder
-        .store
-        .record_layer_info(
-            &digest,
-            &kiln_store::LayerInfo {
-                diff_id: layer.diff_id,
-                uncompressed_size: layer.size,
-            },
-        )
-        .context(|| "recording the layer's diff_id".to_string())?;
-    let record = LayerRecord {
-        digest: digest.to_string(),
-        diff_id: layer.diff_id.to_string(),
-        size,
-        media_type: media_type.to_string(),
-    };
-    builder
-        .cache
-        .put_compressed(&layer.diff_id.to_string(), name, &record)
-        .context(|| "remembering the compressed layer".to_string())?;
-    Ok((digest, size, media_type.to_string()))
-}
-
 fn layer_options() -> kiln_fs::layer::LayerOptions {
     kiln_fs::layer::LayerOptions {
         source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
@@ -207,8 +133,8 @@ pub struct ReadonlyRootfs<'a> {
 }
 
 impl<'a> ReadonlyRootfs<'a> {
-    pub fn mount(builder: &'a Builder, layers: &[Layer]) -> Result<ReadonlyRootfs<'a>, BuildError> {
-        let snapshotter = builder.snapshotter.as_ref();
+    pub fn mount(session: &'a Session, layers: &[Layer]) -> Result<ReadonlyRootfs<'a>, BuildError> {
+        let snapshotter = session.snapshotter.as_ref();
         let active = snapshotter
             .view(&snapshot_paths(layers))
             .context(|| format!("preparing a {} view of a stage", snapshotter.name()))?;
@@ -252,12 +178,12 @@ pub fn copy_dir(source: &Path, dest: &Path) -> Result<(), BuildError> {
 /// A private writable copy of a host directory (for `RUN
 /// --mount=type=bind,rw`), discarded with the returned TempDir.
 pub fn scratch_view(
-    builder: &Builder,
+    session: &Session,
     source: &Path,
 ) -> Result<(tempfile::TempDir, PathBuf), BuildError> {
     let dir = tempfile::Builder::new()
         .prefix("rw-")
-        .tempdir_in(builder.root.join("tmp"))
+        .tempdir_in(session.paths.tmp())
         .context(|| "creating a directory for a rw bind mount".to_string())?;
     let copy = dir.path().join("data");
     if source.is_dir() {
@@ -268,52 +194,17 @@ pub fn scratch_view(
     Ok((dir, copy))
 }
 
-/// A cache hit on top of `parents`: the layer (or `None` for a step that
-/// changed nothing) with its snapshot ready. A record whose blob is gone is
-/// a miss.
-pub fn cached_layer(
-    builder: &Builder,
-    key: &CacheKey,
-    parents: &[Layer],
-) -> Result<Option<Option<Layer>>, BuildError> {
-    let Some(record) = builder.cache.get(key) else {
-        return Ok(None);
-    };
-    let Some(l) = record.layer else {
-        return Ok(Some(None));
-    };
-    let (Ok(digest), Ok(diff_id)) = (
-        l.digest.parse::<kiln_oci::Digest>(),
-        l.diff_id.parse::<kiln_oci::Digest>(),
-    ) else {
-        return Ok(None);
-    };
-    if !builder.store.has_blob(&digest) {
-        return Ok(None);
-    }
-    let diff_id = kiln_oci::DiffId(diff_id);
-    let chain = crate::layer::chain_id(top_chain_id(parents).as_ref(), &diff_id);
-    let snapshot = ensure_snapshot(builder, &chain, &diff_id, &digest)?;
-    Ok(Some(Some(Layer {
-        digest,
-        diff_id,
-        size: l.size,
-        media_type: l.media_type,
-        snapshot,
-    })))
-}
-
-fn ensure_snapshot(
-    builder: &Builder,
+pub fn ensure_snapshot(
+    session: &Session,
     chain: &kiln_oci::Digest,
     diff_id: &kiln_oci::DiffId,
     digest: &kiln_oci::Digest,
 ) -> Result<PathBuf, BuildError> {
-    builder
+    session
         .snapshotter
         .snapshots()
         .ensure(chain, diff_id, || {
-            builder
+            session
                 .store
                 .open_blob(digest)
                 .map_err(std::io::Error::other)
@@ -321,24 +212,13 @@ fn ensure_snapshot(
         .context(|| format!("extracting layer {digest}"))
 }
 
-pub fn record(layer: Option<&Layer>) -> CacheRecord {
-    CacheRecord {
-        layer: layer.map(|l| LayerRecord {
-            digest: l.digest.to_string(),
-            diff_id: l.diff_id.digest().to_string(),
-            size: l.size,
-            media_type: l.media_type.clone(),
-        }),
-    }
-}
-
 /// Makes sure every layer has its extracted snapshot (extracting from the
 /// store's blob the ones that are missing) and fills in `snapshot`.
-pub fn ensure_snapshots(builder: &Builder, layers: &mut [Layer]) -> Result<(), BuildError> {
+pub fn ensure_snapshots(session: &Session, layers: &mut [Layer]) -> Result<(), BuildError> {
     let mut chain: Option<kiln_oci::Digest> = None;
     for l in layers.iter_mut() {
         let id = crate::layer::chain_id(chain.as_ref(), &l.diff_id);
-        l.snapshot = ensure_snapshot(builder, &id, &l.diff_id, &l.digest)?;
+        l.snapshot = ensure_snapshot(session, &id, &l.diff_id, &l.digest)?;
         chain = Some(id);
     }
     Ok(())

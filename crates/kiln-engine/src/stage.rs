@@ -1,104 +1,15 @@
 //! Building one stage: start from its base, then carry out each step.
 
-use std::sync::Arc;
-
-use kiln_dockerfile::{Base, BaseImageConfig, Plan, Step, StepKind};
-use kiln_fs::context::BuildContext;
+use kiln_dockerfile::{Base, BaseImageConfig, Step, StepKind};
 use kiln_oci::Platform;
 
-use crate::base::BaseImages;
-use crate::builder::{BuildRequest, Builder};
-use crate::cache::{CacheKey, KeyBuilder};
-use crate::error::{BuildError, Context};
-use crate::image::{History, ImageConfig, DEFAULT_PATH};
-use crate::layer::Layer;
+use crate::cache::inputs;
+use crate::error::BuildError;
+use crate::image::{ImageConfig, DEFAULT_PATH};
 use crate::ops;
-use crate::progress::Steps;
-use crate::schedule::Board;
-
-/// A finished stage: what the next stage, a `COPY --from` or the exporter needs.
-#[derive(Clone, Debug)]
-pub struct StageOutput {
-    pub config: ImageConfig,
-    pub layers: Vec<Layer>,
-    /// Cache key of the stage's last step: identifies its file system.
-    pub key: CacheKey,
-}
-
-/// What every stage of one build shares.
-pub struct StageBuild<'a> {
-    pub builder: &'a Builder,
-    pub request: &'a BuildRequest,
-    pub plan: &'a Plan,
-    pub dockerfile_name: &'a str,
-    pub context: &'a BuildContext,
-    pub bases: &'a BaseImages<'a>,
-    pub board: &'a Board<StageOutput>,
-    pub steps: &'a Steps<'a>,
-    pub executor: Arc<dyn kiln_exec::Executor>,
-    pub secrets: &'a [(String, Vec<u8>)],
-    pub platform: &'a Platform,
-    /// For async work (pulls, downloads) from the stage threads.
-    pub runtime: &'a tokio::runtime::Handle,
-}
-
-/// The evolving state of a stage while its steps run.
-pub struct StageState {
-    pub config: ImageConfig,
-    pub layers: Vec<Layer>,
-    pub key: CacheKey,
-    /// `[name n/total]` prefix for progress lines.
-    pub label: String,
-    /// Whether a CMD of this stage was seen (ENTRYPOINT then keeps it).
-    pub cmd_set: bool,
-}
-
-impl StageState {
-    /// Takes a file step's result: its layer (none when it changed nothing),
-    /// its history entry and its key.
-    pub fn push(&mut self, step: &Step, key: CacheKey, layer: Option<Layer>) {
-        add_history(&mut self.config, &step.created_by, layer.is_none());
-        self.layers.extend(layer);
-        self.key = key;
-    }
-}
+use crate::state::{add_history, StageBuild, StageOutput, StageState};
 
 impl StageBuild<'_> {
-    /// The cached result of a file step on top of `layers`, unless `--no-cache`.
-    pub fn cache_hit(
-        &self,
-        key: &CacheKey,
-        layers: &[Layer],
-    ) -> Result<Option<Option<Layer>>, BuildError> {
-        if self.request.no_cache {
-            return Ok(None);
-        }
-        crate::rootfs::cached_layer(self.builder, key, layers)
-    }
-
-    /// Turns a step's changes into its layer and records it in the cache.
-    pub fn commit(
-        &self,
-        rootfs: crate::rootfs::WorkingRootfs,
-        key: &CacheKey,
-    ) -> Result<Option<Layer>, BuildError> {
-        let layer = rootfs.commit(self.builder)?;
-        self.builder
-            .cache
-            .put(key, &crate::rootfs::record(layer.as_ref()))
-            .context(|| "writing the build cache".to_string())?;
-        Ok(layer)
-    }
-
-    /// Waits for a stage this one depends on; fails if the build failed meanwhile.
-    pub fn wait_stage(&self, index: usize) -> Result<Arc<StageOutput>, BuildError> {
-        self.board.wait(index).ok_or(BuildError::Interrupted)
-    }
-
-    pub fn location(&self, step: &Step) -> String {
-        format!("{}:{}", self.dockerfile_name, step.span.line)
-    }
-
     pub fn build_stage(&self, index: usize) -> Result<StageOutput, BuildError> {
         let stage = self
             .plan
@@ -115,9 +26,7 @@ impl StageBuild<'_> {
             Base::Scratch => (
                 scratch_config(self.platform),
                 Vec::new(),
-                KeyBuilder::new("scratch")
-                    .str("platform", &self.platform.to_string())
-                    .finish(),
+                inputs::scratch(&self.platform.to_string()).key(),
             ),
             Base::Stage(i) => {
                 let out = self.wait_stage(*i)?;
@@ -246,11 +155,7 @@ impl StageBuild<'_> {
     /// Config-only steps change the key (later steps see their effect) and
     /// add an empty-layer history entry (ARG and ONBUILD-triggered ones don't).
     fn meta_step(&self, state: &mut StageState, step: &Step) {
-        state.key = KeyBuilder::new("meta")
-            .key("parent", &state.key)
-            .str("step", &step.created_by)
-            .str("original", &step.original)
-            .finish();
+        state.key = inputs::meta(state.key, &step.created_by, &step.original).key();
         if !step.created_by.is_empty() && !matches!(step.kind, StepKind::Arg(_)) {
             add_history(&mut state.config, &step.created_by, true);
         }
@@ -276,14 +181,4 @@ pub fn scratch_config(platform: &Platform) -> ImageConfig {
     // BuildKit's empty image says "/" explicitly.
     c.config.working_dir = "/".into();
     c
-}
-
-/// Appends a history entry as BuildKit writes it.
-pub fn add_history(config: &mut ImageConfig, created_by: &str, empty_layer: bool) {
-    config.history.push(History {
-        created: Some(crate::time::now_rfc3339()),
-        created_by: Some(created_by.to_string()),
-        comment: Some("buildkit.dockerfile.v0".into()),
-        empty_layer,
-    });
 }

@@ -1,15 +1,19 @@
 //! COPY and ADD: files from the context, another stage, an image, a
 //! here-document or a URL into the stage, as one layer.
 
+use std::path::Path;
+
 use kiln_dockerfile::{CopyFrom, Heredoc, Step};
 use kiln_fs::context::{CopyHashOptions, SourceRoot};
+use kiln_fs::copy::url::Download;
 use kiln_fs::copy::{copy_into, CopyOptions};
 
-use crate::cache::KeyBuilder;
+use crate::cache::{inputs, Inputs};
 use crate::error::{BuildError, Context};
-use crate::ops::run::step_error;
-use crate::rootfs::{ReadonlyRootfs, WorkingRootfs};
-use crate::stage::{StageBuild, StageState};
+use crate::progress::Step as StepProgress;
+use crate::rootfs::ReadonlyRootfs;
+use crate::state::{StageBuild, StageState};
+use crate::step::{drive, Op};
 
 /// The fields of a `StepKind::Copy`.
 pub struct CopyArgs<'a> {
@@ -20,10 +24,10 @@ pub struct CopyArgs<'a> {
     pub from: Option<&'a CopyFrom>,
     pub chown: Option<&'a str>,
     pub chmod: Option<&'a str>,
-    pub link: bool,
-    pub exclude: &'a [String],
     /// `--link`: every layer is already made independently of what is
     /// below it (the diff of a fresh upper dir), so it changes nothing here.
+    pub link: bool,
+    pub exclude: &'a [String],
     pub parents: bool,
     pub checksum: Option<&'a str>,
     pub unpack: Option<bool>,
@@ -33,13 +37,26 @@ fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
 }
 
+/// A COPY with its sources resolved: ready to be keyed and carried out.
+struct Copy<'a, 'b> {
+    b: &'a StageBuild<'b>,
+    step: &'a Step,
+    args: CopyArgs<'a>,
+    paths: Vec<String>,
+    /// Where `paths` are read from (context, or a stage's or image's view).
+    source: Option<&'a SourceRoot>,
+    downloads: Vec<Download>,
+    workdir: String,
+    inputs: Inputs,
+}
+
 pub fn copy(
     b: &StageBuild,
     state: &mut StageState,
     step: &Step,
     c: CopyArgs,
 ) -> Result<(), BuildError> {
-    let fail = |m: String| step_error(b, step, m);
+    let fail = |m: String| b.step_error(step, m);
     let (urls, paths): (Vec<String>, Vec<String>) =
         c.sources.iter().cloned().partition(|s| is_url(s));
     if !urls.is_empty() && !c.is_add {
@@ -51,139 +68,150 @@ pub fn copy(
     if !urls.is_empty() && c.from.is_some() {
         return Err(fail("ADD --from cannot be used with URLs".into()));
     }
-    let _ = c.link;
-    let workdir = state.config.config.working_dir.clone();
+    let hash_opts = CopyHashOptions {
+        exclude: c.exclude.to_vec(),
+        parents: c.parents,
+    };
 
-    let mut key = KeyBuilder::new(if c.is_add { "add" } else { "copy" });
-    key.key("parent", &state.key)
-        .str("dest", c.dest)
-        .str("workdir", &workdir)
-        .str("chown", c.chown.unwrap_or(""))
-        .str("chmod", c.chmod.unwrap_or(""))
-        .list("exclude", c.exclude)
-        .str("parents", &c.parents.to_string())
-        .str("unpack", &format!("{:?}", c.unpack));
-    for h in c.heredocs {
-        key.str("heredoc-name", &h.name).str("heredoc", &h.content);
-    }
-
-    // The source root, and the key of what it holds.
+    // The source root, and the hash of what is read from it.
     let mut _view = None;
     let from_root: SourceRoot;
-    let source: Option<&SourceRoot> = if paths.is_empty() {
-        None
+    let (source, source_key) = if paths.is_empty() {
+        (None, inputs::CopySource::None)
     } else {
-        Some(match c.from {
+        match c.from {
             None => {
                 let hash = b
                     .context
-                    .checksum(
-                        &paths,
-                        &CopyHashOptions {
-                            exclude: c.exclude.to_vec(),
-                            parents: c.parents,
-                        },
-                    )
+                    .checksum(&paths, &hash_opts)
                     .map_err(|e| fail(e.to_string()))?;
-                key.field("context", &hash.0);
-                b.context.source()
+                (
+                    Some(b.context.source()),
+                    inputs::CopySource::Context(hash.0),
+                )
             }
             Some(from) => {
                 let layers = match from {
                     CopyFrom::Stage(i) => b.wait_stage(*i)?.layers.clone(),
                     CopyFrom::Image(name) => b.bases.get(name)?.layers.clone(),
                 };
-                let view = ReadonlyRootfs::mount(b.builder, &layers)?;
+                let view = ReadonlyRootfs::mount(b.session, &layers)?;
                 from_root = SourceRoot::rootfs(view.path())
                     .context(|| "opening the --from source".to_string())?;
                 // Keyed by the content of the files read, like a context
                 // COPY, so a change elsewhere in that stage keeps this cached.
-                let hash = kiln_fs::context::checksum(
-                    &from_root,
-                    &Default::default(),
-                    &paths,
-                    &CopyHashOptions {
-                        exclude: c.exclude.to_vec(),
-                        parents: c.parents,
-                    },
-                )
-                .map_err(|e| fail(e.to_string()))?;
-                key.field("from-content", &hash.0);
+                let hash =
+                    kiln_fs::context::checksum(&from_root, &Default::default(), &paths, &hash_opts)
+                        .map_err(|e| fail(e.to_string()))?;
                 _view = Some(view);
-                &from_root
+                (Some(&from_root), inputs::CopySource::Stage(hash.0))
             }
-        })
+        }
     };
 
     // Started only now: waiting for a --from stage is not this step's time.
     let progress = b.steps.start(format!("{} {}", state.label, step.original));
-
     // URLs are fetched every time (as BuildKit does); their content is the key.
-    let mut downloads = Vec::new();
-    if !urls.is_empty() {
-        let client =
-            kiln_fs::copy::url::client().context(|| "starting the HTTP client".to_string())?;
-        for url in &urls {
-            let d = b
-                .runtime
-                .block_on(kiln_fs::copy::url::download(
-                    &client,
-                    url,
-                    c.checksum,
-                    &b.builder.root.join("tmp"),
-                ))
-                .map_err(|e| fail(e.to_string()))?;
-            key.str("url", url).str("url-sha256", &d.sha256);
-            downloads.push(d);
-        }
-    }
-    let key = key.finish();
-
-    if let Some(layer) = b.cache_hit(&key, &state.layers)? {
-        state.push(step, key, layer);
-        progress.cached();
-        return Ok(());
-    }
-
-    let rootfs = WorkingRootfs::prepare(b.builder, &state.layers)?;
-    let opts = CopyOptions {
-        sources: paths.clone(),
-        dest: c.dest.to_string(),
-        workdir: workdir.clone(),
-        chown: c.chown.map(str::to_string),
-        chmod: c.chmod.map(str::to_string),
-        exclude: c.exclude.to_vec(),
+    let downloads = download(b, step, &urls, c.checksum)?;
+    let fetched: Vec<(String, String)> = urls
+        .iter()
+        .zip(&downloads)
+        .map(|(u, d)| (u.clone(), d.sha256.clone()))
+        .collect();
+    let workdir = state.config.config.working_dir.clone();
+    let inputs = inputs::copy(&inputs::Copy {
+        parent: state.key,
+        is_add: c.is_add,
+        dest: c.dest,
+        workdir: &workdir,
+        chown: c.chown,
+        chmod: c.chmod,
+        link: c.link,
+        exclude: c.exclude,
         parents: c.parents,
-        unpack: c.is_add && c.unpack.unwrap_or(true),
-        tmp_dir: Some(b.builder.root.join("tmp")),
+        unpack: c.unpack,
+        heredocs: c.heredocs,
+        source: source_key,
+        urls: &fetched,
+    });
+    let op = Copy {
+        b,
+        step,
+        args: c,
+        paths,
+        source,
+        downloads,
+        workdir,
+        inputs,
     };
-    if let Some(source) = source {
-        copy_into(source, rootfs.merged(), &opts).map_err(|e| fail(e.to_string()))?;
+    drive(b, state, step, progress, &op)
+}
+
+fn download(
+    b: &StageBuild,
+    step: &Step,
+    urls: &[String],
+    checksum: Option<&str>,
+) -> Result<Vec<Download>, BuildError> {
+    if urls.is_empty() {
+        return Ok(Vec::new());
     }
-    if !c.heredocs.is_empty() {
-        let dir = tempfile::Builder::new()
-            .prefix("heredoc-")
-            .tempdir_in(b.builder.root.join("tmp"))
-            .context(|| "creating a here-document directory".to_string())?;
-        for h in c.heredocs {
-            kiln_fs::copy::write_heredoc(dir.path(), &h.name, h.content.as_bytes())
-                .map_err(|e| fail(format!("writing here-document {}: {e}", h.name)))?;
-        }
-        let root =
-            SourceRoot::scratch(dir.path()).context(|| "opening here-documents".to_string())?;
+    let client = kiln_fs::copy::url::client().context(|| "starting the HTTP client".to_string())?;
+    let tmp = b.session.paths.tmp();
+    urls.iter()
+        .map(|url| {
+            b.session
+                .block_on(kiln_fs::copy::url::download(&client, url, checksum, &tmp))
+                .map_err(|e| b.step_error(step, e.to_string()))
+        })
+        .collect()
+}
+
+impl Op for Copy<'_, '_> {
+    fn inputs(&self) -> &Inputs {
+        &self.inputs
+    }
+
+    fn exec(&self, rootfs: &Path, _: &StepProgress) -> Result<(), BuildError> {
+        let c = &self.args;
+        let fail = |m: String| self.b.step_error(self.step, m);
+        let tmp = self.b.session.paths.tmp();
         let opts = CopyOptions {
-            sources: c.heredocs.iter().map(|h| h.name.clone()).collect(),
-            unpack: false,
-            ..opts.clone()
+            sources: self.paths.clone(),
+            dest: c.dest.to_string(),
+            workdir: self.workdir.clone(),
+            chown: c.chown.map(str::to_string),
+            chmod: c.chmod.map(str::to_string),
+            exclude: c.exclude.to_vec(),
+            parents: c.parents,
+            unpack: c.is_add && c.unpack.unwrap_or(true),
+            tmp_dir: Some(tmp.clone()),
         };
-        copy_into(&root, rootfs.merged(), &opts).map_err(|e| fail(e.to_string()))?;
+        if let Some(source) = self.source {
+            copy_into(source, rootfs, &opts).map_err(|e| fail(e.to_string()))?;
+        }
+        if !c.heredocs.is_empty() {
+            let dir = tempfile::Builder::new()
+                .prefix("heredoc-")
+                .tempdir_in(&tmp)
+                .context(|| "creating a here-document directory".to_string())?;
+            for h in c.heredocs {
+                kiln_fs::copy::write_heredoc(dir.path(), &h.name, h.content.as_bytes())
+                    .map_err(|e| fail(format!("writing here-document {}: {e}", h.name)))?;
+            }
+            let root =
+                SourceRoot::scratch(dir.path()).context(|| "opening here-documents".to_string())?;
+            let opts = CopyOptions {
+                sources: c.heredocs.iter().map(|h| h.name.clone()).collect(),
+                unpack: false,
+                ..opts.clone()
+            };
+            copy_into(&root, rootfs, &opts).map_err(|e| fail(e.to_string()))?;
+        }
+        for d in &self.downloads {
+            d.copy_into(rootfs, &opts)
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        Ok(())
     }
-    for d in &downloads {
-        d.copy_into(rootfs.merged(), &opts)
-            .map_err(|e| fail(e.to_string()))?;
-    }
-    let layer = b.commit(rootfs, &key)?;
-    state.push(step, key, layer);
-    progress.done();
-    Ok(())
 }

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use kiln_dockerfile::{Command, MountFrom, RunMount, Step};
 use kiln_exec::{Mount, Network, RunSpec, Stdio};
 
-use crate::cache::{CacheKey, KeyBuilder};
+use crate::cache::{inputs, CacheKey, Inputs};
 use crate::error::{BuildError, Context};
 use crate::options::NetworkMode;
-use crate::progress::Stream;
-use crate::rootfs::WorkingRootfs;
-use crate::stage::{StageBuild, StageState};
+use crate::progress::{Step as StepProgress, Stream};
+use crate::state::{StageBuild, StageState};
+use crate::step::{drive, Op};
 
 /// The fields of a `StepKind::Run`.
 pub struct RunArgs<'a> {
@@ -23,6 +23,22 @@ pub struct RunArgs<'a> {
     pub proxy_env: &'a [(String, String)],
 }
 
+/// A RUN with its command, environment and mount sources resolved.
+struct Run<'a, 'b> {
+    b: &'a StageBuild<'b>,
+    step: &'a Step,
+    argv: Vec<String>,
+    /// The process environment: config env, build args, proxy variables
+    /// and secrets given as env (only the first two are in the key).
+    env: Vec<String>,
+    user: String,
+    cwd: String,
+    network: Network,
+    mounts: &'a [RunMount],
+    sources: Vec<MountSource<'b>>,
+    inputs: Inputs,
+}
+
 pub fn run(
     b: &StageBuild,
     state: &mut StageState,
@@ -31,8 +47,7 @@ pub fn run(
 ) -> Result<(), BuildError> {
     let host = kiln_oci::Platform::host();
     if !b.platform.matches(&host) {
-        return Err(step_error(
-            b,
+        return Err(b.step_error(
             step,
             format!(
                 "cannot run a {} container on this {host} machine (kiln has no emulation); build for --platform {host}",
@@ -48,137 +63,151 @@ pub fn run(
             a
         }
     };
-    let mut env = state.config.config.env.clone().unwrap_or_default();
-    for (k, v) in run.build_env {
-        // ENV wins over ARG of the same name.
-        if state.config.config.env_value(k).is_none() {
-            env.push(format!("{k}={v}"));
-        }
-    }
+    let config = &state.config.config;
+    let config_env = config.env.clone().unwrap_or_default();
+    // ENV wins over ARG of the same name.
+    let build_args: Vec<String> = run
+        .build_env
+        .iter()
+        .filter(|(k, _)| config.env_value(k).is_none())
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let network = match (run.network, b.request.network) {
         (Some(kiln_dockerfile::Network::None), _) | (None, NetworkMode::None) => Network::None,
         _ => Network::Host,
     };
 
     // Resolve what the mounts read first: their content is part of the key.
-    let mut mount_sources = Vec::new();
-    let mut key = KeyBuilder::new("run");
-    let _ = &mut key;
-    key.key("parent", &state.key)
-        .list("argv", &argv)
-        .list("env", &env)
-        .str("user", &state.config.config.user)
-        .str("workdir", &state.config.config.working_dir)
-        .str(
-            "network",
-            if network == Network::None {
-                "none"
-            } else {
-                "host"
-            },
-        );
-    for m in run.mounts {
-        let source = MountSource::resolve(b, m)?;
-        key.str("mount", &format!("{m:?}"));
-        if let Some(k) = source.key() {
-            key.key("mount-source", &k);
-        }
-        mount_sources.push(source);
-    }
-    let key = key.finish();
+    let sources = run
+        .mounts
+        .iter()
+        .map(|m| MountSource::resolve(b, m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let keyed: Vec<(&RunMount, Option<CacheKey>)> = run
+        .mounts
+        .iter()
+        .zip(&sources)
+        .map(|(m, s)| (m, s.key()))
+        .collect();
+    let inputs = inputs::run(&inputs::Run {
+        parent: state.key,
+        argv: &argv,
+        env: &config_env,
+        build_args: &build_args,
+        user: &config.user,
+        workdir: &config.working_dir,
+        network: if network == Network::None {
+            "none"
+        } else {
+            "host"
+        },
+        mounts: &keyed,
+    });
+
+    let mut env = config_env;
+    env.extend(build_args);
     // Proxy settings reach the process but never the key or the history.
     for (k, v) in run.proxy_env {
         env.push(format!("{k}={v}"));
     }
-    for (m, source) in run.mounts.iter().zip(&mount_sources) {
+    for (m, source) in run.mounts.iter().zip(&sources) {
         if let (RunMount::Secret { env: Some(var), .. }, MountSource::Secret { data: Some(d) }) =
             (m, source)
         {
             env.push(format!("{var}={}", String::from_utf8_lossy(d)));
         }
     }
-
-    let progress = b.steps.start(format!("{} {}", state.label, step.original));
-    if let Some(layer) = b.cache_hit(&key, &state.layers)? {
-        state.push(step, key, layer);
-        progress.cached();
-        return Ok(());
-    }
-
-    let rootfs = WorkingRootfs::prepare(b.builder, &state.layers)?;
-    let merged = rootfs.merged().to_path_buf();
-    let ids = kiln_fs::users::lookup_user(&merged, user_or_root(&state.config.config.user))
-        .map_err(|e| step_error(b, step, format!("resolving USER: {e}")))?;
-    let cwd = if state.config.config.working_dir.is_empty() {
+    let cwd = if config.working_dir.is_empty() {
         "/".to_string()
     } else {
-        state.config.config.working_dir.clone()
+        config.working_dir.clone()
     };
-
-    // The executor creates missing mount targets and removes them again
-    // afterwards, so they leave nothing in the layer (as BuildKit 0.11+ does).
-    let mut mounts = Vec::new();
-    let mut _holders = Vec::new();
-    for (m, source) in run.mounts.iter().zip(&mount_sources) {
-        let Some(target) = mount_target(m) else {
-            continue;
-        };
-        // An optional secret that was not given is simply not mounted.
-        if matches!(source, MountSource::Secret { data: None }) {
-            continue;
-        }
-        let target = absolute(&cwd, &target);
-        let (mount, holder) = source.mount(b, m, &target)?;
-        mounts.push(mount);
-        _holders.extend(holder);
-    }
-
-    let spec = RunSpec {
-        rootfs: merged.clone(),
-        args: argv.clone(),
+    let op = Run {
+        b,
+        step,
+        argv,
         env,
+        user: config.user.clone(),
         cwd,
-        uid: ids.uid,
-        gid: ids.gid,
-        additional_gids: ids.additional_gids.clone(),
-        mounts,
         network,
-        hostname: "buildkitsandbox".into(),
-        stdio: Stdio::Capture,
-        id: container_id(&key),
+        mounts: run.mounts,
+        sources,
+        inputs,
     };
-    let status = b
-        .executor
-        .run(&spec, &mut |stream, data| {
-            progress.log(
-                match stream {
-                    kiln_exec::OutputStream::Stdout => Stream::Stdout,
-                    kiln_exec::OutputStream::Stderr => Stream::Stderr,
-                },
-                data,
-            )
-        })
-        .map_err(|e| match e {
-            kiln_exec::Error::Cancelled { .. } => BuildError::Interrupted,
-            e @ kiln_exec::Error::ExecutableNotFound { .. } => step_error(
-                b,
-                step,
-                format!("{e} (exit code: {})", e.exit_code().unwrap_or(127)),
-            ),
-            e => step_error(b, step, format!("running the container: {e}")),
-        })?;
-    if !status.success() {
-        return Err(BuildError::RunFailed {
-            location: b.location(step),
-            instruction: step.original.clone(),
-            command: argv.join(" "),
-            code: status.code(),
-        });
+    let progress = b.steps.start(format!("{} {}", state.label, step.original));
+    drive(b, state, step, progress, &op)
+}
+
+impl Op for Run<'_, '_> {
+    fn inputs(&self) -> &Inputs {
+        &self.inputs
     }
-    let layer = b.commit(rootfs, &key)?;
-    state.push(step, key, layer);
-    progress.done();
-    Ok(())
+
+    fn exec(&self, rootfs: &Path, progress: &StepProgress) -> Result<(), BuildError> {
+        let (b, step) = (self.b, self.step);
+        let ids = kiln_fs::users::lookup_user(rootfs, user_or_root(&self.user))
+            .map_err(|e| b.step_error(step, format!("resolving USER: {e}")))?;
+        // The executor creates missing mount targets and removes them again
+        // afterwards, so they leave nothing in the layer (as BuildKit 0.11+ does).
+        let mut mounts = Vec::new();
+        let mut _holders = Vec::new();
+        for (m, source) in self.mounts.iter().zip(&self.sources) {
+            let Some(target) = mount_target(m) else {
+                continue;
+            };
+            // An optional secret that was not given is simply not mounted.
+            if matches!(source, MountSource::Secret { data: None }) {
+                continue;
+            }
+            let target = absolute(&self.cwd, &target);
+            let (mount, holder) = source.mount(b, m, &target)?;
+            mounts.push(mount);
+            _holders.extend(holder);
+        }
+        let spec = RunSpec {
+            rootfs: rootfs.to_path_buf(),
+            args: self.argv.clone(),
+            env: self.env.clone(),
+            cwd: self.cwd.clone(),
+            uid: ids.uid,
+            gid: ids.gid,
+            additional_gids: ids.additional_gids.clone(),
+            mounts,
+            network: self.network,
+            hostname: "buildkitsandbox".into(),
+            stdio: Stdio::Capture,
+            id: container_id(&self.inputs.key()),
+        };
+        let status = b
+            .session
+            .executor()?
+            .run(&spec, &mut |stream, data| {
+                progress.log(
+                    match stream {
+                        kiln_exec::OutputStream::Stdout => Stream::Stdout,
+                        kiln_exec::OutputStream::Stderr => Stream::Stderr,
+                    },
+                    data,
+                )
+            })
+            .map_err(|e| match e {
+                kiln_exec::Error::Cancelled { .. } => BuildError::Interrupted,
+                e @ kiln_exec::Error::ExecutableNotFound { .. } => b.step_error(
+                    step,
+                    format!("{e} (exit code: {})", e.exit_code().unwrap_or(127)),
+                ),
+                e => b.step_error(step, format!("running the container: {e}")),
+            })?;
+        if !status.success() {
+            return Err(BuildError::RunFailed {
+                location: b.location(step),
+                instruction: step.original.clone(),
+                command: self.argv.join(" "),
+                code: status.code(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// No USER means uid 0 — numeric, so it works without /etc/passwd
@@ -203,15 +232,6 @@ pub fn absolute(cwd: &str, path: &str) -> String {
         path.to_string()
     } else {
         format!("{}/{}", cwd.trim_end_matches('/'), path)
-    }
-}
-
-pub fn step_error(b: &StageBuild, step: &Step, message: String) -> BuildError {
-    BuildError::Step {
-        location: b.location(step),
-        instruction: step.original.clone(),
-        message,
-        source: None,
     }
 }
 
@@ -248,9 +268,9 @@ impl<'a> MountSource<'a> {
                 id, mode, uid, gid, ..
             } => {
                 let dir = b
-                    .builder
-                    .root
-                    .join("cache/mounts")
+                    .session
+                    .paths
+                    .cache_mounts()
                     .join(blake3::hash(id.as_bytes()).to_hex().as_str());
                 if !dir.exists() {
                     create_cache_dir(&dir, *mode, *uid, *gid)
@@ -286,7 +306,7 @@ impl<'a> MountSource<'a> {
             } => {
                 let dir = tempfile::Builder::new()
                     .prefix("heredoc-")
-                    .tempdir_in(b.builder.root.join("tmp"))
+                    .tempdir_in(b.session.paths.tmp())
                     .context(|| "creating a here-document file".to_string())?;
                 write_secret(&dir.path().join(name), content.as_bytes(), *mode, 0, 0)
                     .context(|| "writing a here-document file".to_string())?;
@@ -327,7 +347,7 @@ impl<'a> MountSource<'a> {
             (MountSource::Dir { path, .. }, RunMount::Bind { rw: true, .. }) => {
                 // Writes to a rw bind mount are thrown away: give the step
                 // a private copy.
-                let (dir, view) = crate::rootfs::scratch_view(b.builder, path)?;
+                let (dir, view) = crate::rootfs::scratch_view(b.session, path)?;
                 (bind(view, false), Some(dir))
             }
             (MountSource::Dir { path, .. }, RunMount::Bind { .. }) => {
@@ -349,7 +369,7 @@ impl<'a> MountSource<'a> {
             (MountSource::Secret { data }, RunMount::Secret { mode, uid, gid, .. }) => {
                 let dir = tempfile::Builder::new()
                     .prefix("secret-")
-                    .tempdir_in(b.builder.root.join("tmp"))
+                    .tempdir_in(b.session.paths.tmp())
                     .context(|| "creating a secret file".to_string())?;
                 let file = dir.path().join("secret");
                 write_secret(
@@ -424,7 +444,7 @@ fn from_root<'a>(
         }
         MountFrom::Stage(i) => {
             let out = b.wait_stage(*i)?;
-            let view = crate::rootfs::ReadonlyRootfs::mount(b.builder, &out.layers)?;
+            let view = crate::rootfs::ReadonlyRootfs::mount(b.session, &out.layers)?;
             Ok((
                 view.path().to_path_buf(),
                 Some(out.key),
@@ -433,7 +453,7 @@ fn from_root<'a>(
         }
         MountFrom::Image(name) => {
             let img = b.bases.get(name)?;
-            let view = crate::rootfs::ReadonlyRootfs::mount(b.builder, &img.layers)?;
+            let view = crate::rootfs::ReadonlyRootfs::mount(b.session, &img.layers)?;
             Ok((
                 view.path().to_path_buf(),
                 Some(img.key),

@@ -1,12 +1,35 @@
 //! WORKDIR: set the working directory and create it, as BuildKit does
 //! (a layer only when the directory did not exist).
 
+use std::path::Path;
+
 use kiln_dockerfile::Step;
 
-use crate::cache::KeyBuilder;
+use crate::cache::{inputs, Inputs};
 use crate::error::BuildError;
-use crate::rootfs::WorkingRootfs;
-use crate::stage::{StageBuild, StageState};
+use crate::progress::Step as StepProgress;
+use crate::state::{StageBuild, StageState};
+use crate::step::{drive, Op};
+
+struct Workdir<'a, 'b> {
+    b: &'a StageBuild<'b>,
+    step: &'a Step,
+    path: String,
+    inputs: Inputs,
+}
+
+impl Op for Workdir<'_, '_> {
+    fn inputs(&self) -> &Inputs {
+        &self.inputs
+    }
+
+    fn exec(&self, rootfs: &Path, _: &StepProgress) -> Result<(), BuildError> {
+        mkdir_in_root(rootfs, &self.path).map_err(|e| {
+            self.b
+                .step_error(self.step, format!("creating {}: {e}", self.path))
+        })
+    }
+}
 
 pub fn workdir(
     b: &StageBuild,
@@ -17,36 +40,20 @@ pub fn workdir(
     // The frontend gives it absolute and cleaned.
     let path = dir.to_string();
     state.config.config.working_dir = path.clone();
-
-    let key = KeyBuilder::new("workdir")
-        .key("parent", &state.key)
-        .str("path", &path)
-        .str("user", &state.config.config.user)
-        .finish();
-    let progress = b.steps.start(format!("{} {}", state.label, step.original));
-    let layer = match b.cache_hit(&key, &state.layers)? {
-        Some(layer) => {
-            progress.cached();
-            layer
-        }
-        None => {
-            let rootfs = WorkingRootfs::prepare(b.builder, &state.layers)?;
-            mkdir_in_root(rootfs.merged(), &path).map_err(|e| {
-                crate::ops::run::step_error(b, step, format!("creating {path}: {e}"))
-            })?;
-            let layer = b.commit(rootfs, &key)?;
-            progress.done();
-            layer
-        }
+    let op = Workdir {
+        b,
+        step,
+        inputs: inputs::workdir(state.key, &path, &state.config.config.user),
+        path,
     };
-    state.push(step, key, layer);
-    Ok(())
+    let progress = b.steps.start(format!("{} {}", state.label, step.original));
+    drive(b, state, step, progress, &op)
 }
 
 /// `mkdir -p` inside a root file system, resolving symlinks as if chrooted
 /// there (a WORKDIR under a symlinked dir like `/var/run` is fine; one that
 /// would leave the root is not).
-fn mkdir_in_root(root: &std::path::Path, path: &str) -> Result<(), pathrs::error::Error> {
+fn mkdir_in_root(root: &Path, path: &str) -> Result<(), pathrs::error::Error> {
     use std::os::unix::fs::PermissionsExt;
     pathrs::Root::open(root)?.mkdir_all(path, &std::fs::Permissions::from_mode(0o755))?;
     Ok(())

@@ -4,75 +4,28 @@
 //! Records live in `ROOT/cache/steps/<key>.json`, each written to a temporary
 //! file and renamed into place, so a build killed at any point leaves either
 //! the old state or a complete record — never a torn one.
+//!
+//! `key` encodes named inputs into keys; `inputs` says which inputs each
+//! kind of step has (the contract of docs/cache.md).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// A cache key: BLAKE3 over the parent key and the step's inputs.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CacheKey(pub [u8; 32]);
+pub mod inputs;
+mod key;
 
-impl CacheKey {
-    pub fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
-impl std::fmt::Debug for CacheKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CacheKey({})", &self.hex()[..16])
-    }
-}
-
-/// Builds a key from labelled fields; labels and length prefixes make the
-/// encoding unambiguous (`("ab","c")` and `("a","bc")` differ).
-pub struct KeyBuilder(blake3::Hasher);
-
-impl KeyBuilder {
-    pub fn new(kind: &str) -> Self {
-        let mut h = blake3::Hasher::new();
-        h.update(b"kiln-cache-v1\0");
-        let mut k = KeyBuilder(h);
-        k.field("kind", kind.as_bytes());
-        k
-    }
-
-    pub fn field(&mut self, label: &str, value: &[u8]) -> &mut Self {
-        self.0.update(&(label.len() as u64).to_le_bytes());
-        self.0.update(label.as_bytes());
-        self.0.update(&(value.len() as u64).to_le_bytes());
-        self.0.update(value);
-        self
-    }
-
-    pub fn str(&mut self, label: &str, value: &str) -> &mut Self {
-        self.field(label, value.as_bytes())
-    }
-
-    pub fn list<S: AsRef<str>>(&mut self, label: &str, values: &[S]) -> &mut Self {
-        self.field(label, &(values.len() as u64).to_le_bytes());
-        for v in values {
-            self.str(label, v.as_ref());
-        }
-        self
-    }
-
-    pub fn key(&mut self, label: &str, key: &CacheKey) -> &mut Self {
-        self.field(label, &key.0)
-    }
-
-    pub fn finish(&self) -> CacheKey {
-        CacheKey(*self.0.finalize().as_bytes())
-    }
-}
+pub use key::{CacheKey, Inputs, Value};
 
 /// What a cached step produced.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CacheRecord {
     /// `None` when the step changed no file (BuildKit then adds no layer).
     pub layer: Option<LayerRecord>,
+    /// What the key was made of (records of older kilns have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Inputs>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -86,6 +39,7 @@ pub struct LayerRecord {
     pub media_type: String,
 }
 
+#[derive(Clone)]
 pub struct Cache {
     dir: PathBuf,
 }
@@ -163,19 +117,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_unambiguous() {
-        let a = KeyBuilder::new("run").str("x", "ab").str("y", "c").finish();
-        let b = KeyBuilder::new("run").str("x", "a").str("y", "bc").finish();
-        assert_ne!(a, b);
-        let c = KeyBuilder::new("run").str("x", "ab").str("y", "c").finish();
-        assert_eq!(a, c);
-    }
-
-    #[test]
     fn records_round_trip_and_damage_is_a_miss() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
-        let key = KeyBuilder::new("t").finish();
+        let key = Inputs::root("t").key();
         assert_eq!(cache.get(&key), None);
         let rec = CacheRecord {
             layer: Some(LayerRecord {
@@ -184,6 +129,7 @@ mod tests {
                 size: 3,
                 media_type: "m".into(),
             }),
+            inputs: Some(Inputs::root("t")),
         };
         cache.put(&key, &rec).unwrap();
         assert_eq!(cache.get(&key), Some(rec));

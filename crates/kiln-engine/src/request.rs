@@ -1,0 +1,67 @@
+//! What a build is asked for and what it returns: plain data, shared by
+//! every part of the engine.
+
+use std::path::PathBuf;
+
+use kiln_oci::{Digest, Reference};
+
+use crate::options::{NetworkMode, Output, Secret};
+
+/// Which container runtime runs RUN steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Runtime {
+    /// Embedded youki libcontainer.
+    #[default]
+    Youki,
+    /// The external `runc` binary.
+    Runc,
+}
+
+/// Compression of the layers a build writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    #[default]
+    Gzip,
+    /// zstd, with OCI media types.
+    Zstd,
+    /// No compression.
+    Uncompressed,
+}
+
+#[derive(Clone, Debug)]
+pub enum DockerfileSource {
+    /// `CONTEXT/Dockerfile`.
+    InContext,
+    Path(PathBuf),
+    Stdin,
+}
+
+/// Everything `kiln build` was asked for.
+#[derive(Clone, Debug)]
+pub struct BuildRequest {
+    /// A directory, or `-` for a tar (or a lone Dockerfile) on stdin.
+    pub context: String,
+    pub dockerfile: DockerfileSource,
+    pub tags: Vec<Reference>,
+    pub target: Option<String>,
+    pub build_args: Vec<(String, String)>,
+    pub no_cache: bool,
+    pub pull: bool,
+    pub platform: Option<String>,
+    pub labels: Vec<(String, String)>,
+    pub network: NetworkMode,
+    pub secrets: Vec<Secret>,
+    pub outputs: Vec<Output>,
+    pub push: bool,
+    pub runtime: Runtime,
+    pub compression: Compression,
+    pub insecure_registries: Vec<String>,
+}
+
+/// The result of a build.
+#[derive(Clone, Debug)]
+pub struct Built {
+    /// The config digest, which Docker calls the image id.
+    pub image_id: Digest,
+    pub manifest_digest: Digest,
+}

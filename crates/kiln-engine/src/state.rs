@@ -1,0 +1,93 @@
+//! What the stages of one build share, and the state of one stage while its
+//! steps run. The ops read these; `stage.rs` drives them.
+
+use std::sync::Arc;
+
+use kiln_dockerfile::{Plan, Step};
+use kiln_fs::context::BuildContext;
+use kiln_oci::Platform;
+
+use crate::base::BaseImages;
+use crate::cache::CacheKey;
+use crate::error::BuildError;
+use crate::image::{History, ImageConfig};
+use crate::layer::Layer;
+use crate::progress::Steps;
+use crate::request::BuildRequest;
+use crate::schedule::Board;
+use crate::session::Session;
+
+/// A finished stage: what the next stage, a `COPY --from` or the exporter needs.
+#[derive(Clone, Debug)]
+pub struct StageOutput {
+    pub config: ImageConfig,
+    pub layers: Vec<Layer>,
+    /// Cache key of the stage's last step: identifies its file system.
+    pub key: CacheKey,
+}
+
+/// What every stage of one build shares.
+pub struct StageBuild<'a> {
+    pub session: &'a Session,
+    pub request: &'a BuildRequest,
+    pub plan: &'a Plan,
+    pub dockerfile_name: &'a str,
+    pub context: &'a BuildContext,
+    pub bases: &'a BaseImages<'a>,
+    pub board: &'a Board<StageOutput>,
+    pub steps: &'a Steps<'a>,
+    pub secrets: &'a [(String, Vec<u8>)],
+    pub platform: &'a Platform,
+}
+
+/// The evolving state of a stage while its steps run.
+pub struct StageState {
+    pub config: ImageConfig,
+    pub layers: Vec<Layer>,
+    pub key: CacheKey,
+    /// `[name n/total]` prefix for progress lines.
+    pub label: String,
+    /// Whether a CMD of this stage was seen (ENTRYPOINT then keeps it).
+    pub cmd_set: bool,
+}
+
+impl StageState {
+    /// Takes a file step's result: its layer (none when it changed nothing),
+    /// its history entry and its key.
+    pub fn push(&mut self, step: &Step, key: CacheKey, layer: Option<Layer>) {
+        add_history(&mut self.config, &step.created_by, layer.is_none());
+        self.layers.extend(layer);
+        self.key = key;
+    }
+}
+
+impl StageBuild<'_> {
+    /// Waits for a stage this one depends on; fails if the build failed meanwhile.
+    pub fn wait_stage(&self, index: usize) -> Result<Arc<StageOutput>, BuildError> {
+        self.board.wait(index).ok_or(BuildError::Interrupted)
+    }
+
+    pub fn location(&self, step: &Step) -> String {
+        format!("{}:{}", self.dockerfile_name, step.span.line)
+    }
+
+    /// An error of `step`, named by its Dockerfile line and instruction.
+    pub fn step_error(&self, step: &Step, message: String) -> BuildError {
+        BuildError::Step {
+            location: self.location(step),
+            instruction: step.original.clone(),
+            message,
+            source: None,
+        }
+    }
+}
+
+/// Appends a history entry as BuildKit writes it.
+pub fn add_history(config: &mut ImageConfig, created_by: &str, empty_layer: bool) {
+    config.history.push(History {
+        created: Some(crate::time::now_rfc3339()),
+        created_by: Some(created_by.to_string()),
+        comment: Some("buildkit.dockerfile.v0".into()),
+        empty_layer,
+    });
+}

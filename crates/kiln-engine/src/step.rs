@@ -1,0 +1,106 @@
+//! The one place a file-changing step meets the cache.
+//!
+//! Every such step (RUN, COPY/ADD, WORKDIR) is an [`Op`]: it states its
+//! cache inputs as named, typed data before anything runs, and executes on
+//! a writable root only on a miss (BuildKit's `CacheMap` + `Exec` split).
+//! [`drive`] does the rest: lookup → hit, or prepare → exec → commit →
+//! record.
+
+use std::path::Path;
+
+use kiln_dockerfile::Step;
+
+use crate::cache::{CacheKey, CacheRecord, Inputs, LayerRecord};
+use crate::error::{BuildError, Context};
+use crate::layer::{chain_id, top_chain_id, Layer};
+use crate::progress::Step as StepProgress;
+use crate::rootfs::{ensure_snapshot, WorkingRootfs};
+use crate::session::Session;
+use crate::state::{StageBuild, StageState};
+
+/// A step that changes files.
+pub trait Op {
+    /// Everything the step's result depends on (see docs/cache.md).
+    fn inputs(&self) -> &Inputs;
+    /// Carries the step out in `rootfs` (the mounted writable root).
+    fn exec(&self, rootfs: &Path, progress: &StepProgress) -> Result<(), BuildError>;
+}
+
+/// Runs `op` as `step` of the stage in `state`, or takes its result from
+/// the cache; either way the stage gets the step's layer and key.
+pub fn drive(
+    b: &StageBuild,
+    state: &mut StageState,
+    step: &Step,
+    progress: StepProgress,
+    op: &dyn Op,
+) -> Result<(), BuildError> {
+    let inputs = op.inputs();
+    let key = inputs.key();
+    if !b.request.no_cache {
+        if let Some(layer) = lookup(b.session, &key, &state.layers)? {
+            state.push(step, key, layer);
+            progress.cached();
+            return Ok(());
+        }
+    }
+    let rootfs = WorkingRootfs::prepare(b.session, &state.layers)?;
+    op.exec(rootfs.merged(), &progress)?;
+    let layer = rootfs.commit(b.session)?;
+    // The blob is in the store before the record that names it.
+    let record = CacheRecord {
+        layer: layer.as_ref().map(layer_record),
+        inputs: Some(inputs.clone()),
+    };
+    b.session
+        .cache
+        .put(&key, &record)
+        .context(|| "writing the build cache".to_string())?;
+    state.push(step, key, layer);
+    progress.done();
+    Ok(())
+}
+
+/// A cache hit on top of `parents`: the layer (or `None` for a step that
+/// changed nothing) with its snapshot ready. A record whose blob is gone is
+/// a miss.
+pub fn lookup(
+    session: &Session,
+    key: &CacheKey,
+    parents: &[Layer],
+) -> Result<Option<Option<Layer>>, BuildError> {
+    let Some(record) = session.cache.get(key) else {
+        return Ok(None);
+    };
+    let Some(l) = record.layer else {
+        return Ok(Some(None));
+    };
+    let (Ok(digest), Ok(diff_id)) = (
+        l.digest.parse::<kiln_oci::Digest>(),
+        l.diff_id.parse::<kiln_oci::Digest>(),
+    ) else {
+        return Ok(None);
+    };
+    if !session.store.has_blob(&digest) {
+        return Ok(None);
+    }
+    let diff_id = kiln_oci::DiffId(diff_id);
+    let chain = chain_id(top_chain_id(parents).as_ref(), &diff_id);
+    let snapshot = ensure_snapshot(session, &chain, &diff_id, &digest)?;
+    Ok(Some(Some(Layer {
+        digest,
+        diff_id,
+        size: l.size,
+        media_type: l.media_type,
+        snapshot,
+    })))
+}
+
+fn layer_record(l: &Layer) -> LayerRecord {
+    LayerRecord {
+        digest: l.digest.to_string(),
+        diff_id: l.diff_id.digest().to_string(),
+        size: l.size,
+        media_type: l.media_type.clone(),
+    }
+}
