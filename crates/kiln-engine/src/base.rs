@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use kiln_oci::{DiffId, Platform, Reference};
 
-use crate::cache::{inputs, CacheKey};
+use crate::cache::{inputs, CacheKey, Inputs};
 use crate::error::{BuildError, Context};
 use crate::image::ImageConfig;
 use crate::layer::Layer;
@@ -19,6 +19,8 @@ pub struct BaseImage {
     pub layers: Vec<Layer>,
     /// Identifies the image's file system (its manifest digest).
     pub key: CacheKey,
+    /// What the key is made of.
+    pub inputs: Inputs,
 }
 
 type Slot = Arc<OnceLock<Result<Arc<BaseImage>, String>>>;
@@ -106,11 +108,12 @@ impl<'a> BaseImages<'a> {
             });
         }
         ensure_snapshots(self.session, &mut layers)?;
-        let key = inputs::image(&image.manifest_digest.to_string()).key();
+        let inputs = inputs::image(&image.manifest_digest.to_string());
         Ok(BaseImage {
             config,
             layers,
-            key,
+            key: inputs.key(),
+            inputs,
         })
     }
 

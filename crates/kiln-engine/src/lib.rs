@@ -10,6 +10,7 @@ pub mod cache;
 pub mod container;
 mod context;
 pub mod error;
+mod explain;
 mod export;
 pub mod image;
 mod layer;

@@ -1,7 +1,7 @@
 //! Progress events of a build, rendered by the CLI.
 //!
-//! Lifecycle of a step (BuildKit calls it a vertex): `Started` → any number of
-//! `Log` → exactly one of `Cached`, `Done` or `Failed`. Steps of independent
+//! Lifecycle of a step (BuildKit calls it a vertex): `Started` → at most one
+//! `Rebuilt` → any number of `Log` → exactly one of `Cached`, `Done` or `Failed`. Steps of independent
 //! stages interleave.
 
 use std::time::Duration;
@@ -24,6 +24,15 @@ pub enum Event {
     /// The step's result came from the cache; nothing ran.
     Cached {
         id: StepId,
+    },
+    /// The step missed the cache although an earlier build ran it (or
+    /// `--explain-cache` asked): why, before it runs.
+    Rebuilt {
+        id: StepId,
+        /// One line: `file main.go changed (COPY at Dockerfile:4)`.
+        reason: String,
+        /// Every input that differs, `name: old → new`.
+        changes: Vec<String>,
     },
     Done {
         id: StepId,
@@ -99,6 +108,14 @@ impl Step<'_> {
             id: self.id,
             stream,
             data: data.to_vec(),
+        });
+    }
+
+    pub fn rebuilt(&self, reason: &str, changes: &[String]) {
+        self.progress.event(Event::Rebuilt {
+            id: self.id,
+            reason: reason.to_string(),
+            changes: changes.to_vec(),
         });
     }
 

@@ -46,6 +46,8 @@ pub struct BuildRequest {
     pub target: Option<String>,
     pub build_args: Vec<(String, String)>,
     pub no_cache: bool,
+    /// Say for every step that misses why (even a first build).
+    pub explain_cache: bool,
     pub pull: bool,
     pub platform: Option<String>,
     pub labels: Vec<(String, String)>,

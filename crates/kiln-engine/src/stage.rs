@@ -5,6 +5,7 @@ use kiln_oci::Platform;
 
 use crate::cache::inputs;
 use crate::error::BuildError;
+use crate::explain::{record_link, Link};
 use crate::image::{ImageConfig, DEFAULT_PATH};
 use crate::ops;
 use crate::state::{add_history, StageBuild, StageOutput, StageState};
@@ -22,23 +23,37 @@ impl StageBuild<'_> {
             .clone()
             .unwrap_or_else(|| format!("stage-{index}"));
 
-        let (mut config, layers, key) = match &stage.base {
+        let base_link = |inputs, label: String| {
+            let link = Link {
+                inputs,
+                label,
+                details: Default::default(),
+            };
+            record_link(&self.session.cache, &link);
+            vec![link]
+        };
+        let (mut config, layers, chain) = match &stage.base {
             Base::Scratch => (
                 scratch_config(self.platform),
                 Vec::new(),
-                inputs::scratch(&self.platform.to_string()).key(),
+                base_link(
+                    inputs::scratch(&self.platform.to_string()),
+                    "FROM scratch".into(),
+                ),
             ),
             Base::Stage(i) => {
                 let out = self.wait_stage(*i)?;
-                (out.config.clone(), out.layers.clone(), out.key)
+                (out.config.clone(), out.layers.clone(), out.chain.clone())
             }
             Base::Image(name) => {
                 let step = self.steps.start(format!("[{stage_name}] FROM {name}"));
                 let base = self.bases.get(name)?;
                 step.done();
-                (base.config.clone(), base.layers.clone(), base.key)
+                let link = base_link(base.inputs.clone(), format!("FROM {name}"));
+                (base.config.clone(), base.layers.clone(), link)
             }
         };
+        let key = chain.last().expect("a base link").inputs.key();
         let base_config = BaseImageConfig {
             env: config.config.env.clone().unwrap_or_default(),
             onbuild: config.config.on_build.clone().unwrap_or_default(),
@@ -59,10 +74,14 @@ impl StageBuild<'_> {
             key,
             label: String::new(),
             cmd_set: false,
+            stage_name: stage_name.clone(),
+            index: 0,
+            chain,
         };
         let total = steps.iter().filter(|s| !is_meta(&s.kind)).count();
         let mut n = 0;
-        for step in &steps {
+        for (i, step) in steps.iter().enumerate() {
+            state.index = i;
             if self.board.has_failed() || crate::interrupted() {
                 return Err(BuildError::Interrupted);
             }
@@ -76,6 +95,7 @@ impl StageBuild<'_> {
             config: state.config,
             layers: state.layers,
             key: state.key,
+            chain: state.chain,
         })
     }
 
@@ -155,7 +175,14 @@ impl StageBuild<'_> {
     /// Config-only steps change the key (later steps see their effect) and
     /// add an empty-layer history entry (ARG and ONBUILD-triggered ones don't).
     fn meta_step(&self, state: &mut StageState, step: &Step) {
-        state.key = inputs::meta(state.key, &step.created_by, &step.original).key();
+        let link = Link {
+            inputs: inputs::meta(state.key, &step.created_by, &step.original),
+            label: self.label(step),
+            details: Default::default(),
+        };
+        record_link(&self.session.cache, &link);
+        state.key = link.inputs.key();
+        state.chain.push(link);
         if !step.created_by.is_empty() && !matches!(step.kind, StepKind::Arg(_)) {
             add_history(&mut state.config, &step.created_by, true);
         }

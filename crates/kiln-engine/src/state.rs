@@ -10,6 +10,7 @@ use kiln_oci::Platform;
 use crate::base::BaseImages;
 use crate::cache::CacheKey;
 use crate::error::BuildError;
+use crate::explain::Link;
 use crate::image::{History, ImageConfig};
 use crate::layer::Layer;
 use crate::progress::Steps;
@@ -24,6 +25,8 @@ pub struct StageOutput {
     pub layers: Vec<Layer>,
     /// Cache key of the stage's last step: identifies its file system.
     pub key: CacheKey,
+    /// Its steps' inputs from the base on, to explain later misses.
+    pub chain: Vec<Link>,
 }
 
 /// What every stage of one build shares.
@@ -49,15 +52,31 @@ pub struct StageState {
     pub label: String,
     /// Whether a CMD of this stage was seen (ENTRYPOINT then keeps it).
     pub cmd_set: bool,
+    /// The stage's name (`stage-N` when unnamed) and the current step's
+    /// index in it: where the index finds the step's earlier records.
+    pub stage_name: String,
+    pub index: usize,
+    /// Inputs of every step so far, the stage's base first.
+    pub chain: Vec<Link>,
 }
 
 impl StageState {
     /// Takes a file step's result: its layer (none when it changed nothing),
-    /// its history entry and its key.
-    pub fn push(&mut self, step: &Step, key: CacheKey, layer: Option<Layer>) {
+    /// its history entry and its inputs.
+    pub fn push(&mut self, step: &Step, link: Link, layer: Option<Layer>) {
         add_history(&mut self.config, &step.created_by, layer.is_none());
         self.layers.extend(layer);
-        self.key = key;
+        self.key = link.inputs.key();
+        self.chain.push(link);
+    }
+
+    /// Names the cache index keeps the current step under: its stage and
+    /// position, and its instruction text.
+    pub fn identities(&self, dockerfile: &str, step: &Step) -> Vec<String> {
+        vec![
+            format!("pos {dockerfile}\0{}\0{}", self.stage_name, self.index),
+            format!("text {}", step.original),
+        ]
     }
 }
 
@@ -69,6 +88,12 @@ impl StageBuild<'_> {
 
     pub fn location(&self, step: &Step) -> String {
         format!("{}:{}", self.dockerfile_name, step.span.line)
+    }
+
+    /// `COPY at Dockerfile:4`: how an explanation names a step.
+    pub fn label(&self, step: &Step) -> String {
+        let word = step.original.split_whitespace().next().unwrap_or("step");
+        format!("{} at {}", word.to_uppercase(), self.location(step))
     }
 
     /// An error of `step`, named by its Dockerfile line and instruction.

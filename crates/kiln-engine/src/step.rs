@@ -10,8 +10,9 @@ use std::path::Path;
 
 use kiln_dockerfile::Step;
 
-use crate::cache::{CacheKey, CacheRecord, Inputs, LayerRecord};
+use crate::cache::{CacheKey, CacheRecord, Inputs, LayerRecord, StepInfo};
 use crate::error::{BuildError, Context};
+use crate::explain::{explain, Details, Explanation, Link};
 use crate::layer::{chain_id, top_chain_id, Layer};
 use crate::progress::Step as StepProgress;
 use crate::rootfs::{ensure_snapshot, WorkingRootfs};
@@ -22,6 +23,11 @@ use crate::state::{StageBuild, StageState};
 pub trait Op {
     /// Everything the step's result depends on (see docs/cache.md).
     fn inputs(&self) -> &Inputs;
+    /// Detail behind hashed inputs, kept in the record to explain a later
+    /// miss (which files a COPY read). Called only on a miss.
+    fn details(&self) -> Details {
+        Details::new()
+    }
     /// Carries the step out in `rootfs` (the mounted writable root).
     fn exec(&self, rootfs: &Path, progress: &StepProgress) -> Result<(), BuildError>;
 }
@@ -37,12 +43,27 @@ pub fn drive(
 ) -> Result<(), BuildError> {
     let inputs = op.inputs();
     let key = inputs.key();
+    let label = b.label(step);
     if !b.request.no_cache {
-        if let Some(layer) = lookup(b.session, &key, &state.layers)? {
-            state.push(step, key, layer);
+        if let Some((layer, details)) = lookup(b.session, &key, &state.layers)? {
+            let link = Link {
+                inputs: inputs.clone(),
+                label,
+                details,
+            };
+            state.push(step, link, layer);
             progress.cached();
             return Ok(());
         }
+    }
+    let link = Link {
+        inputs: inputs.clone(),
+        label,
+        details: op.details(),
+    };
+    let identities = state.identities(b.dockerfile_name, step);
+    if let Some(why) = why_rebuilt(b, state, &link, &identities) {
+        progress.rebuilt(&why.reason, &why.changes);
     }
     let rootfs = WorkingRootfs::prepare(b.session, &state.layers)?;
     op.exec(rootfs.merged(), &progress)?;
@@ -51,14 +72,41 @@ pub fn drive(
     let record = CacheRecord {
         layer: layer.as_ref().map(layer_record),
         inputs: Some(inputs.clone()),
+        step: Some(StepInfo {
+            label: link.label.clone(),
+            identities,
+        }),
+        details: link.details.clone(),
     };
     b.session
         .cache
         .put(&key, &record)
         .context(|| "writing the build cache".to_string())?;
-    state.push(step, key, layer);
+    state.push(step, link, layer);
     progress.done();
     Ok(())
+}
+
+fn why_rebuilt(
+    b: &StageBuild,
+    state: &StageState,
+    link: &Link,
+    identities: &[String],
+) -> Option<Explanation> {
+    if b.request.no_cache {
+        return Some(Explanation {
+            reason: "--no-cache".into(),
+            changes: Vec::new(),
+        });
+    }
+    let found = explain(&b.session.cache, &state.chain, link, identities);
+    if found.is_none() && b.request.explain_cache {
+        return Some(Explanation {
+            reason: "no earlier build of this step is in the cache".into(),
+            changes: Vec::new(),
+        });
+    }
+    found
 }
 
 /// A cache hit on top of `parents`: the layer (or `None` for a step that
@@ -68,12 +116,12 @@ pub fn lookup(
     session: &Session,
     key: &CacheKey,
     parents: &[Layer],
-) -> Result<Option<Option<Layer>>, BuildError> {
+) -> Result<Option<(Option<Layer>, Details)>, BuildError> {
     let Some(record) = session.cache.get(key) else {
         return Ok(None);
     };
     let Some(l) = record.layer else {
-        return Ok(Some(None));
+        return Ok(Some((None, record.details)));
     };
     let (Ok(digest), Ok(diff_id)) = (
         l.digest.parse::<kiln_oci::Digest>(),
@@ -87,13 +135,14 @@ pub fn lookup(
     let diff_id = kiln_oci::DiffId(diff_id);
     let chain = chain_id(top_chain_id(parents).as_ref(), &diff_id);
     let snapshot = ensure_snapshot(session, &chain, &diff_id, &digest)?;
-    Ok(Some(Some(Layer {
+    let layer = Layer {
         digest,
         diff_id,
         size: l.size,
         media_type: l.media_type,
         snapshot,
-    })))
+    };
+    Ok(Some((Some(layer), record.details)))
 }
 
 fn layer_record(l: &Layer) -> LayerRecord {

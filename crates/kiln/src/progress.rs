@@ -24,6 +24,8 @@ const TAIL_LINES: usize = 6;
 
 pub struct Renderer {
     mode: Mode,
+    /// `--explain-cache`: print every changed input, not just the reason.
+    explain: bool,
     start: Instant,
     state: Mutex<State>,
     multi: Option<MultiProgress>,
@@ -45,7 +47,7 @@ struct StepState {
 }
 
 impl Renderer {
-    pub fn new(mode: Mode) -> Renderer {
+    pub fn new(mode: Mode, explain: bool) -> Renderer {
         let mode = match mode {
             Mode::Auto if std::io::stderr().is_terminal() => Mode::Tty,
             Mode::Auto => Mode::Plain,
@@ -55,6 +57,7 @@ impl Renderer {
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)));
         Renderer {
             mode,
+            explain,
             start: Instant::now(),
             state: Mutex::new(State::default()),
             multi,
@@ -179,6 +182,38 @@ impl Progress for Renderer {
                         "data": String::from_utf8_lossy(&data),
                     })),
                     _ => {}
+                }
+            }
+            Event::Rebuilt {
+                id,
+                reason,
+                changes,
+            } => {
+                let Some(step) = state.steps.get_mut(&id) else {
+                    return;
+                };
+                let shown = if self.explain { &changes[..] } else { &[] };
+                match self.mode {
+                    Mode::Tty => {
+                        if let Some(b) = &step.bar {
+                            b.set_prefix(format!("#{id} {} — rebuilt: {reason}", step.name));
+                        }
+                        if let Some(m) = &self.multi {
+                            for c in shown {
+                                let _ = m.println(format!("#{id}   {c}"));
+                            }
+                        }
+                    }
+                    Mode::Plain => {
+                        self.plain(&format!("#{id} rebuilt: {reason}"));
+                        for c in shown {
+                            self.plain(&format!("#{id}   {c}"));
+                        }
+                    }
+                    Mode::Json => self.json(serde_json::json!({
+                        "step": id, "event": "rebuilt", "reason": reason, "changes": changes,
+                    })),
+                    Mode::Quiet | Mode::Auto => {}
                 }
             }
             Event::Cached { id } => {

@@ -8,6 +8,7 @@
 //! `key` encodes named inputs into keys; `inputs` says which inputs each
 //! kind of step has (the contract of docs/cache.md).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -26,6 +27,23 @@ pub struct CacheRecord {
     /// What the key was made of (records of older kilns have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Inputs>,
+    /// Which step this was, to find the record again on a later miss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepInfo>,
+    /// Detail behind hashed inputs, only to explain a later miss: input
+    /// name → (file path, BLAKE3 of its entry) of the files a COPY read.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, Vec<(String, String)>>,
+}
+
+/// The step a record was made for.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StepInfo {
+    /// `COPY at Dockerfile:4`, `FROM debian:bookworm`.
+    pub label: String,
+    /// Identities the index finds it under: same stage and position,
+    /// same instruction text.
+    pub identities: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -48,6 +66,7 @@ impl Cache {
     pub fn open(root: &Path) -> std::io::Result<Cache> {
         let dir = root.join("cache/steps");
         std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(root.join("cache/index"))?;
         Ok(Cache { dir })
     }
 
@@ -61,12 +80,39 @@ impl Cache {
         serde_json::from_slice(&bytes).ok()
     }
 
+    /// Writes the record for `key` and points its step's identities at it.
     pub fn put(&self, key: &CacheKey, record: &CacheRecord) -> std::io::Result<()> {
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        tmp.write_all(&serde_json::to_vec(record).expect("cache record serialises"))?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(self.path(key)).map_err(|e| e.error)?;
+        let bytes = serde_json::to_vec(record).expect("cache record serialises");
+        write_atomically(&self.dir, &self.path(key), &bytes)?;
+        for id in record.step.iter().flat_map(|s| &s.identities) {
+            let path = self.index_path(id);
+            write_atomically(
+                path.parent().expect("index dir"),
+                &path,
+                key.hex().as_bytes(),
+            )?;
+        }
         Ok(())
+    }
+
+    /// Like `put`, but leaves an existing record alone (config-only steps
+    /// and stage bases are recorded once, only to explain later misses).
+    pub fn put_once(&self, key: &CacheKey, record: &CacheRecord) -> std::io::Result<()> {
+        if self.path(key).exists() {
+            return Ok(());
+        }
+        self.put(key, record)
+    }
+
+    fn index_path(&self, identity: &str) -> PathBuf {
+        let name = blake3::hash(identity.as_bytes()).to_hex();
+        self.dir.with_file_name("index").join(name.as_str())
+    }
+
+    /// The key last recorded for a step with this identity.
+    pub fn latest(&self, identity: &str) -> Option<CacheKey> {
+        let hex = std::fs::read_to_string(self.index_path(identity)).ok()?;
+        CacheKey::from_hex(hex.trim())
     }
 
     fn compressed_path(&self, diff_id: &str, compression: &str) -> PathBuf {
@@ -91,11 +137,11 @@ impl Cache {
         let path = self.compressed_path(diff_id, compression);
         let dir = path.parent().expect("compressed records have a directory");
         std::fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.write_all(&serde_json::to_vec(record).expect("record serialises"))?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(path).map_err(|e| e.error)?;
-        Ok(())
+        write_atomically(
+            dir,
+            &path,
+            &serde_json::to_vec(record).expect("record serialises"),
+        )
     }
 
     /// Every layer digest the cache refers to (kept alive by `kiln prune`).
@@ -110,6 +156,15 @@ impl Cache {
             .filter_map(|r| r.layer.map(|l| l.digest))
             .collect()
     }
+}
+
+/// Temp file in `dir`, fsync, rename: readers see all of it or nothing.
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -130,8 +185,22 @@ mod tests {
                 media_type: "m".into(),
             }),
             inputs: Some(Inputs::root("t")),
+            step: Some(StepInfo {
+                label: "RUN at Dockerfile:2".into(),
+                identities: vec!["text RUN x".into()],
+            }),
+            details: BTreeMap::new(),
         };
         cache.put(&key, &rec).unwrap();
+        assert_eq!(cache.get(&key), Some(rec.clone()));
+        assert_eq!(cache.latest("text RUN x"), Some(key));
+        assert_eq!(cache.latest("text RUN y"), None);
+        // put_once keeps what is there.
+        let other = CacheRecord {
+            layer: None,
+            ..rec.clone()
+        };
+        cache.put_once(&key, &other).unwrap();
         assert_eq!(cache.get(&key), Some(rec));
         assert_eq!(cache.referenced_blobs(), vec!["sha256:aa".to_string()]);
         std::fs::write(cache.path(&key), b"{\"layer\":").unwrap();

@@ -10,6 +10,7 @@ use kiln_fs::copy::{copy_into, CopyOptions};
 
 use crate::cache::{inputs, Inputs};
 use crate::error::{BuildError, Context};
+use crate::explain::{listing, Details};
 use crate::progress::Step as StepProgress;
 use crate::rootfs::ReadonlyRootfs;
 use crate::state::{StageBuild, StageState};
@@ -170,6 +171,18 @@ fn download(
 impl Op for Copy<'_, '_> {
     fn inputs(&self) -> &Inputs {
         &self.inputs
+    }
+
+    /// Which context files it read, so a later miss can name the one
+    /// that changed.
+    fn details(&self) -> Details {
+        let mut d = Details::new();
+        if self.args.from.is_none() && !self.paths.is_empty() {
+            if let Some(files) = listing(self.b.context.source(), &self.paths, self.args.exclude) {
+                d.insert("context".into(), files);
+            }
+        }
+        d
     }
 
     fn exec(&self, rootfs: &Path, _: &StepProgress) -> Result<(), BuildError> {

@@ -32,6 +32,10 @@ pub struct Args {
     /// Do not use the build cache.
     #[arg(long)]
     no_cache: bool,
+    /// Say for every step that runs why it missed the cache, with every
+    /// input that differs from its closest earlier build.
+    #[arg(long)]
+    explain_cache: bool,
     /// Always pull base images, even when the store has them.
     #[arg(long)]
     pull: bool,
@@ -117,6 +121,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         target: args.target,
         build_args,
         no_cache: args.no_cache,
+        explain_cache: args.explain_cache,
         pull: args.pull,
         platform: args.platform,
         labels,
@@ -130,11 +135,14 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     };
 
     stop_on_signals()?;
-    let renderer = Renderer::new(if args.quiet {
-        Mode::Quiet
-    } else {
-        args.progress
-    });
+    let renderer = Renderer::new(
+        if args.quiet {
+            Mode::Quiet
+        } else {
+            args.progress
+        },
+        args.explain_cache,
+    );
     let builder = Builder::open(&global.root)?;
     let result = builder.build(&request, &renderer);
     renderer.finish();
