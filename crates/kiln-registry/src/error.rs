@@ -64,6 +64,32 @@ pub enum Error {
         registry: String,
         cause: String,
     },
+    #[error("{what} from {registry} is larger than {limit}, kiln's limit for it (a registry is untrusted input; KILN_REGISTRY_MAX_DOCUMENT raises the limit)", limit = crate::limits::human(*limit))]
+    TooLarge {
+        what: String,
+        registry: String,
+        limit: u64,
+    },
+    /// The response stalled or crawled; retried like a dropped connection.
+    #[error("reading {what} from {registry}: {cause}")]
+    Stalled {
+        what: String,
+        registry: String,
+        cause: String,
+    },
+    #[error("cannot reach {target}, where {registry} redirected the request for {what}: {cause}")]
+    Redirected {
+        registry: String,
+        target: String,
+        what: String,
+        cause: String,
+    },
+    #[error("token service {realm} of {registry} sent a malformed reply: {cause}")]
+    BadTokenReply {
+        registry: String,
+        realm: String,
+        cause: String,
+    },
     #[error(transparent)]
     Store(#[from] kiln_store::Error),
     #[error("{0}")]
