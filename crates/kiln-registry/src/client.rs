@@ -38,6 +38,9 @@ pub struct Client {
     opts: ClientOptions,
     docker_config: DockerConfig,
     http: reqwest::Client,
+    /// Follows no redirects: pulls follow them themselves, to blame the
+    /// right host and keep credentials from other hosts.
+    pull_http: reqwest::Client,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
 }
 
@@ -63,6 +66,10 @@ impl Client {
         let docker_config = DockerConfig::locate(opts.docker_config.as_deref());
         Client {
             http: endpoint::http_client(&opts.limits),
+            pull_http: endpoint::http_client_builder(&opts.limits)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("a client with only timeouts and a user agent builds"),
             opts,
             docker_config,
             sessions: Mutex::new(HashMap::new()),
@@ -199,7 +206,7 @@ impl Client {
             api_host,
             challenge,
             credentials: creds,
-            http: self.http.clone(),
+            http: self.pull_http.clone(),
             limits: self.opts.limits.clone(),
             tokens: Mutex::new(HashMap::new()),
         });

@@ -72,13 +72,17 @@ pub enum Challenge {
 /// The HTTP client for pulls and `/v2/` probes; `limits.idle_timeout`
 /// bounds every wait for response bytes, headers included.
 pub fn http_client(limits: &crate::Limits) -> reqwest::Client {
+    http_client_builder(limits)
+        .build()
+        .expect("a client with only timeouts and a user agent builds")
+}
+
+pub(crate) fn http_client_builder(limits: &crate::Limits) -> reqwest::ClientBuilder {
     crate::install_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(30))
         .read_timeout(limits.idle_timeout)
         .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("a client with only timeouts and a user agent builds")
 }
 
 /// Asks `registry`'s `/v2/` what authentication it wants.

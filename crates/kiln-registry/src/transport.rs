@@ -63,7 +63,10 @@ impl<'a> Body<'a> {
         };
         let bytes = next.map_err(|e| {
             let cause = if e.is_timeout() {
-                format!("no data for {:.1} s (idle timeout)", idle.as_secs_f64())
+                format!(
+                    "no data for {:.1} s (idle timeout; KILN_REGISTRY_IDLE_TIMEOUT)",
+                    idle.as_secs_f64()
+                )
             } else {
                 format!("connection lost: {}", describe(&e))
             };
@@ -128,9 +131,12 @@ pub(crate) async fn read_document(
 
 /// Sends a request, blaming the host that really failed: after a redirect
 /// that is not the registry.
+/// `host` is the one asked, `home` the registry's own (or the token
+/// service's) host.
 pub(crate) async fn send(
     req: reqwest::RequestBuilder,
     host: &str,
+    home: &str,
     registry: &str,
     what: &str,
 ) -> Result<Response, Failure> {
@@ -147,7 +153,7 @@ pub(crate) async fn send(
             cause,
         }));
     }
-    if failed_host != host {
+    if failed_host != home {
         return Err(Failure::transient(Error::Redirected {
             registry: registry.to_string(),
             target: failed_host,
@@ -217,18 +223,12 @@ impl Session {
         cx: &Context<'_>,
         what: &str,
     ) -> Result<Response, Failure> {
-        let url = format!("{}/v2/{repository}/{path}", self.base);
         let scope = format!("repository:{repository}:pull");
         for fresh in [false, true] {
             let auth = self.authorization(&scope, fresh).await?;
-            let mut req = self.http.get(&url);
-            if let Some(a) = accept {
-                req = req.header(ACCEPT, a);
-            }
-            if let Some(h) = &auth {
-                req = req.header(AUTHORIZATION, h);
-            }
-            let res = send(req, &self.api_host, cx.registry, what).await?;
+            let res = self
+                .follow(&format!("/v2/{repository}/{path}"), accept, auth, cx, what)
+                .await?;
             let bearer = matches!(self.challenge, Challenge::Bearer { .. });
             if res.status() == StatusCode::UNAUTHORIZED && bearer && !fresh {
                 continue;
@@ -243,6 +243,51 @@ impl Session {
             return Err(status_failure(status, error_message(&body), cx));
         }
         unreachable!("the second try returns")
+    }
+
+    /// GET `path` on the registry, following up to 10 redirects (blob
+    /// storage) by hand so a failure names the host that failed, and the
+    /// registry's credentials go to the registry only.
+    async fn follow(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+        auth: Option<String>,
+        cx: &Context<'_>,
+        what: &str,
+    ) -> Result<Response, Failure> {
+        let refused = |cause: String| {
+            Failure::fatal(Error::Refused {
+                registry: cx.registry.to_string(),
+                action: format!("the request for {what}"),
+                cause,
+            })
+        };
+        let mut url = reqwest::Url::parse(&format!("{}{path}", self.base))
+            .map_err(|e| refused(format!("bad URL: {e}")))?;
+        for _ in 0..=10 {
+            let host = host_port(&url);
+            let mut req = self.http.get(url.clone());
+            if let Some(a) = accept {
+                req = req.header(ACCEPT, a);
+            }
+            if let Some(h) = auth.as_ref().filter(|_| host == self.api_host) {
+                req = req.header(AUTHORIZATION, h);
+            }
+            let res = send(req, &host, &self.api_host, cx.registry, what).await?;
+            if !res.status().is_redirection() {
+                return Ok(res);
+            }
+            let location = res
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .ok_or_else(|| refused(format!("HTTP {} without a Location", res.status())))?;
+            url = url
+                .join(location)
+                .map_err(|e| refused(format!("redirect to a bad URL ({e})")))?;
+        }
+        Err(refused("more than 10 redirects".into()))
     }
 
     /// The `Authorization` header value for `scope`, if the registry wants one.
@@ -291,7 +336,7 @@ impl Session {
         let realm_host = reqwest::Url::parse(realm)
             .map(|u| host_port(&u))
             .unwrap_or_default();
-        let res = send(req.query(&query), &realm_host, registry, &what).await?;
+        let res = send(req.query(&query), &realm_host, &realm_host, registry, &what).await?;
         let status = res.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(Failure::fatal(Error::Unauthorized {
