@@ -4,11 +4,13 @@
 //! and indexes.
 
 mod digest;
+mod escape;
 pub mod media_type;
 mod platform;
 mod reference;
 
 pub use digest::{DiffId, Digest, DigestError, HashingReader, HashingWriter, Sha256Hasher};
+pub use escape::{escape, escape_bytes};
 pub use media_type::Compression;
 pub use oci_spec;
 pub use platform::{Platform, PlatformError};

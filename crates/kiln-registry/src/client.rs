@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 use crate::config::{Credentials, DockerConfig};
 use crate::endpoint::{self, Challenge};
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crate::progress::{Event, Progress};
 use crate::retry::{retry, Failure};
 
@@ -27,6 +28,8 @@ pub struct ClientOptions {
     pub docker_config: Option<PathBuf>,
     /// Blobs moved at once per pull or push. 0 means the default, 3 (as Docker).
     pub max_concurrent_transfers: usize,
+    /// Size limits and timeouts for what registries send.
+    pub limits: Limits,
 }
 
 /// An OCI distribution client. Cheap to share by reference; holds a
@@ -35,13 +38,26 @@ pub struct Client {
     opts: ClientOptions,
     docker_config: DockerConfig,
     http: reqwest::Client,
+    /// Follows no redirects: pulls follow them themselves, to blame the
+    /// right host and keep credentials from other hosts.
+    pull_http: reqwest::Client,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
 }
 
-/// What is known about one registry after the first contact.
+/// What is known about one registry after the first contact. Pushes go
+/// through `oci`; pulls through kiln's bounded transport (`transport.rs`).
 pub(crate) struct Session {
     pub oci: oci_client::Client,
-    pub auth: RegistryAuth,
+    pub registry: String,
+    /// `http[s]://host[:port]` the API is served from.
+    pub base: String,
+    pub api_host: String,
+    pub challenge: Challenge,
+    pub credentials: Credentials,
+    pub http: reqwest::Client,
+    pub limits: Limits,
+    /// Bearer tokens by scope.
+    pub tokens: Mutex<HashMap<String, String>>,
 }
 
 impl Client {
@@ -49,9 +65,13 @@ impl Client {
         crate::install_crypto_provider();
         let docker_config = DockerConfig::locate(opts.docker_config.as_deref());
         Client {
+            http: endpoint::http_client(&opts.limits),
+            pull_http: endpoint::http_client_builder(&opts.limits)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("a client with only timeouts and a user agent builds"),
             opts,
             docker_config,
-            http: endpoint::http_client(),
             sessions: Mutex::new(HashMap::new()),
         }
     }
@@ -147,9 +167,11 @@ impl Client {
         let creds = tokio::task::spawn_blocking(move || config.credentials(&reg))
             .await
             .map_err(|e| Error::Other(format!("credential lookup task failed: {e}")))??;
-        let auth = match creds {
+        let auth = match &creds {
             Credentials::Anonymous => RegistryAuth::Anonymous,
-            Credentials::Basic { username, password } => RegistryAuth::Basic(username, password),
+            Credentials::Basic { username, password } => {
+                RegistryAuth::Basic(username.clone(), password.clone())
+            }
         };
         let protocol = if self.is_insecure(registry) {
             ClientProtocol::Http
@@ -163,6 +185,7 @@ impl Client {
             use_monolithic_push: true,
             platform_resolver: None,
             connect_timeout: Some(std::time::Duration::from_secs(30)),
+            read_timeout: Some(self.opts.limits.idle_timeout),
             ..ClientConfig::default()
         });
         // An open registry needs no auth handling at all; registering auth
@@ -172,7 +195,21 @@ impl Client {
             oci.store_auth_if_needed(host.resolve_registry(), &auth)
                 .await;
         }
-        let session = Arc::new(Session { oci, auth });
+        let api_host = endpoint::api_host(registry).to_string();
+        let session = Arc::new(Session {
+            oci,
+            registry: registry.to_string(),
+            base: format!(
+                "{}://{api_host}",
+                endpoint::scheme(registry, &self.opts.insecure_registries)
+            ),
+            api_host,
+            challenge,
+            credentials: creds,
+            http: self.pull_http.clone(),
+            limits: self.opts.limits.clone(),
+            tokens: Mutex::new(HashMap::new()),
+        });
         self.sessions
             .lock()
             .await

@@ -69,13 +69,20 @@ pub enum Challenge {
     },
 }
 
-pub fn http_client() -> reqwest::Client {
+/// The HTTP client for pulls and `/v2/` probes; `limits.idle_timeout`
+/// bounds every wait for response bytes, headers included.
+pub fn http_client(limits: &crate::Limits) -> reqwest::Client {
+    http_client_builder(limits)
+        .build()
+        .expect("a client with only timeouts and a user agent builds")
+}
+
+pub(crate) fn http_client_builder(limits: &crate::Limits) -> reqwest::ClientBuilder {
     crate::install_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(30))
+        .read_timeout(limits.idle_timeout)
         .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("a client with only timeouts and a user agent builds")
 }
 
 /// Asks `registry`'s `/v2/` what authentication it wants.
@@ -232,22 +239,21 @@ pub async fn verify_login(
             if !res.status().is_success() {
                 return Err(rejected(res.status()));
             }
-            let body: serde_json::Value = res.json().await.map_err(|e| Error::LoginRejected {
-                registry: registry.to_string(),
-                cause: format!("token service {realm} sent an invalid answer: {e}"),
-            })?;
-            let has_token = ["token", "access_token"].iter().any(|k| {
-                body.get(k)
-                    .and_then(|t| t.as_str())
-                    .is_some_and(|t| !t.is_empty())
-            });
-            if has_token {
-                Ok(())
-            } else {
-                Err(Error::LoginRejected {
+            let limits = crate::Limits::default();
+            let what = format!("a token from {realm}");
+            let body =
+                crate::transport::read_document(res, &limits, limits.max_document, &what, registry)
+                    .await
+                    .map_err(|f| f.error)?;
+            match crate::transport::parse_token(&body) {
+                Ok(_) => Ok(()),
+                Err(cause) => Err(Error::LoginRejected {
                     registry: registry.to_string(),
-                    cause: format!("token service {realm} returned no token"),
-                })
+                    cause: format!(
+                        "token service {} sent a malformed reply: {cause}",
+                        kiln_oci::escape(&realm)
+                    ),
+                }),
             }
         }
     }

@@ -1,19 +1,20 @@
 //! Errors of registry operations. Each names the registry, repository or blob
-//! it concerns and the cause, so the CLI can print it on one line.
+//! it concerns and the cause, so the CLI can print it on one line. Text a
+//! registry sent (messages, media types, platforms) is printed escaped.
 
 use std::path::PathBuf;
 
-use kiln_oci::Digest;
+use kiln_oci::{escape, Digest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot reach registry {registry}: {cause}")]
+    #[error("cannot reach registry {registry}: {}", escape(cause))]
     Unreachable { registry: String, cause: String },
     #[error("authentication failed for {registry}: check `kiln login`")]
     Unauthorized { registry: String },
-    #[error("login to {registry} failed: {cause}")]
+    #[error("login to {registry} failed: {}", escape(cause))]
     LoginRejected { registry: String, cause: String },
-    #[error("access to {name} denied by {registry}: {cause}")]
+    #[error("access to {name} denied by {registry}: {}", escape(cause))]
     Denied {
         registry: String,
         name: String,
@@ -23,7 +24,7 @@ pub enum Error {
     ManifestUnknown { reference: String },
     #[error("blob {digest} of {name} is not in the registry")]
     BlobUnknown { name: String, digest: Digest },
-    #[error("registry {registry} refused {action}: {cause}")]
+    #[error("registry {registry} refused {action}: {}", escape(cause))]
     Refused {
         registry: String,
         action: String,
@@ -42,9 +43,12 @@ pub enum Error {
         media_type: String,
         reference: String,
     },
-    #[error("invalid manifest for {reference}: {cause}")]
+    #[error("invalid manifest for {reference}: {}", escape(cause))]
     BadManifest { reference: String, cause: String },
-    #[error("{reference} has no image for platform {platform} (available: {available})")]
+    #[error(
+        "{reference} has no image for platform {platform} (available: {})",
+        escape(available)
+    )]
     NoMatchingPlatform {
         reference: String,
         platform: String,
@@ -64,9 +68,43 @@ pub enum Error {
         registry: String,
         cause: String,
     },
+    #[error("{what} from {registry} is larger than {limit}, kiln's limit for it (a registry is untrusted input; KILN_REGISTRY_MAX_DOCUMENT raises the limit)", limit = crate::limits::human(*limit))]
+    TooLarge {
+        what: String,
+        registry: String,
+        limit: u64,
+    },
+    /// The response stalled or crawled; retried like a dropped connection.
+    #[error("reading {what} from {registry}: {}", escape(cause))]
+    Stalled {
+        what: String,
+        registry: String,
+        cause: String,
+    },
+    #[error(
+        "cannot reach {}, where {registry} redirected the request for {what}: {}",
+        escape(target),
+        escape(cause)
+    )]
+    Redirected {
+        registry: String,
+        target: String,
+        what: String,
+        cause: String,
+    },
+    #[error(
+        "token service {} of {registry} sent a malformed reply: {}",
+        escape(realm),
+        escape(cause)
+    )]
+    BadTokenReply {
+        registry: String,
+        realm: String,
+        cause: String,
+    },
     #[error(transparent)]
     Store(#[from] kiln_store::Error),
-    #[error("{0}")]
+    #[error("{}", escape(.0))]
     Other(String),
 }
 

@@ -12,14 +12,17 @@ mod client;
 pub mod config;
 pub mod endpoint;
 mod error;
+mod limits;
 mod manifest;
 mod progress;
 mod pull;
 mod push;
 mod retry;
+mod transport;
 
 pub use client::{Client, ClientOptions};
 pub use error::{Error, Result};
+pub use limits::{Limits, DEFAULT_MAX_DOCUMENT};
 pub use progress::{BlobKind, Event, NoProgress, Progress};
 pub use pull::PulledImage;
 

@@ -13,11 +13,12 @@ use kiln_oci::oci_spec::image::{Descriptor, ImageManifest};
 use kiln_oci::{Digest, Platform, Reference};
 use kiln_store::Store;
 
-use crate::client::{oci_digest_reference, oci_reference, Client, Session};
+use crate::client::{Client, Session};
 use crate::error::{Error, Result};
 use crate::manifest::{self, Parsed};
 use crate::progress::{BlobKind, Event, Progress};
-use crate::retry::{classify, retry, Context, Failure};
+use crate::retry::{retry, Context, Failure};
+use crate::transport::{read_document, Body};
 
 /// What a pull stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,10 +54,10 @@ impl Client {
         let session = self.session(registry, progress).await?;
 
         let top = match reference.digest() {
-            Some(d) => oci_digest_reference(registry, repository, d),
-            None => oci_reference(registry, repository, reference.tag().unwrap_or("latest"))?,
+            Some(d) => d.to_string(),
+            None => reference.tag().unwrap_or("latest").to_string(),
         };
-        let bytes = fetch_manifest(&session, &top, registry, &name, progress).await?;
+        let bytes = fetch_manifest(&session, repository, &top, &name, progress).await?;
         let top_digest = Digest::sha256(&bytes);
         if let Some(want) = reference.digest() {
             if *want != top_digest {
@@ -74,10 +75,15 @@ impl Client {
             Parsed::Index(index) => {
                 let child = manifest::select(&index, platform, &name)?;
                 let child_digest = manifest::descriptor_digest(child, &name)?;
-                let child_ref = oci_digest_reference(registry, repository, &child_digest);
                 let child_name = format!("{}@{child_digest}", reference.name());
-                let child_bytes =
-                    fetch_manifest(&session, &child_ref, registry, &child_name, progress).await?;
+                let child_bytes = fetch_manifest(
+                    &session,
+                    repository,
+                    &child_digest.to_string(),
+                    &child_name,
+                    progress,
+                )
+                .await?;
                 let actual = Digest::sha256(&child_bytes);
                 if actual != child_digest {
                     return Err(Error::DigestMismatch {
@@ -107,6 +113,13 @@ impl Client {
         });
 
         let blobs = blob_list(&image, &name)?;
+        if blobs[0].size > session.limits.max_document {
+            return Err(Error::TooLarge {
+                what: format!("the image config {} of {name}", blobs[0].digest),
+                registry: registry.to_string(),
+                limit: session.limits.max_document,
+            });
+        }
         for b in &blobs {
             progress.event(Event::Waiting {
                 digest: b.digest,
@@ -114,14 +127,13 @@ impl Client {
                 size: b.size,
             });
         }
-        let blob_ref = oci_reference(registry, repository, "latest")?;
         let cx = Context {
             registry,
             name: &name,
             action: "pull",
         };
         let downloaded: Vec<u64> = futures_util::stream::iter(blobs.iter())
-            .map(|b| fetch_blob(&session, store, &blob_ref, b, &cx, progress))
+            .map(|b| fetch_blob(&session, store, repository, b, &cx, progress))
             .buffer_unordered(self.concurrency())
             .try_collect()
             .await?;
@@ -194,24 +206,26 @@ pub(crate) fn blob_list(image: &ImageManifest, name: &str) -> Result<Vec<Blob>> 
 
 async fn fetch_manifest(
     session: &Session,
-    reference: &oci_client::Reference,
-    registry: &str,
+    repository: &str,
+    reference: &str,
     name: &str,
     progress: &dyn Progress,
 ) -> Result<Vec<u8>> {
     let cx = Context {
-        registry,
+        registry: &session.registry,
         name,
         action: "pull",
     };
+    let what = format!("the manifest of {name}");
+    let accept = manifest::ACCEPTED.join(", ");
+    let limit = session.limits.max_document;
     retry(
         || async {
-            let (bytes, _) = session
-                .oci
-                .pull_manifest_raw(reference, &session.auth, manifest::ACCEPTED)
-                .await
-                .map_err(|e| classify(e, &cx))?;
-            Ok(bytes.to_vec())
+            let path = format!("manifests/{reference}");
+            let res = session
+                .get(repository, &path, Some(&accept), &cx, &what)
+                .await?;
+            read_document(res, &session.limits, limit, &what, cx.registry).await
         },
         |attempt, e| {
             progress.event(Event::Retrying {
@@ -228,7 +242,7 @@ async fn fetch_manifest(
 async fn fetch_blob(
     session: &Session,
     store: &Store,
-    reference: &oci_client::Reference,
+    repository: &str,
     blob: &Blob,
     cx: &Context<'_>,
     progress: &dyn Progress,
@@ -238,84 +252,8 @@ async fn fetch_blob(
         progress.event(Event::Exists { digest });
         return Ok(0);
     }
-    let digest_text = digest.to_string();
-    let mismatch = |actual: String| Error::DigestMismatch {
-        what: "blob",
-        name: cx.name.to_string(),
-        digest,
-        actual,
-    };
     let moved = retry(
-        || async {
-            let mut writer = store.ingest(Some(digest))?.expect_size(blob.size);
-            let mut stream = session
-                .oci
-                .pull_blob_stream(reference, digest_text.as_str())
-                .await
-                .map_err(|e| classify(e, cx))?;
-            progress.event(Event::Started {
-                digest,
-                size: blob.size,
-            });
-            while let Some(chunk) = stream.next().await {
-                let chunk = match chunk {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // oci-client checks the digest at the end of the
-                        // stream; a mismatch is final, a broken stream is not.
-                        if let Some(d) = e
-                            .get_ref()
-                            .and_then(|i| i.downcast_ref::<oci_client::errors::DigestError>())
-                        {
-                            return Err(Failure::fatal(mismatch(d.to_string())));
-                        }
-                        return Err(Failure::transient(Error::Refused {
-                            registry: cx.registry.to_string(),
-                            action: format!("download of blob {digest} for"),
-                            cause: format!("{} (connection lost)", crate::endpoint::describe(&e)),
-                        }));
-                    }
-                };
-                writer
-                    .write_all(&chunk)
-                    .map_err(|e| Failure::fatal(kiln_store::Error::Write(e).into()))?;
-                if writer.written() > blob.size {
-                    return Err(Failure::fatal(mismatch(format!(
-                        "more than the {} bytes its descriptor states",
-                        blob.size
-                    ))));
-                }
-                progress.event(Event::Bytes {
-                    digest,
-                    done: writer.written(),
-                    size: blob.size,
-                });
-            }
-            let written = writer.written();
-            if written < blob.size {
-                // The body ended early without a transport error.
-                return Err(Failure::transient(Error::Refused {
-                    registry: cx.registry.to_string(),
-                    action: format!("download of blob {digest} for"),
-                    cause: format!("connection closed after {written} of {} bytes", blob.size),
-                }));
-            }
-            let committed = tokio::task::spawn_blocking(move || writer.commit())
-                .await
-                .map_err(|e| {
-                    Failure::fatal(Error::Other(format!("blob commit task failed: {e}")))
-                })?;
-            match committed {
-                Ok((_, size)) => Ok(size),
-                Err(kiln_store::Error::DigestMismatch { actual, .. }) => {
-                    Err(Failure::fatal(mismatch(actual.to_string())))
-                }
-                Err(kiln_store::Error::SizeMismatch { actual, .. }) => {
-                    Err(Failure::fatal(mismatch(format!("{actual} bytes"))))
-                }
-                Err(e) => Err(Failure::fatal(e.into())),
-            }
-        },
+        || download(session, store, repository, blob, cx, progress),
         |attempt, e| {
             progress.event(Event::Retrying {
                 digest: Some(digest),
@@ -327,4 +265,84 @@ async fn fetch_blob(
     .await?;
     progress.event(Event::Done { digest });
     Ok(moved)
+}
+
+/// One attempt at a blob: streamed into the store's verifying ingest, never
+/// more than its descriptor's size.
+async fn download(
+    session: &Session,
+    store: &Store,
+    repository: &str,
+    blob: &Blob,
+    cx: &Context<'_>,
+    progress: &dyn Progress,
+) -> Result<u64, Failure> {
+    let digest = blob.digest;
+    let mismatch = |actual: String| Error::DigestMismatch {
+        what: "blob",
+        name: cx.name.to_string(),
+        digest,
+        actual,
+    };
+    let what = format!("blob {digest} of {}", cx.name);
+    let mut writer = store.ingest(Some(digest))?.expect_size(blob.size);
+    let res = session
+        .get(repository, &format!("blobs/{digest}"), None, cx, &what)
+        .await
+        .map_err(|f| match f.error {
+            Error::ManifestUnknown { .. } => Failure::fatal(Error::BlobUnknown {
+                name: cx.name.to_string(),
+                digest,
+            }),
+            _ => f,
+        })?;
+    if let Some(len) = res.content_length().filter(|n| *n > blob.size) {
+        return Err(Failure::fatal(mismatch(format!(
+            "the registry announces {len} bytes, more than the {} its descriptor states",
+            blob.size
+        ))));
+    }
+    progress.event(Event::Started {
+        digest,
+        size: blob.size,
+    });
+    let mut body = Body::new(res, &session.limits, &what, cx.registry);
+    while let Some(chunk) = body.chunk().await? {
+        if writer.written() + chunk.len() as u64 > blob.size {
+            return Err(Failure::fatal(mismatch(format!(
+                "more than the {} bytes its descriptor states",
+                blob.size
+            ))));
+        }
+        writer
+            .write_all(&chunk)
+            .map_err(|e| Failure::fatal(kiln_store::Error::Write(e).into()))?;
+        progress.event(Event::Bytes {
+            digest,
+            done: writer.written(),
+            size: blob.size,
+        });
+    }
+    let written = writer.written();
+    if written < blob.size {
+        // The body ended early without a transport error.
+        return Err(Failure::transient(Error::Stalled {
+            what,
+            registry: cx.registry.to_string(),
+            cause: format!("connection closed after {written} of {} bytes", blob.size),
+        }));
+    }
+    let committed = tokio::task::spawn_blocking(move || writer.commit())
+        .await
+        .map_err(|e| Failure::fatal(Error::Other(format!("blob commit task failed: {e}"))))?;
+    match committed {
+        Ok((_, size)) => Ok(size),
+        Err(kiln_store::Error::DigestMismatch { actual, .. }) => {
+            Err(Failure::fatal(mismatch(actual.to_string())))
+        }
+        Err(kiln_store::Error::SizeMismatch { actual, .. }) => {
+            Err(Failure::fatal(mismatch(format!("{actual} bytes"))))
+        }
+        Err(e) => Err(Failure::fatal(e.into())),
+    }
 }

@@ -155,7 +155,7 @@ pub fn classify(e: OciDistributionError, cx: &Context<'_>) -> Failure {
     }
 }
 
-fn status_failure(code: u16, message: String, cx: &Context<'_>) -> Failure {
+pub(crate) fn status_failure(code: u16, message: String, cx: &Context<'_>) -> Failure {
     let message = message.trim().to_string();
     match code {
         401 => Failure::fatal(Error::Unauthorized {

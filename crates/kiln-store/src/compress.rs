@@ -22,6 +22,21 @@ pub(crate) fn detect(prefix: &[u8]) -> Compression {
 pub(crate) fn decompress<'a>(reader: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
     let mut buf = BufReader::with_capacity(256 * 1024, reader);
     let kind = detect(buf.fill_buf()?);
+    buffered_decoder(buf, kind)
+}
+
+/// The plain bytes of a stream compressed as a media type says.
+pub(crate) fn decoder<'a>(
+    reader: impl Read + 'a,
+    kind: Compression,
+) -> io::Result<Box<dyn Read + 'a>> {
+    buffered_decoder(BufReader::with_capacity(256 * 1024, reader), kind)
+}
+
+fn buffered_decoder<'a>(
+    buf: impl BufRead + 'a,
+    kind: Compression,
+) -> io::Result<Box<dyn Read + 'a>> {
     Ok(match kind {
         Compression::None => Box::new(buf),
         Compression::Gzip => Box::new(MultiGzDecoder::new(buf)),

@@ -10,7 +10,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file-system operation failed; `action` says what kiln was doing.
-    #[error("{action} {}", path.display())]
+    #[error("{action} {}", kiln_oci::escape(&path.to_string_lossy()))]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -46,7 +46,13 @@ pub enum Error {
     ImageNotFound { name: String },
     #[error("image name {name:?} is ambiguous: it matches {count} images")]
     Ambiguous { name: String, count: usize },
-    #[error("{what} is not valid: {reason}")]
+    /// `what` and `reason` often quote an archive or image (entry names,
+    /// tar parse errors): they are printed escaped.
+    #[error(
+        "{} is not valid: {}",
+        kiln_oci::escape(what),
+        kiln_oci::escape(reason)
+    )]
     Invalid { what: String, reason: String },
     #[error("{what} has unsupported media type {media_type:?}")]
     UnsupportedMediaType { what: String, media_type: String },
@@ -89,5 +95,19 @@ pub(crate) trait IoContext<T> {
 impl<T> IoContext<T> for io::Result<T> {
     fn ctx(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T> {
         self.map_err(|e| Error::io(action, path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_input_is_printed_escaped() {
+        let e = Error::invalid("archive entry a\u{1b}]0;t\u{7}", "bad \u{1b}[2J field");
+        assert_eq!(
+            e.to_string(),
+            "archive entry a\\u{1b}]0;t\\u{7} is not valid: bad \\u{1b}[2J field"
+        );
     }
 }

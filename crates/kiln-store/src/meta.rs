@@ -3,9 +3,8 @@
 //! writes a layer and already knows them records them for free.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 
-use flate2::read::MultiGzDecoder;
 use kiln_oci::media_type::{self as mt, Compression};
 use kiln_oci::oci_spec::image::Descriptor;
 use kiln_oci::{DiffId, Digest, HashingWriter};
@@ -65,14 +64,8 @@ impl Store {
 
     fn compute_layer_info(&self, digest: &Digest, compression: Compression) -> Result<LayerInfo> {
         let path = self.blob_path(digest);
-        let file = io::BufReader::with_capacity(1 << 20, self.open_blob(digest)?);
-        let mut reader: Box<dyn Read> = match compression {
-            Compression::None => Box::new(file),
-            Compression::Gzip => Box::new(MultiGzDecoder::new(file)),
-            Compression::Zstd => {
-                Box::new(zstd::Decoder::with_buffer(file).ctx("starting zstd decoder for", &path)?)
-            }
-        };
+        let mut reader = crate::compress::decoder(self.open_blob(digest)?, compression)
+            .ctx("starting a decoder for", &path)?;
         let mut hasher = HashingWriter::new(io::sink());
         io::copy(&mut reader, &mut hasher).map_err(|e| {
             Error::invalid(format!("layer {digest}"), format!("cannot decompress: {e}"))

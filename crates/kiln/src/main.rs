@@ -109,8 +109,26 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", printable(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
+}
+
+/// A message made safe for the terminal line by line: whatever untrusted
+/// text reached it unescaped (a library's message quoting a registry or an
+/// archive) cannot send control sequences. Already escaped text, line
+/// breaks and tabs (a Dockerfile line shown in an error) are kept.
+fn printable(message: &str) -> String {
+    let escape_line = |line: &str| {
+        line.split('\t')
+            .map(|part| kiln_oci::escape(part).into_owned())
+            .collect::<Vec<_>>()
+            .join("\t")
+    };
+    message
+        .split('\n')
+        .map(escape_line)
+        .collect::<Vec<_>>()
+        .join("\n")
 }

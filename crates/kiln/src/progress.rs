@@ -258,9 +258,9 @@ impl Progress for Renderer {
                 Mode::Quiet => {}
                 _ => match &self.multi {
                     Some(m) => {
-                        let _ = m.println(format!("WARNING: {message}"));
+                        let _ = m.println(format!("WARNING: {}", kiln_oci::escape(&message)));
                     }
-                    None => self.plain(&format!("WARNING: {message}")),
+                    None => self.plain(&format!("WARNING: {}", kiln_oci::escape(&message))),
                 },
             },
         }

@@ -9,11 +9,11 @@ use std::path::{Component, Path, PathBuf};
 
 use kiln_oci::media_type as mt;
 use kiln_oci::oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
-use kiln_oci::{Compression, DiffId, Digest, HashingWriter, Reference};
+use kiln_oci::{Compression, DiffId, Digest, Reference};
 
 use crate::compress;
 
-use super::DockerManifestEntry;
+use super::{verify, DockerManifestEntry};
 use crate::blob::PreparedBlob;
 use crate::error::{Error, Result};
 use crate::meta::LayerInfo;
@@ -277,11 +277,13 @@ fn load_oci(store: &Store, staged: &Staged, out: &mut Output) -> Result<()> {
         let names: Vec<Reference> = name_of(desc).into_iter().collect();
         if mt::is_index(&media_type) {
             let child_index: ImageIndex = oci_blob(store, staged, out, &digest, "image index")?;
+            sized(store, staged, desc, &digest, "image index")?;
             let mut any = None;
             for child in child_index.manifests() {
                 let cd = checked_digest(child, "index entry")?;
                 if staged.has_blob(store, &cd) {
                     any = Some(oci_manifest(store, staged, out, &cd)?);
+                    sized(store, staged, child, &cd, "image manifest")?;
                 }
             }
             let config = any.ok_or_else(|| {
@@ -293,6 +295,7 @@ fn load_oci(store: &Store, staged: &Staged, out: &mut Output) -> Result<()> {
             out.add(names, desc.clone(), config)?;
         } else if mt::is_manifest(&media_type) {
             let config = oci_manifest(store, staged, out, &digest)?;
+            sized(store, staged, desc, &digest, "image manifest")?;
             let mut d = Descriptor::new(desc.media_type().clone(), desc.size(), digest);
             d.set_platform(desc.platform().clone());
             out.add(names, d, config)?;
@@ -306,7 +309,8 @@ fn load_oci(store: &Store, staged: &Staged, out: &mut Output) -> Result<()> {
     Ok(())
 }
 
-/// Checks a manifest and everything it needs is in the archive or store;
+/// Checks a manifest and everything it needs is in the archive or store,
+/// with the sizes its descriptors state and the diff_ids its config lists;
 /// returns its config digest.
 fn oci_manifest(
     store: &Store,
@@ -323,25 +327,69 @@ fn oci_manifest(
             media_type: ct,
         });
     }
-    let _: ImageConfiguration = oci_blob(store, staged, out, &config, "image config")?;
-    for layer in m.layers() {
+    let image: ImageConfiguration = oci_blob(store, staged, out, &config, "image config")?;
+    sized(store, staged, m.config(), &config, "image config")?;
+    let diff_ids = image.rootfs().diff_ids();
+    if diff_ids.len() != m.layers().len() {
+        return Err(Error::invalid(
+            format!("archive image manifest {digest}"),
+            format!(
+                "it lists {} layers but its config has {} diff_ids",
+                m.layers().len(),
+                diff_ids.len()
+            ),
+        ));
+    }
+    for (layer, want) in m.layers().iter().zip(diff_ids) {
         let lt = layer.media_type().to_string();
         let ld = checked_digest(layer, "layer descriptor")?;
-        if mt::layer_compression(&lt).is_none() {
+        let Some(compression) = mt::layer_compression(&lt) else {
             return Err(Error::UnsupportedMediaType {
                 what: format!("layer {ld} of manifest {digest}"),
                 media_type: lt,
             });
+        };
+        let what = format!("layer of manifest {digest}");
+        let path = require_blob(store, staged, out, &ld, &what)?;
+        sized(store, staged, layer, &ld, &what)?;
+        let want: DiffId = want
+            .parse()
+            .map_err(|e| Error::invalid(format!("archive image config {config}"), e))?;
+        let what = format!("archive layer {ld} of manifest {digest}");
+        let info = match staged.blobs.get(&path) {
+            Some(b) => verify::verify_layer(store, b.reopen()?, compression, &want, &what)?,
+            None => store.layer_info(layer)?,
+        };
+        if info.diff_id != want {
+            return Err(Error::invalid(
+                what,
+                format!(
+                    "its content hashes to {} but the image config expects diff_id {want}",
+                    info.diff_id
+                ),
+            ));
         }
-        require_blob(
-            store,
-            staged,
-            out,
-            &ld,
-            &format!("layer of manifest {digest}"),
-        )?;
+        out.layer_infos.push((ld, info));
     }
     Ok(config)
+}
+
+/// Refuses a descriptor whose size is not the size of the blob it names.
+fn sized(
+    store: &Store,
+    staged: &Staged,
+    desc: &Descriptor,
+    digest: &Digest,
+    what: &str,
+) -> Result<()> {
+    let path = format!("blobs/sha256/{}", digest.hex());
+    let actual = match staged.blobs.get(&path) {
+        Some(b) => b.size(),
+        None => std::fs::metadata(store.blob_path(digest))
+            .map_err(|e| Error::io("reading the size of", store.blob_path(digest), e))?
+            .len(),
+    };
+    verify::check_size(what, digest, desc.size(), actual)
 }
 
 fn oci_blob<T: serde::de::DeserializeOwned>(
@@ -477,26 +525,22 @@ fn docker_layer(
     want: DiffId,
     out: &mut Output,
 ) -> Result<Descriptor> {
-    let what = || format!("archive layer {path}");
+    let what = format!("archive layer {path}");
     let mut head = [0u8; 4];
     let n = blob
         .reopen()?
         .read(&mut head)
-        .map_err(|e| Error::invalid(what(), e))?;
+        .map_err(|e| Error::invalid(&what, e))?;
     let kind = compress::detect(&head[..n]);
-    let plain = compress::decompress(blob.reopen()?).map_err(|e| Error::invalid(what(), e))?;
-    let mut plain = kiln_oci::HashingReader::new(plain);
+    let info = verify::verify_layer(store, blob.reopen()?, kind, &want, &what)?;
     let (media_type, digest, size) = if kind == Compression::None {
         let mut gz = compress::gzip(store.ingest(None)?);
-        io::copy(&mut plain, &mut gz).map_err(|e| Error::invalid(what(), e))?;
-        let w = gz.finish().map_err(Error::Write)?;
-        let prepared = w.finish()?;
+        io::copy(&mut blob.reopen()?, &mut gz).map_err(|e| Error::invalid(&what, e))?;
+        let prepared = gz.finish().map_err(Error::Write)?.finish()?;
         let r = (mt::OCI_LAYER_GZIP, prepared.digest(), prepared.size());
         out.made.push(prepared);
         r
     } else {
-        io::copy(&mut plain, &mut HashingWriter::new(io::sink()))
-            .map_err(|e| Error::invalid(what(), e))?;
         if !out.used.iter().any(|p| p == path) {
             out.used.push(path.to_string());
         }
@@ -507,19 +551,6 @@ fn docker_layer(
         };
         (mt, blob.digest(), blob.size())
     };
-    let (_, actual, uncompressed) = plain.finish();
-    if actual != *want.digest() {
-        return Err(Error::invalid(
-            what(),
-            format!("its content hashes to {actual} but the image config expects diff_id {want}"),
-        ));
-    }
-    out.layer_infos.push((
-        digest,
-        LayerInfo {
-            diff_id: want,
-            uncompressed_size: uncompressed,
-        },
-    ));
+    out.layer_infos.push((digest, info));
     Ok(Descriptor::new(media_type.into(), size, digest))
 }

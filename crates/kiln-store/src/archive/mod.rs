@@ -5,6 +5,7 @@
 
 mod load;
 mod save;
+mod verify;
 
 pub use load::{load, LoadReport, LoadedImage};
 pub use save::{save, save_images, SaveItem};

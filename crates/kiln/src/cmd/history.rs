@@ -69,7 +69,8 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             .as_deref()
             .map(created_since)
             .unwrap_or_default();
-        let by = h.created_by().clone().unwrap_or_default();
+        // From the image's config: an untrusted image may put escapes there.
+        let by = kiln_oci::escape(h.created_by().as_deref().unwrap_or_default()).into_owned();
         let by = if args.no_trunc || by.chars().count() <= 45 {
             by
         } else {
@@ -80,7 +81,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         } else {
             size.to_string()
         };
-        let comment = h.comment().clone().unwrap_or_default();
+        let comment = kiln_oci::escape(h.comment().as_deref().unwrap_or_default()).into_owned();
         writeln!(
             out,
             "{image:<15} {created:<23} {by:<48} {size:<10} {comment}"

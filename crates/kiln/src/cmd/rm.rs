@@ -18,7 +18,8 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for name in &args.images {
         if let Err(e) = remove(&store, name) {
-            eprintln!("error: removing {name}: {e:#}");
+            let message = format!("removing {name}: {e:#}");
+            eprintln!("error: {}", kiln_oci::escape(&message));
             failed = true;
         }
     }
