@@ -65,14 +65,11 @@ fn setup_first(repo: &Path, script: &str, depth: usize) -> Result<bool, String> 
                     line.trim()
                 ));
             }
-            match script_in(&word).as_deref() {
-                Some(SETUP) => return Ok(true),
-                Some(callee) if callee != script => {
-                    if setup_first(repo, callee, depth + 1)? {
-                        return Ok(true);
-                    }
-                }
-                _ => {}
+            let Some(callee) = script_in(&word) else {
+                continue;
+            };
+            if callee == SETUP || (callee != script && setup_first(repo, &callee, depth + 1)?) {
+                return Ok(true);
             }
         }
     }
