@@ -2,7 +2,7 @@
 # Quick start: builds kiln, makes the local base images, then builds every
 # example with kiln and runs it. Run as root from anywhere (no sudo needed):
 #
-#     examples/build-all.sh
+#     examples/build-all.sh [EXAMPLE...]     (default: all of them)
 #
 # KILN_ROOT (default /var/lib/kiln) is kiln's store; KILN, a kiln binary to
 # use instead of building one. Images run with
@@ -10,6 +10,11 @@
 # (`kiln save | docker load`) and run there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+all=(go-scratch c-static python-venv builder-pattern source-mounted)
+if (($#)); then examples=("$@"); else examples=("${all[@]}"); fi
+for ex in "${examples[@]}"; do
+    [[ " ${all[*]} " == *" $ex "* ]] || { echo "build-all.sh: no example \"$ex\" (examples: ${all[*]})" >&2; exit 2; }
+done
 [[ $(id -u) == 0 ]] || { echo "build-all.sh: run as root (kiln mounts overlayfs and starts containers)" >&2; exit 1; }
 export PATH="$HOME/.cargo/bin:$PATH"
 
@@ -46,30 +51,37 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp -r examples/. "$work/"
 
-example() { echo; echo "== $1"; cd "$work/$1"; }
+# Each example, exactly as its README builds and runs it (in its directory).
+go-scratch() {
+    kiln build -t go-scratch .
+    run_image go-scratch
+}
+c-static() {
+    kiln build -t c-static .
+    run_image c-static
+}
+python-venv() {
+    kiln build -t python-venv .
+    run_image python-venv
+}
+builder-pattern() {
+    kiln build -f Dockerfile.build -o type=local,dest=out .
+    kiln build -t builder-pattern -f Dockerfile out
+    run_image builder-pattern
+}
+source-mounted() {
+    kiln build -t golang:local -f toolchain.Dockerfile .
+    kiln run --rm -v "$PWD:/src" -w /src golang:local go build -ldflags="-s -w" -o greet .
+    kiln build -t source-mounted .
+    run_image source-mounted
+}
 
-example go-scratch
-kiln build -t go-scratch .
-run_image go-scratch
-
-example c-static
-kiln build -t c-static .
-run_image c-static
-
-example python-venv
-kiln build -t python-venv .
-run_image python-venv
-
-example builder-pattern
-kiln build -f Dockerfile.build -o type=local,dest=out .
-kiln build -t builder-pattern -f Dockerfile out
-run_image builder-pattern
-
-example source-mounted
-kiln build -t golang:local -f toolchain.Dockerfile .
-kiln run --rm -v "$PWD:/src" -w /src golang:local go build -ldflags="-s -w" -o greet .
-kiln build -t source-mounted .
-run_image source-mounted
+for ex in "${examples[@]}"; do
+    echo
+    echo "== $ex"
+    cd "$work/$ex"
+    "$ex"
+done
 
 echo
 echo "== image sizes"

@@ -2,10 +2,12 @@
 //!
 //! A runtime creates a missing mountpoint (`/etc/resolv.conf`, a bind mount
 //! target, `/proc` in a `FROM scratch` rootfs) and leaves it behind, so it
-//! would end up in the step's layer. Like BuildKit, we create the missing
-//! ones ourselves before the container starts, remember exactly what we
-//! created, and remove it afterwards (a created directory only if it is still
-//! empty, a created file only if it is still an empty regular file). The
+//! would end up in the step's layer. We create the missing ones ourselves
+//! before the container starts, remember exactly what we created, and remove
+//! it afterwards (a created directory only if it is still empty, a created
+//! file only if it is still an empty regular file). BuildKit's stub cleaner
+//! does this for `/etc/resolv.conf`, `/etc/hosts` and mount targets only; we
+//! also remove empty `/dev`, `/proc` and `/sys` stubs, by choice (docs/exec.md). The
 //! modification times of the pre-existing directories we touched are put back
 //! when nothing else changed them, so the diff holds only the process's own
 //! changes. The working directory is created (0755) and kept, as Docker does.

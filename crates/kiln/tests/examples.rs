@@ -1,143 +1,73 @@
-//! Every example in `examples/` is built with kiln the way its README says,
-//! exported with `kiln save`, loaded into Docker and run there, and run with
-//! `kiln run`; both outputs must contain what the README promises. Examples kiln cannot build yet are
-//! listed in `examples/KNOWN_FAILURES` (a listed example that passes fails
-//! the test, so the list stays honest).
+//! The README's quick start, tested as written: `examples/build-all.sh` runs
+//! with the kiln binary under test (`KILN=`) and a fresh store
+//! (`KILN_ROOT=`), so it installs, builds every example with kiln and runs it
+//! with `kiln run`, exactly as a user's first command does. Each example's
+//! section of the script's output must hold what its README promises; then
+//! each image is exported with `kiln save`, loaded into the real Docker and
+//! run there, with the same promise checked.
 //!
-//! `KILN_EXAMPLES=a,b` runs only these examples.
+//! `KILN_EXAMPLES=a,b` runs only these examples (passed to the script).
 
 mod common;
 
-use std::path::Path;
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
 
-use common::engine::{run, Kiln, BUILD_TIMEOUT};
+use common::engine::{kiln_bin, run, Kiln, BUILD_TIMEOUT};
 
-/// How an example is built: kiln invocations (without `--root`), run in the
-/// example's directory. `{tag}` is replaced by the image name under test.
+/// An example and the lines its program's output must contain.
 struct Example {
     name: &'static str,
-    steps: &'static [&'static [&'static str]],
-    /// Lines the program's output must contain.
     expect: &'static [&'static str],
 }
 
 const EXAMPLES: &[Example] = &[
     Example {
         name: "go-scratch",
-        steps: &[&["build", "--progress", "plain", "-t", "{tag}", "."]],
         expect: &[
             "hello from a static Go binary (go1.",
             "CA bundle loaded: HTTPS would work",
         ],
     },
     Example {
+        name: "c-static",
+        expect: &["hello from static C on Linux"],
+    },
+    Example {
+        name: "python-venv",
+        expect: &["python venv example", "| venv   | /venv   |"],
+    },
+    Example {
         name: "builder-pattern",
-        steps: &[
-            &[
-                "build",
-                "--progress",
-                "plain",
-                "-f",
-                "Dockerfile.build",
-                "-o",
-                "type=local,dest=out",
-                ".",
-            ],
-            &[
-                "build",
-                "--progress",
-                "plain",
-                "-f",
-                "Dockerfile",
-                "-t",
-                "{tag}",
-                "out",
-            ],
-        ],
         expect: &["builder pattern: 11 words"],
     },
     Example {
         name: "source-mounted",
-        steps: &[
-            &[
-                "build",
-                "--progress",
-                "plain",
-                "-t",
-                "golang:local",
-                "-f",
-                "toolchain.Dockerfile",
-                ".",
-            ],
-            &[
-                "run",
-                "--rm",
-                "-v",
-                "{dir}:/src",
-                "-w",
-                "/src",
-                "golang:local",
-                "go",
-                "build",
-                "-ldflags=-s -w",
-                "-o",
-                "greet",
-                ".",
-            ],
-            &["build", "--progress", "plain", "-t", "{tag}", "."],
-        ],
         expect: &["built with the source mounted, not copied"],
-    },
-    Example {
-        name: "python-venv",
-        steps: &[&["build", "--progress", "plain", "-t", "{tag}", "."]],
-        expect: &["python venv example", "| venv   | /venv   |"],
-    },
-    Example {
-        name: "c-static",
-        steps: &[&["build", "--progress", "plain", "-t", "{tag}", "."]],
-        expect: &["hello from static C on Linux"],
     },
 ];
 
-/// Builds one example with kiln, loads it into Docker, runs it there and
-/// with `kiln run`, and checks both outputs. Returns Docker's on success.
-fn build_and_run(kiln: &Kiln, ex: &Example, dir: &Path, tag: &str) -> Result<String, String> {
-    for step in ex.steps {
-        let args: Vec<String> = step
-            .iter()
-            .map(|a| {
-                a.replace("{tag}", tag)
-                    .replace("{dir}", &dir.display().to_string())
-            })
-            .collect();
-        let mut cmd = kiln.cmd();
-        cmd.args(&args).current_dir(dir);
-        run(&mut cmd, BUILD_TIMEOUT).map_err(|e| format!("kiln {}: {e}", args.join(" ")))?;
+/// The whole script: every example's toolchain install and build.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The script's stdout cut at its `== NAME` headers: header → text below it.
+fn sections(output: &str) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    let mut current = String::new();
+    for line in output.lines() {
+        if let Some(name) = line.strip_prefix("== ") {
+            current = name.trim().to_string();
+            out.entry(current.clone()).or_default();
+        } else if let Some(text) = out.get_mut(&current) {
+            text.push_str(line);
+            text.push('\n');
+        }
     }
-    let archive = dir.join("image.tar");
-    let mut save = kiln.cmd();
-    save.arg("save").arg("-o").arg(&archive).arg(tag);
-    run(&mut save, BUILD_TIMEOUT).map_err(|e| format!("kiln save: {e}"))?;
-    let mut load = kiln_testkit::docker();
-    load.arg("load").arg("-i").arg(&archive);
-    run(&mut load, BUILD_TIMEOUT).map_err(|e| format!("docker load of kiln's archive: {e}"))?;
-    let mut docker_run = kiln_testkit::docker();
-    docker_run.args(["run", "--rm", tag]);
-    let output = run(&mut docker_run, BUILD_TIMEOUT);
-    let _ = kiln_testkit::docker().args(["rmi", tag]).output();
-    let output = output.map_err(|e| format!("docker run: {e}"))?;
-    check_output(ex, "docker run", &output)?;
-    // The README runs it with `kiln run`, too.
-    let mut kiln_run = kiln.cmd();
-    kiln_run.args(["run", "--rm", tag]);
-    let kiln_output = run(&mut kiln_run, BUILD_TIMEOUT).map_err(|e| format!("kiln run: {e}"))?;
-    check_output(ex, "kiln run", &kiln_output)?;
-    Ok(output)
+    out
 }
 
-/// Whether `output` (of `how`) has every line the example promises.
+/// Whether `output` (of `how`) has every line `ex` promises.
 fn check_output(ex: &Example, how: &str, output: &str) -> Result<(), String> {
     let missing: Vec<&&str> = ex
         .expect
@@ -154,77 +84,98 @@ fn check_output(ex: &Example, how: &str, output: &str) -> Result<(), String> {
     }
 }
 
+/// The image the script built for `ex`, saved by kiln, loaded into Docker
+/// under a name unique to this process, and run there.
+fn run_in_docker(kiln: &Kiln, ex: &Example) -> Result<(), String> {
+    let tag = format!("kiln-example-{}:{}", ex.name, std::process::id());
+    let scratch = kiln_testkit::tempdir();
+    let archive = scratch.path().join("image.tar");
+    run(kiln.cmd().args(["tag", ex.name, &tag]), BUILD_TIMEOUT)
+        .map_err(|e| format!("kiln tag: {e}"))?;
+    let mut save = kiln.cmd();
+    save.arg("save").arg("-o").arg(&archive).arg(&tag);
+    run(&mut save, BUILD_TIMEOUT).map_err(|e| format!("kiln save: {e}"))?;
+    let mut load = kiln_testkit::docker();
+    load.arg("load").arg("-i").arg(&archive);
+    run(&mut load, BUILD_TIMEOUT).map_err(|e| format!("docker load of kiln's archive: {e}"))?;
+    let output = run(
+        kiln_testkit::docker().args(["run", "--rm", &tag]),
+        BUILD_TIMEOUT,
+    );
+    let _ = kiln_testkit::docker().args(["rmi", &tag]).output();
+    check_output(
+        ex,
+        "docker run",
+        &output.map_err(|e| format!("docker run: {e}"))?,
+    )
+}
+
+/// Every directory in `examples/` is an example the script and this test know.
+fn check_example_list() {
+    let dir = common::repo_root().join("examples");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .expect("read examples/")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    let mut known: Vec<String> = EXAMPLES.iter().map(|e| e.name.to_string()).collect();
+    known.sort();
+    assert_eq!(
+        on_disk, known,
+        "examples/ and this test's EXAMPLES list differ: add the example to both \
+         examples/build-all.sh and EXAMPLES"
+    );
+    for ex in EXAMPLES {
+        assert!(
+            dir.join(ex.name).join("README.md").is_file(),
+            "example {} has no README.md",
+            ex.name
+        );
+    }
+}
+
 #[test]
-fn examples_build_with_kiln_and_run_in_docker() {
+fn quick_start_script_builds_and_runs_every_example() {
     if !kiln_testkit::require_root()
         || !kiln_testkit::require_docker()
         || !kiln_testkit::require_base_images()
     {
         return;
     }
-    let examples_dir = common::repo_root().join("examples");
-    for ex in EXAMPLES {
-        assert!(
-            examples_dir.join(ex.name).join("README.md").is_file(),
-            "example {} has no README.md",
-            ex.name
-        );
-    }
-    let known = common::known_failures(&examples_dir.join("KNOWN_FAILURES"));
-    for name in known.keys() {
-        assert!(
-            EXAMPLES.iter().any(|e| e.name == name),
-            "examples/KNOWN_FAILURES lists {name}, which is not an example"
-        );
-    }
-    let only: Option<Vec<String>> = std::env::var("KILN_EXAMPLES")
-        .ok()
-        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
+    check_example_list();
+    let only: Vec<String> = std::env::var("KILN_EXAMPLES")
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
+        .unwrap_or_default();
+    let selected: Vec<&Example> = EXAMPLES
+        .iter()
+        .filter(|e| only.is_empty() || only.iter().any(|n| n == e.name))
+        .collect();
 
-    // One store for all examples: they share the toolchain layers.
     let root = kiln_testkit::tempdir();
+    let repo = common::repo_root();
+    let mut script = Command::new(repo.join("examples/build-all.sh"));
+    script
+        .args(&only)
+        .env("KILN", kiln_bin())
+        .env("KILN_ROOT", root.path())
+        .current_dir(&repo);
+    let output = run(&mut script, SCRIPT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("the README's quick start failed:\n{e}"));
+    let sections = sections(&output);
     let kiln = Kiln::new(root.path());
-    let setup = kiln.import_base_images();
-    // Builds write into the example directory (out/, greet): use a copy.
-    let work = kiln_testkit::tempdir();
-
-    let mut report = Vec::new();
-    let mut bad = 0;
-    for ex in EXAMPLES {
-        if only
-            .as_ref()
-            .is_some_and(|o| !o.iter().any(|n| n == ex.name))
-        {
-            continue;
-        }
-        let dir = work.path().join(ex.name);
-        common::copy_tree(&examples_dir.join(ex.name), &dir).expect("copy example");
-        let tag = format!("kiln-example-{}:{}", ex.name, std::process::id());
-        let started = Instant::now();
-        let result = match &setup {
-            Ok(()) => build_and_run(&kiln, ex, &dir, &tag),
-            Err(e) => Err(e.clone()),
+    let mut problems = Vec::new();
+    for ex in &selected {
+        let result = match sections.get(ex.name) {
+            None => Err(format!("the script printed no `== {}` section", ex.name)),
+            Some(text) => check_output(ex, "examples/build-all.sh (kiln run)", text),
         };
-        let secs = started.elapsed().as_secs_f64();
-        match (result, known.get(ex.name)) {
-            (Ok(_), None) => report.push(format!("ok      {} ({secs:.0}s)", ex.name)),
-            (Ok(_), Some(_)) => {
-                bad += 1;
-                report.push(format!(
-                    "PASSES  {}, but examples/KNOWN_FAILURES lists it: remove the line",
-                    ex.name
-                ));
-            }
-            (Err(e), Some(reason)) => {
-                report.push(format!("KNOWN   {} ({reason}):\n    {e}", ex.name))
-            }
-            (Err(e), None) => {
-                bad += 1;
-                report.push(format!("FAILED  {} ({secs:.0}s):\n    {e}", ex.name));
-            }
+        let result = result.and_then(|()| run_in_docker(&kiln, ex));
+        match result {
+            Ok(()) => eprintln!("ok      {}", ex.name),
+            Err(e) => problems.push(format!("FAILED  {}:\n    {e}", ex.name)),
         }
     }
-    let report = report.join("\n");
-    eprintln!("{report}");
-    assert_eq!(bad, 0, "examples:\n{report}");
+    assert!(problems.is_empty(), "examples:\n{}", problems.join("\n"));
 }

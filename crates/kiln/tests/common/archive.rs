@@ -26,16 +26,36 @@ impl Image {
 }
 
 /// Reads the image named `name` (or the only image) from a docker-archive.
+/// The member a symlink member points to (`a/layer.tar` -> `../b/layer.tar` is `b/layer.tar`).
+fn member_link_target(member: &str, target: &Path) -> String {
+    let mut parts: Vec<String> = member.split('/').map(str::to_string).collect();
+    parts.pop();
+    for part in target.to_string_lossy().split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p.to_string()),
+        }
+    }
+    parts.join("/")
+}
+
 pub fn read_docker_archive(path: &Path, name: Option<&str>) -> Result<Image, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
     let mut members: HashMap<String, Vec<u8>> = HashMap::new();
+    // `docker save` writes a layer that repeats an earlier one (two
+    // identical COPY steps) as a symlink to the first one's layer.tar.
+    let mut links: Vec<(String, String)> = Vec::new();
     let mut archive = tar::Archive::new(file);
     for entry in archive
         .entries()
         .map_err(|e| format!("{}: not a tar: {e}", path.display()))?
     {
         let mut entry = entry.map_err(|e| format!("{}: bad tar entry: {e}", path.display()))?;
-        if entry.header().entry_type() != tar::EntryType::Regular {
+        let kind = entry.header().entry_type();
+        if kind != tar::EntryType::Regular && kind != tar::EntryType::Symlink {
             continue;
         }
         let member = entry
@@ -44,11 +64,23 @@ pub fn read_docker_archive(path: &Path, name: Option<&str>) -> Result<Image, Str
             .to_string_lossy()
             .trim_start_matches("./")
             .to_string();
+        if kind == tar::EntryType::Symlink {
+            if let Some(target) = entry.link_name().ok().flatten() {
+                let resolved = member_link_target(&member, &target);
+                links.push((member, resolved));
+            }
+            continue;
+        }
         let mut data = Vec::new();
         entry
             .read_to_end(&mut data)
             .map_err(|e| format!("{}: reading {member}: {e}", path.display()))?;
         members.insert(member, data);
+    }
+    for (member, target) in links {
+        if let Some(data) = members.get(&target).cloned() {
+            members.insert(member, data);
+        }
     }
     let get = |member: &str| {
         members

@@ -36,6 +36,19 @@ pub struct Spec {
     pub difference: Vec<Difference>,
     #[serde(default)]
     pub expect: Expect,
+    /// Where a case written outside this project comes from.
+    #[serde(default)]
+    pub source: Option<Source>,
+}
+
+/// The upstream file (and test function or section) a case is adapted from,
+/// and its licence.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// e.g. `moby/buildkit frontend/dockerfile/dockerfile_copy_test.go testCopyWildcards`
+    pub upstream: String,
+    pub licence: String,
 }
 
 #[derive(Deserialize, Debug)]
@@ -172,6 +185,14 @@ impl Case {
                 "{}: a case Docker cannot build needs [expect] entries",
                 self.name
             ));
+        }
+        if let Some(src) = &self.spec.source {
+            if src.upstream.trim().is_empty() || src.licence.trim().is_empty() {
+                return Err(format!(
+                    "{}: [source] needs the upstream file and its licence",
+                    self.name
+                ));
+            }
         }
         for d in &self.spec.difference {
             if d.path.is_none() == d.config.is_none() {
