@@ -185,7 +185,9 @@ impl Client {
             use_monolithic_push: true,
             platform_resolver: None,
             connect_timeout: Some(std::time::Duration::from_secs(30)),
-            read_timeout: Some(self.opts.limits.idle_timeout),
+            // No read_timeout: reqwest's runs from the start of a request
+            // to the reply, so it would cut long uploads. push.rs bounds
+            // each request and watches upload speed itself.
             ..ClientConfig::default()
         });
         // An open registry needs no auth handling at all; registering auth

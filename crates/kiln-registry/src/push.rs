@@ -19,6 +19,7 @@ use crate::manifest::{self, Parsed};
 use crate::progress::{Event, Progress};
 use crate::pull::{blob_list, Blob};
 use crate::retry::{classify, retry, Context, Failure};
+use crate::transport::SpeedWatch;
 
 /// Bytes read from a blob file per upload chunk.
 const CHUNK: usize = 256 * 1024;
@@ -102,10 +103,13 @@ impl Client {
         };
         retry(
             || async {
-                session
-                    .oci
-                    .push_manifest_raw(&manifest_ref, raw.clone(), content_type.clone())
-                    .await
+                let what = format!("the reply to the manifest upload for {name}");
+                let put =
+                    session
+                        .oci
+                        .push_manifest_raw(&manifest_ref, raw.clone(), content_type.clone());
+                within(&session, &what, registry, put)
+                    .await?
                     .map_err(|e| classify(e, &cx))
             },
             |attempt, e| {
@@ -144,10 +148,10 @@ async fn push_blob(
     };
     let exists = retry(
         || async {
-            session
-                .oci
-                .blob_exists(target, &digest_text)
-                .await
+            let what = format!("the answer whether the registry has blob {digest}");
+            let head = session.oci.blob_exists(target, &digest_text);
+            within(session, &what, cx.registry, head)
+                .await?
                 .map_err(|e| classify(e, cx))
         },
         on_retry,
@@ -161,15 +165,18 @@ async fn push_blob(
         // A registry that cannot mount answers 202 and starts an ordinary
         // upload instead; oci-client reports that as an error, and the blob
         // is then uploaded below.
-        match session.oci.mount_blob(target, source, &digest_text).await {
-            Ok(()) => {
+        let what = format!("the reply to a mount of blob {digest}");
+        let mount = session.oci.mount_blob(target, source, &digest_text);
+        match within(session, &what, cx.registry, mount).await {
+            Ok(Ok(())) => {
                 progress.event(Event::Mounted {
                     digest,
                     from: source.repository().to_string(),
                 });
                 return Ok(());
             }
-            Err(e) => tracing::debug!(%digest, error = %e, "cross-repository mount failed"),
+            Ok(Err(e)) => tracing::debug!(%digest, error = %e, "cross-repository mount failed"),
+            Err(f) => tracing::debug!(%digest, error = %f.error, "cross-repository mount failed"),
         }
     }
     if !store.has_blob(&digest) {
@@ -193,16 +200,24 @@ async fn push_blob(
                 .push_blob_stream(target, body, &digest_text, Some(blob.size));
             tokio::pin!(upload);
             // The body stream must be 'static, so it only counts bytes; this
-            // loop turns the count into progress events while it runs.
+            // loop turns the count into progress events while it runs, and
+            // gives up on a registry that takes the bytes too slowly.
             let mut tick = tokio::time::interval(Duration::from_millis(100));
+            let mut watch = UploadWatch::new(&session.limits);
             let result = loop {
                 tokio::select! {
                     r = &mut upload => break r,
-                    _ = tick.tick() => progress.event(Event::Bytes {
-                        digest,
-                        done: sent.load(Ordering::Relaxed),
-                        size: blob.size,
-                    }),
+                    _ = tick.tick() => {
+                        let done = sent.load(Ordering::Relaxed);
+                        progress.event(Event::Bytes { digest, done, size: blob.size });
+                        if let Some(cause) = watch.check(done, blob.size) {
+                            return Err(Failure::transient(Error::Stalled {
+                                what: format!("the upload of blob {digest} for {}", cx.name),
+                                registry: cx.registry.to_string(),
+                                cause,
+                            }));
+                        }
+                    }
                 }
             };
             result.map_err(|e| classify(e, cx))?;
@@ -218,6 +233,58 @@ async fn push_blob(
     .await?;
     progress.event(Event::Done { digest });
     Ok(())
+}
+
+/// Bounds a request that moves little data: no reply within the idle
+/// timeout is a transient failure.
+async fn within<T>(
+    session: &Session,
+    what: &str,
+    registry: &str,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, Failure> {
+    let idle = session.limits.idle_timeout;
+    tokio::time::timeout(idle, fut).await.map_err(|_| {
+        Failure::transient(Error::Stalled {
+            what: what.to_string(),
+            registry: registry.to_string(),
+            cause: format!(
+                "no reply for {:.1} s (idle timeout; KILN_REGISTRY_IDLE_TIMEOUT)",
+                idle.as_secs_f64()
+            ),
+        })
+    })
+}
+
+/// Watches an upload: the low-speed limit while bytes go out, the idle
+/// timeout for the reply once all are sent.
+struct UploadWatch {
+    speed: SpeedWatch,
+    idle: Duration,
+    all_sent_at: Option<std::time::Instant>,
+}
+
+impl UploadWatch {
+    fn new(limits: &crate::Limits) -> UploadWatch {
+        UploadWatch {
+            speed: SpeedWatch::new(limits),
+            idle: limits.idle_timeout,
+            all_sent_at: None,
+        }
+    }
+
+    fn check(&mut self, sent: u64, size: u64) -> Option<String> {
+        if sent < size {
+            return self.speed.check(sent);
+        }
+        let since = *self.all_sent_at.get_or_insert_with(std::time::Instant::now);
+        (since.elapsed() > self.idle).then(|| {
+            format!(
+                "no reply for {:.1} s after the last byte (idle timeout; KILN_REGISTRY_IDLE_TIMEOUT)",
+                self.idle.as_secs_f64()
+            )
+        })
+    }
 }
 
 /// The file's content as a stream of chunks, counting bytes into `sent`.

@@ -25,14 +25,55 @@ const MAX_ERROR_BODY: u64 = 64 << 10;
 
 type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
+/// The low-speed limit: fed the running byte count of a transfer, says
+/// when too few bytes moved over the last `low_speed_time`.
+pub(crate) struct SpeedWatch {
+    limit: u64,
+    window: std::time::Duration,
+    window_start: Instant,
+    bytes_at_start: u64,
+}
+
+impl SpeedWatch {
+    pub fn new(limits: &Limits) -> SpeedWatch {
+        SpeedWatch {
+            limit: limits.low_speed_limit,
+            window: limits.low_speed_time,
+            window_start: Instant::now(),
+            bytes_at_start: 0,
+        }
+    }
+
+    /// `Some(cause)` when the transfer is too slow; `total` is the bytes
+    /// moved so far.
+    pub fn check(&mut self, total: u64) -> Option<String> {
+        let elapsed = self.window_start.elapsed();
+        if elapsed < self.window {
+            return None;
+        }
+        let moved = total.saturating_sub(self.bytes_at_start);
+        let secs = elapsed.as_secs_f64();
+        if (moved as f64) < self.limit as f64 * secs {
+            return Some(format!(
+                "only {moved} bytes moved in {secs:.1} s, below the low-speed limit of {}/s \
+                 (KILN_REGISTRY_LOW_SPEED_LIMIT, KILN_REGISTRY_LOW_SPEED_TIME)",
+                human(self.limit)
+            ));
+        }
+        self.window_start = Instant::now();
+        self.bytes_at_start = total;
+        None
+    }
+}
+
 /// A response body read under the idle timeout and the low-speed limit.
 pub(crate) struct Body<'a> {
     stream: ByteStream,
     limits: &'a Limits,
     what: &'a str,
     registry: &'a str,
-    window_start: Instant,
-    window_bytes: u64,
+    watch: SpeedWatch,
+    total: u64,
 }
 
 impl<'a> Body<'a> {
@@ -42,8 +83,8 @@ impl<'a> Body<'a> {
             limits,
             what,
             registry,
-            window_start: Instant::now(),
-            window_bytes: 0,
+            watch: SpeedWatch::new(limits),
+            total: 0,
         }
     }
 
@@ -72,20 +113,9 @@ impl<'a> Body<'a> {
             };
             self.stalled(cause)
         })?;
-        self.window_bytes += bytes.len() as u64;
-        let elapsed = self.window_start.elapsed();
-        if elapsed >= self.limits.low_speed_time {
-            let secs = elapsed.as_secs_f64();
-            if (self.window_bytes as f64) < self.limits.low_speed_limit as f64 * secs {
-                return Err(self.stalled(format!(
-                    "only {} bytes arrived in {secs:.1} s, below the low-speed limit of {}/s \
-                     (KILN_REGISTRY_LOW_SPEED_LIMIT, KILN_REGISTRY_LOW_SPEED_TIME)",
-                    self.window_bytes,
-                    human(self.limits.low_speed_limit)
-                )));
-            }
-            self.window_start = Instant::now();
-            self.window_bytes = 0;
+        self.total += bytes.len() as u64;
+        if let Some(cause) = self.watch.check(self.total) {
+            return Err(self.stalled(cause));
         }
         Ok(Some(bytes))
     }

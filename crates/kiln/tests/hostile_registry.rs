@@ -29,6 +29,8 @@ enum Mode {
     TrickleBlob,
     RedirectToDeadPort(u16),
     MalformedToken,
+    /// For pushes: accepts the upload, then never reads the body.
+    SinkUpload,
 }
 
 fn sha256(data: &[u8]) -> String {
@@ -101,6 +103,10 @@ fn handle(sock: TcpStream, mode: Mode, port: u16, img: &Image) -> std::io::Resul
             }
         }
         let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+        if mode == Mode::SinkUpload {
+            sink_upload(&mut out, &request, &path)?;
+            continue;
+        }
         respond(&mut out, &path, &auth, mode, port, img)?;
     }
 }
@@ -190,6 +196,22 @@ fn respond(
     }
 }
 
+fn sink_upload(out: &mut TcpStream, request: &str, path: &str) -> std::io::Result<()> {
+    if path == "/v2/" {
+        return reply(out, "200 OK", "", b"{}");
+    }
+    if request.starts_with("HEAD ") || request.starts_with("GET ") {
+        return reply(out, "404 Not Found", "", b"");
+    }
+    if request.starts_with("POST ") {
+        let location = "Location: /v2/sink/app/blobs/uploads/1\r\n";
+        return reply(out, "202 Accepted", location, b"");
+    }
+    // The PUT of the blob: take nothing, answer nothing.
+    std::thread::sleep(Duration::from_secs(3600));
+    Ok(())
+}
+
 /// Sends data as fast as the client takes it, until it hangs up.
 fn endless(out: &mut TcpStream, chunked: bool) -> std::io::Result<()> {
     let block = vec![b' '; 64 * 1024];
@@ -233,10 +255,18 @@ struct Outcome {
 
 /// Runs `kiln pull` against `port` with short timeouts, watching its memory.
 fn pull(root: &Path, port: u16) -> Outcome {
+    run(
+        root,
+        &["pull", "-q", &format!("127.0.0.1:{port}/hostile/app:v1")],
+    )
+}
+
+/// Runs kiln with `args` and short timeouts, watching its memory.
+fn run(root: &Path, args: &[&str]) -> Outcome {
     let mut child = Command::new(kiln_bin())
         .arg("--root")
         .arg(root)
-        .args(["pull", "-q", &format!("127.0.0.1:{port}/hostile/app:v1")])
+        .args(args)
         .env("DOCKER_CONFIG", root.join("no-docker-config"))
         .env("KILN_REGISTRY_IDLE_TIMEOUT", "1")
         .env("KILN_REGISTRY_LOW_SPEED_TIME", "2")
@@ -271,7 +301,7 @@ fn pull(root: &Path, port: u16) -> Outcome {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "kiln pull still running after 300 s; stderr: {}",
+                "kiln {args:?} still running after 300 s; stderr: {}",
                 reader.join().unwrap()
             );
         }
@@ -378,6 +408,52 @@ fn a_malformed_token_reply_says_what_is_malformed() {
     assert!(err.contains("<html>\\u{1b}]0;owned\\u{7}"), "{err}");
     assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
     assert!(!err.contains("authentication failed"), "{err}");
+}
+
+#[test]
+fn a_registry_that_stalls_uploads_is_given_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    // 32 MiB that gzip cannot shrink: more than the sockets buffer.
+    let rootfs = tmp.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let mut data = Vec::with_capacity(32 << 20);
+    while data.len() < 32 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(rootfs.join("noise"), &data).unwrap();
+    let out = Command::new(kiln_bin())
+        .arg("--root")
+        .arg(&root)
+        .arg("import")
+        .arg(&rootfs)
+        .arg("big:1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = serve(Mode::SinkUpload);
+    let dest = format!("127.0.0.1:{port}/sink/app:v1");
+    let out = run(&root, &["push", "-q", "big:1", &dest]);
+    let err = out.stderr;
+    eprintln!("SinkUpload: peak {} kB; {}", out.peak_kb, err.trim());
+    assert!(!out.success, "{err}");
+    assert!(err.contains("the upload of blob sha256:"), "{err}");
+    // The small config is all sent and never answered (idle timeout); the
+    // big layer stops moving (low-speed limit): whichever comes first.
+    assert!(
+        err.contains("low-speed limit") || err.contains("no reply for 1.0 s after the last byte"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(out.peak_kb < MAX_PEAK_KB, "peak {} kB", out.peak_kb);
 }
 
 /// The kiln under test; `KILN_TEST_BIN` points these tests at another build
