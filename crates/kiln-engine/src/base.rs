@@ -11,7 +11,6 @@ use crate::cache::{inputs, CacheKey, Inputs};
 use crate::error::{BuildError, Context};
 use crate::image::ImageConfig;
 use crate::layer::Layer;
-use crate::rootfs::ensure_snapshots;
 use crate::session::Session;
 
 pub struct BaseImage {
@@ -104,10 +103,8 @@ impl<'a> BaseImages<'a> {
                 ),
                 size: d.size(),
                 media_type: d.media_type().to_string(),
-                snapshot: Default::default(),
             });
         }
-        ensure_snapshots(self.session, &mut layers)?;
         let inputs = inputs::image(&image.manifest_digest.to_string());
         Ok(BaseImage {
             config,

@@ -10,12 +10,22 @@ use crate::base::BaseImages;
 use crate::cache::Cache;
 use crate::context::{load_context, ContextInput};
 use crate::error::{BuildError, Context};
-use crate::export;
+use crate::explain::Link;
 use crate::progress::{Progress, Steps};
 use crate::request::{BuildRequest, Built};
 use crate::schedule::{run_all, Board};
 use crate::session::{Paths, Session, SessionOptions};
 use crate::state::{StageBuild, StageOutput};
+use crate::{cache_export, export};
+
+/// What one build works from, once the Dockerfile is planned.
+struct Build<'a> {
+    req: &'a BuildRequest,
+    plan: &'a kiln_dockerfile::Plan,
+    input: &'a ContextInput,
+    secrets: &'a [(String, Vec<u8>)],
+    platform: &'a Platform,
+}
 
 /// Opens the store and caches under `root`; builds any number of times.
 pub struct Builder {
@@ -106,32 +116,70 @@ impl Builder {
             .map(|s| Ok((s.id.clone(), s.read()?)))
             .collect::<Result<Vec<_>, BuildError>>()?;
 
-        let session = self.session(SessionOptions {
+        let mut session = self.session(SessionOptions {
             runtime: Some(req.runtime),
             insecure_registries: req.insecure_registries.clone(),
         })?;
-        let bases = BaseImages::new(&session, req.pull, platform.clone());
+        if !req.cache_from.is_empty() {
+            let step = steps.start("importing cache manifests".into());
+            session.import_remote(&req.cache_from, &|w| steps.warn(w));
+            step.done();
+        }
+        let build = Build {
+            req,
+            plan: &plan,
+            input: &input,
+            secrets: &secrets,
+            platform: &platform,
+        };
+        // A bad blob of an imported cache is dropped and the build runs
+        // again: what was built meanwhile is a local hit now.
+        let mut attempts = 0;
+        let built = loop {
+            match self.build_once(&session, &build, &steps) {
+                Err(BuildError::RemoteCache { digest, message }) if attempts < 8 => {
+                    attempts += 1;
+                    steps.warn(format!(
+                        "imported cache blob {digest} is unusable ({message}); rebuilding the steps that need it"
+                    ));
+                }
+                other => break other?,
+            }
+        };
+        self.keep_cached_layers();
+        Ok(built)
+    }
+
+    fn build_once(
+        &self,
+        session: &Session,
+        build: &Build,
+        steps: &Steps,
+    ) -> Result<Built, BuildError> {
+        let plan = build.plan;
+        let bases = BaseImages::new(session, build.req.pull, build.platform.clone());
         let board: Board<StageOutput> = Board::new();
         let stage_ids: Vec<usize> = plan.stages.iter().map(|s| s.index).collect();
         let shared = StageBuild {
-            session: &session,
-            request: req,
-            plan: &plan,
-            dockerfile_name: &input.dockerfile_name,
-            context: &input.context,
+            session,
+            request: build.req,
+            plan,
+            dockerfile_name: &build.input.dockerfile_name,
+            context: &build.input.context,
             bases: &bases,
             board: &board,
-            steps: &steps,
-            secrets: &secrets,
-            platform: &platform,
+            steps,
+            secrets: build.secrets,
+            platform: build.platform,
         };
         run_all(&stage_ids, &board, |index| shared.build_stage(index))?;
         let target = board
             .wait(plan.target)
             .ok_or_else(|| BuildError::other("building the target stage", "it did not finish"))?;
-
-        let built = export::export(&session, req, &steps, &target, &platform)?;
-        self.keep_cached_layers();
+        let built = export::export(session, build.req, steps, &target, build.platform)?;
+        let outputs: Vec<_> = stage_ids.iter().filter_map(|i| board.wait(*i)).collect();
+        let chains: Vec<&[Link]> = outputs.iter().map(|o| &o.chain[..]).collect();
+        cache_export::export_caches(session, &build.req.cache_to, steps, &chains, &target.chain)?;
         Ok(built)
     }
 

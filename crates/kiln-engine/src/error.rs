@@ -54,6 +54,10 @@ pub enum BuildError {
     },
     #[error("build interrupted")]
     Interrupted,
+    /// A blob of an imported remote cache is missing or wrong; the build
+    /// is retried without the records that name it.
+    #[error("remote cache blob {digest}: {message}")]
+    RemoteCache { digest: String, message: String },
 }
 
 impl BuildError {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::cache::{Cache, CacheRecord, Inputs, Value};
+use crate::cache::{Cache, CacheKey, CacheRecord, Inputs, Value};
 
 /// Detail behind hashed inputs (see `CacheRecord::details`).
 pub type Details = BTreeMap<String, Vec<(String, String)>>;
@@ -30,10 +30,27 @@ pub struct Explanation {
     pub changes: Vec<String>,
 }
 
+/// Where earlier records are found: this root's cache, and imported ones.
+pub trait Records {
+    fn get(&self, key: &CacheKey) -> Option<CacheRecord>;
+    /// The key recorded last for a step identity.
+    fn latest(&self, identity: &str) -> Option<CacheKey>;
+}
+
+impl Records for Cache {
+    fn get(&self, key: &CacheKey) -> Option<CacheRecord> {
+        Cache::get(self, key)
+    }
+
+    fn latest(&self, identity: &str) -> Option<CacheKey> {
+        Cache::latest(self, identity)
+    }
+}
+
 /// Explains why `step` (on top of `chain`, its parent last) has no record,
 /// or `None` when no earlier record of it exists.
 pub fn explain(
-    cache: &Cache,
+    cache: &dyn Records,
     chain: &[Link],
     step: &Link,
     identities: &[String],
@@ -59,7 +76,7 @@ fn inputs_of(r: &CacheRecord) -> &Inputs {
 }
 
 fn compare(
-    cache: &Cache,
+    cache: &dyn Records,
     chain: &[Link],
     cur: &Link,
     old: &CacheRecord,
@@ -273,6 +290,7 @@ pub fn record_link(cache: &Cache, link: &Link) {
             identities: Vec::new(),
         }),
         details: link.details.clone(),
+        fast_key: None,
     };
     if let Err(e) = cache.put_once(&link.inputs.key(), &record) {
         tracing::warn!("recording {} in the build cache: {e}", link.label);

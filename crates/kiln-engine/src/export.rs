@@ -7,9 +7,10 @@ use std::io::Write;
 use kiln_oci::media_type as mt;
 use kiln_oci::{Digest, Platform};
 
-use crate::cache::LayerRecord;
+use crate::compress::{compressed_for_export, oci_media_type};
 use crate::error::{BuildError, Context};
 use crate::layer::Layer;
+use crate::options::CacheTarget;
 use crate::options::Output;
 use crate::progress::Steps;
 use crate::request::{BuildRequest, Built, Compression};
@@ -42,13 +43,6 @@ pub fn export(
         .map(|l| l.diff_id.digest().to_string())
         .collect();
 
-    // OCI media types: what skopeo's `oci:` transport can see, and what
-    // Docker 20.10 loads and pulls as well.
-    let config_bytes = serde_json::to_vec(&config).expect("config serialises");
-    let config_digest = session
-        .store
-        .write_blob(&config_bytes)
-        .context(|| "writing the image config".to_string())?;
     // Built layers are stored uncompressed; an image that leaves through
     // the store, an archive or a push gets them compressed (once).
     let compression = if req.tags.is_empty()
@@ -62,15 +56,24 @@ pub fn export(
     } else {
         req.compression
     };
-    let mut layers = Vec::new();
-    for l in &target.layers {
-        let (digest, size, media_type) = compressed_for_export(session, l, compression)?;
-        layers.push(serde_json::json!({
-            "mediaType": oci_media_type(&media_type),
-            "digest": digest.to_string(),
-            "size": size,
-        }));
+    let layers = image_layers(session, &target.layers, compression)?;
+    if req.cache_to.iter().any(|t| t.target == CacheTarget::Inline) {
+        // The target's records, naming the layers this image carries.
+        let (inline, _) =
+            crate::cache_export::collect(session, &[&target.chain], compression, false)?;
+        config.extra.insert(
+            crate::remote::INLINE_FIELD.to_string(),
+            serde_json::to_value(inline).expect("cache config serialises"),
+        );
     }
+
+    // OCI media types: what skopeo's `oci:` transport can see, and what
+    // Docker 20.10 loads and pulls as well.
+    let config_bytes = serde_json::to_vec(&config).expect("config serialises");
+    let config_digest = session
+        .store
+        .write_blob(&config_bytes)
+        .context(|| "writing the image config".to_string())?;
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": mt::OCI_MANIFEST,
@@ -170,22 +173,33 @@ pub fn export(
 }
 
 /// The name an exported archive carries: the first tag, or one made from the digest.
+/// The descriptors of the image's layers, compressed as asked; a layer
+/// that came from a remote cache is downloaded now, as the image carries it.
+fn image_layers(
+    session: &Session,
+    layers: &[Layer],
+    compression: Compression,
+) -> Result<Vec<serde_json::Value>, BuildError> {
+    layers
+        .iter()
+        .map(|l| {
+            session.ensure_blob(&l.digest)?;
+            let (digest, size, media_type) = compressed_for_export(session, l, compression)?;
+            Ok(serde_json::json!({
+                "mediaType": oci_media_type(&media_type),
+                "digest": digest.to_string(),
+                "size": size,
+            }))
+        })
+        .collect()
+}
+
 fn export_name(req: &BuildRequest, digest: &Digest) -> kiln_oci::Reference {
     req.tags.first().cloned().unwrap_or_else(|| {
         format!("kiln.local/build:{}", &digest.hex()[..12])
             .parse()
             .expect("valid reference")
     })
-}
-
-/// Base image layers keep their bytes; only their media type is restated.
-fn oci_media_type(media_type: &str) -> String {
-    match media_type {
-        mt::DOCKER_LAYER_GZIP => mt::OCI_LAYER_GZIP.into(),
-        mt::DOCKER_LAYER => mt::OCI_LAYER.into(),
-        mt::DOCKER_LAYER_ZSTD => mt::OCI_LAYER_ZSTD.into(),
-        other => other.into(),
-    }
 }
 
 /// Writes `dest` (or stdout for `-`) through a temporary file renamed into
@@ -212,77 +226,4 @@ fn write_atomically(
     tmp.as_file().sync_all()?;
     tmp.persist(dest).map_err(|e| e.error)?;
     Ok(())
-}
-
-/// The blob an image carries for `layer`: built layers (stored
-/// uncompressed) are compressed as asked, once per diff_id and compression
-/// (remembered in the cache); base image layers stay as they came.
-pub fn compressed_for_export(
-    session: &Session,
-    layer: &Layer,
-    compression: Compression,
-) -> Result<(kiln_oci::Digest, u64, String), BuildError> {
-    use kiln_oci::media_type as mt;
-    let (kind, media_type, name) = match compression {
-        Compression::Gzip => (
-            kiln_fs::compress::Compression::Gzip,
-            mt::OCI_LAYER_GZIP,
-            "gzip",
-        ),
-        Compression::Zstd => (
-            kiln_fs::compress::Compression::Zstd,
-            mt::OCI_LAYER_ZSTD,
-            "zstd",
-        ),
-        Compression::Uncompressed => (kiln_fs::compress::Compression::None, mt::OCI_LAYER, "none"),
-    };
-    if layer.media_type != mt::OCI_LAYER || kind == kiln_fs::compress::Compression::None {
-        return Ok((layer.digest, layer.size, layer.media_type.clone()));
-    }
-    if let Some(done) = session.cache.compressed(&layer.diff_id.to_string(), name) {
-        if let Ok(digest) = done.digest.parse::<kiln_oci::Digest>() {
-            if session.store.has_blob(&digest) {
-                return Ok((digest, done.size, done.media_type));
-            }
-        }
-    }
-    let mut source = session
-        .store
-        .open_blob(&layer.digest)
-        .context(|| format!("reading layer {}", layer.digest))?;
-    let ingest = session
-        .store
-        .ingest(None)
-        .context(|| "starting a compressed layer blob".to_string())?;
-    let mut writer = kiln_fs::compress::CompressWriter::new(ingest, kind)
-        .context(|| "starting layer compression".to_string())?;
-    std::io::copy(&mut source, &mut writer)
-        .context(|| format!("compressing layer {}", layer.digest))?;
-    let (_, _, ingest) = writer
-        .finish()
-        .context(|| "finishing layer compression".to_string())?;
-    let (digest, size) = ingest
-        .commit()
-        .context(|| "committing the compressed layer blob".to_string())?;
-    session
-        .store
-        .record_layer_info(
-            &digest,
-            &kiln_store::LayerInfo {
-                diff_id: layer.diff_id,
-                uncompressed_size: layer.size,
-            },
-        )
-        .context(|| "recording the layer's diff_id".to_string())?;
-    let record = LayerRecord {
-        digest: digest.to_string(),
-        diff_id: layer.diff_id.to_string(),
-        size,
-        media_type: media_type.to_string(),
-    };
-    session
-        .cache
-        .put_compressed(&layer.diff_id.to_string(), name, &record)
-        .context(|| "remembering the compressed layer".to_string())?;
-    Ok((digest, size, media_type.to_string()))
 }

@@ -1,6 +1,5 @@
-//! Layers of a stage: the blob in the store and its extracted snapshot.
-
-use std::path::PathBuf;
+//! Layers of a stage: a blob (in the store, or in a remote cache until a
+//! step needs its files) and, once needed, its extracted snapshot.
 
 use kiln_oci::{DiffId, Digest};
 
@@ -13,8 +12,6 @@ pub struct Layer {
     /// Size of the blob.
     pub size: u64,
     pub media_type: String,
-    /// The layer's files, extracted in overlay-lowerdir form.
-    pub snapshot: PathBuf,
 }
 
 /// OCI chain ids: `chain(n) = sha256(chain(n-1) + " " + diff_id(n))`.

@@ -7,6 +7,8 @@
 mod base;
 mod builder;
 pub mod cache;
+mod cache_export;
+mod compress;
 pub mod container;
 mod context;
 pub mod error;
@@ -17,6 +19,7 @@ mod layer;
 mod ops;
 pub mod options;
 pub mod progress;
+mod remote;
 mod request;
 mod rootfs;
 pub mod schedule;

@@ -196,6 +196,143 @@ impl NetworkMode {
     }
 }
 
+/// `--cache-to`: where a build exports its cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheTo {
+    pub target: CacheTarget,
+    /// `mode=max`: every stage's steps; `min` (default): the target's.
+    pub max: bool,
+    /// `cache-mounts=true`: `RUN --mount=type=cache` contents too.
+    pub cache_mounts: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CacheTarget {
+    /// A cache manifest at this reference.
+    Registry(kiln_oci::Reference),
+    /// An OCI image layout directory.
+    Local(PathBuf),
+    /// In the pushed image's config (always `mode=min`).
+    Inline,
+}
+
+/// `--cache-from`: a cache to import (a cache manifest, an image with an
+/// inline cache, or a local directory).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CacheFrom {
+    Registry(kiln_oci::Reference),
+    Local(PathBuf),
+}
+
+/// `type=…,key=value,…` fields, or a bare reference as docker takes it.
+fn cache_fields<'a>(
+    flag: &'static str,
+    spec: &'a str,
+) -> Result<Vec<(&'a str, &'a str)>, OptionError> {
+    if !spec.contains('=') {
+        return Ok(vec![("type", "registry"), ("ref", spec)]);
+    }
+    spec.split(',')
+        .map(|f| {
+            f.split_once('=')
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .ok_or_else(|| {
+                    OptionError::new(flag, spec, &format!("field {f:?} is not key=value"))
+                })
+        })
+        .collect()
+}
+
+fn cache_ref(
+    flag: &'static str,
+    spec: &str,
+    r: Option<&str>,
+) -> Result<kiln_oci::Reference, OptionError> {
+    let r =
+        r.ok_or_else(|| OptionError::new(flag, spec, "type=registry needs ref=REGISTRY/REPO:TAG"))?;
+    kiln_oci::Reference::parse(r)
+        .map_err(|e| OptionError::new(flag, spec, &format!("ref {r:?}: {e}")))
+}
+
+impl CacheTo {
+    pub fn parse(spec: &str) -> Result<CacheTo, OptionError> {
+        let bad = |why: &str| OptionError::new("--cache-to", spec, why);
+        let (mut kind, mut reference, mut dest, mut max, mut mounts) =
+            (None, None, None, false, false);
+        for (k, v) in cache_fields("--cache-to", spec)? {
+            match k {
+                "type" => kind = Some(v),
+                "ref" => reference = Some(v),
+                "dest" => dest = Some(v),
+                "mode" => {
+                    max = match v {
+                        "min" => false,
+                        "max" => true,
+                        _ => return Err(bad("mode is min or max")),
+                    }
+                }
+                "cache-mounts" => mounts = v == "true",
+                // Layers are exported as the build compresses them (gzip).
+                "compression" | "image-manifest" | "oci-mediatypes" | "ignore-error" => {}
+                other => {
+                    return Err(bad(&format!(
+                        "unknown field {other:?} (known: type, ref, dest, mode, cache-mounts)"
+                    )))
+                }
+            }
+        }
+        let target = match kind {
+            Some("registry") => CacheTarget::Registry(cache_ref("--cache-to", spec, reference)?),
+            Some("local") => {
+                CacheTarget::Local(dest.ok_or_else(|| bad("type=local needs dest=DIR"))?.into())
+            }
+            Some("inline") => CacheTarget::Inline,
+            Some(other) => {
+                return Err(bad(&format!(
+                    "unknown type {other:?} (registry, local or inline)"
+                )))
+            }
+            None => return Err(bad("missing type= (registry, local or inline)")),
+        };
+        Ok(CacheTo {
+            max: max && target != CacheTarget::Inline,
+            target,
+            cache_mounts: mounts,
+        })
+    }
+}
+
+impl CacheFrom {
+    pub fn parse(spec: &str) -> Result<CacheFrom, OptionError> {
+        let bad = |why: &str| OptionError::new("--cache-from", spec, why);
+        let (mut kind, mut reference, mut src) = (None, None, None);
+        for (k, v) in cache_fields("--cache-from", spec)? {
+            match k {
+                "type" => kind = Some(v),
+                "ref" => reference = Some(v),
+                "src" => src = Some(v),
+                other => {
+                    return Err(bad(&format!(
+                        "unknown field {other:?} (known: type, ref, src)"
+                    )))
+                }
+            }
+        }
+        match kind {
+            Some("registry") => Ok(CacheFrom::Registry(cache_ref(
+                "--cache-from",
+                spec,
+                reference,
+            )?)),
+            Some("local") => Ok(CacheFrom::Local(
+                src.ok_or_else(|| bad("type=local needs src=DIR"))?.into(),
+            )),
+            Some(other) => Err(bad(&format!("unknown type {other:?} (registry or local)"))),
+            None => Err(bad("missing type= (registry or local)")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +358,33 @@ mod tests {
         let e = Output::parse("type=tar").unwrap_err().to_string();
         assert!(e.contains("needs dest="), "{e}");
         assert!(Output::parse("type=local,dst=x").is_err());
+    }
+
+    #[test]
+    fn cache_options() {
+        let t = CacheTo::parse("type=registry,ref=127.0.0.1:5000/app/cache:main,mode=max").unwrap();
+        assert!(t.max && !t.cache_mounts);
+        assert!(matches!(t.target, CacheTarget::Registry(ref r) if r.repository() == "app/cache"));
+        let t = CacheTo::parse("type=local,dest=/tmp/c,cache-mounts=true").unwrap();
+        assert_eq!(t.target, CacheTarget::Local("/tmp/c".into()));
+        assert!(t.cache_mounts && !t.max);
+        assert!(!CacheTo::parse("type=inline,mode=max").unwrap().max);
+        let e = CacheTo::parse("type=registry,mode=max")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs ref="), "{e}");
+        assert!(CacheTo::parse("type=s3,ref=x").is_err());
+        assert!(CacheTo::parse("type=local").is_err());
+        assert!(CacheTo::parse("type=registry,ref=x,mode=all").is_err());
+        assert_eq!(
+            CacheFrom::parse("type=local,src=d").unwrap(),
+            CacheFrom::Local("d".into())
+        );
+        assert!(matches!(
+            CacheFrom::parse("localhost:5000/c:1").unwrap(),
+            CacheFrom::Registry(_)
+        ));
+        assert!(CacheFrom::parse("type=registry,ref=UPPER/x").is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use kiln_oci::{Digest, Reference};
 
-use crate::options::{NetworkMode, Output, Secret};
+use crate::options::{CacheFrom, CacheTo, NetworkMode, Output, Secret};
 
 /// Which container runtime runs RUN steps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -58,6 +58,10 @@ pub struct BuildRequest {
     pub runtime: Runtime,
     pub compression: Compression,
     pub insecure_registries: Vec<String>,
+    /// `--cache-from`: caches to import.
+    pub cache_from: Vec<CacheFrom>,
+    /// `--cache-to`: where to export this build's cache.
+    pub cache_to: Vec<CacheTo>,
 }
 
 /// The result of a build.

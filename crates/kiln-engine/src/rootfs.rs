@@ -13,9 +13,19 @@ use crate::error::{BuildError, Context};
 use crate::layer::{top_chain_id, Layer};
 use crate::session::Session;
 
-fn snapshot_paths(layers: &[Layer]) -> Vec<PathBuf> {
-    // Snapshotters want the topmost layer first.
-    layers.iter().rev().map(|l| l.snapshot.clone()).collect()
+/// The extracted snapshot of every layer, topmost first (as snapshotters
+/// want them), extracting the ones not yet on disk. Layers are extracted
+/// only here, when a step needs their files: a cache hit pulls nothing.
+fn snapshot_paths(session: &Session, layers: &[Layer]) -> Result<Vec<PathBuf>, BuildError> {
+    let mut chain: Option<kiln_oci::Digest> = None;
+    let mut out = Vec::new();
+    for l in layers {
+        let id = crate::layer::chain_id(chain.as_ref(), &l.diff_id);
+        out.push(ensure_snapshot(session, &id, &l.diff_id, &l.digest)?);
+        chain = Some(id);
+    }
+    out.reverse();
+    Ok(out)
 }
 
 /// A writable root for one step. Dropping it unmounts and deletes it.
@@ -32,7 +42,7 @@ impl<'a> WorkingRootfs<'a> {
     ) -> Result<WorkingRootfs<'a>, BuildError> {
         let snapshotter = session.snapshotter.as_ref();
         let active = snapshotter
-            .prepare(&snapshot_paths(layers))
+            .prepare(&snapshot_paths(session, layers)?)
             .context(|| format!("preparing a {} snapshot", snapshotter.name()))?;
         Ok(WorkingRootfs {
             snapshotter,
@@ -93,8 +103,7 @@ impl<'a> WorkingRootfs<'a> {
             )
             .context(|| "recording the layer's diff_id".to_string())?;
         let chain = crate::layer::chain_id(self.parent_chain.as_ref(), &info.diff_id);
-        let snapshot = self
-            .snapshotter
+        self.snapshotter
             .commit(active, &chain, &info.diff_id)
             .context(|| "keeping the step's snapshot".to_string())?;
         Ok(Some(Layer {
@@ -102,7 +111,6 @@ impl<'a> WorkingRootfs<'a> {
             diff_id: info.diff_id,
             size,
             media_type: kiln_oci::media_type::OCI_LAYER.to_string(),
-            snapshot,
         }))
     }
 }
@@ -136,7 +144,7 @@ impl<'a> ReadonlyRootfs<'a> {
     pub fn mount(session: &'a Session, layers: &[Layer]) -> Result<ReadonlyRootfs<'a>, BuildError> {
         let snapshotter = session.snapshotter.as_ref();
         let active = snapshotter
-            .view(&snapshot_paths(layers))
+            .view(&snapshot_paths(session, layers)?)
             .context(|| format!("preparing a {} view of a stage", snapshotter.name()))?;
         Ok(ReadonlyRootfs {
             snapshotter,
@@ -194,7 +202,7 @@ pub fn scratch_view(
     Ok((dir, copy))
 }
 
-pub fn ensure_snapshot(
+fn ensure_snapshot(
     session: &Session,
     chain: &kiln_oci::Digest,
     diff_id: &kiln_oci::DiffId,
@@ -204,22 +212,7 @@ pub fn ensure_snapshot(
         .snapshotter
         .snapshots()
         .ensure(chain, diff_id, || {
-            session
-                .store
-                .open_blob(digest)
-                .map_err(std::io::Error::other)
+            session.open_blob(digest).map_err(std::io::Error::other)
         })
-        .context(|| format!("extracting layer {digest}"))
-}
-
-/// Makes sure every layer has its extracted snapshot (extracting from the
-/// store's blob the ones that are missing) and fills in `snapshot`.
-pub fn ensure_snapshots(session: &Session, layers: &mut [Layer]) -> Result<(), BuildError> {
-    let mut chain: Option<kiln_oci::Digest> = None;
-    for l in layers.iter_mut() {
-        let id = crate::layer::chain_id(chain.as_ref(), &l.diff_id);
-        l.snapshot = ensure_snapshot(session, &id, &l.diff_id, &l.digest)?;
-        chain = Some(id);
-    }
-    Ok(())
+        .map_err(|e| session.blob_error(digest, e))
 }

@@ -5,14 +5,19 @@
 //! Lifecycle: `Builder::session(options)` → any number of steps borrow it
 //! (from several stage threads) → dropped at the end of the build.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use kiln_fs::snapshot::Snapshotter;
+use kiln_oci::Digest;
 use kiln_store::Store;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, CacheKey, CacheRecord};
 use crate::error::{BuildError, Context};
+use crate::explain::Records;
+use crate::options::CacheFrom;
+use crate::remote::{RemoteCache, Transport};
 use crate::request::Runtime;
 
 /// Where things live under `--root` (besides the store's own layout).
@@ -36,6 +41,12 @@ impl Paths {
     pub fn cache_mounts(&self) -> PathBuf {
         self.root.join("cache/mounts")
     }
+
+    /// The directory of cache mount `id`.
+    pub fn cache_mount(&self, id: &str) -> PathBuf {
+        self.cache_mounts()
+            .join(blake3::hash(id.as_bytes()).to_hex().as_str())
+    }
 }
 
 /// What a session is for.
@@ -57,6 +68,10 @@ pub struct Session {
     /// Registry transfers and downloads are async; build threads block on them.
     pub runtime: tokio::runtime::Runtime,
     executor: Option<Arc<dyn kiln_exec::Executor>>,
+    /// Caches imported with `--cache-from` (empty without).
+    pub remote: RemoteCache,
+    /// Ids of the cache mounts this build used (for `cache-mounts=true`).
+    pub used_mounts: Mutex<BTreeSet<String>>,
 }
 
 impl Session {
@@ -79,7 +94,103 @@ impl Session {
             registry: registry_client(&options.insecure_registries),
             runtime: async_runtime()?,
             executor,
+            remote: RemoteCache::default(),
+            used_mounts: Mutex::new(BTreeSet::new()),
         })
+    }
+
+    /// Reads the `--cache-from` sources; an unusable one is a warning.
+    pub fn import_remote(&mut self, froms: &[CacheFrom], warn: &dyn Fn(String)) {
+        self.remote = RemoteCache::import(froms, &self.transport(), warn);
+    }
+
+    fn transport(&self) -> Transport<'_> {
+        Transport {
+            client: &self.registry,
+            runtime: &self.runtime,
+            store: &self.store,
+        }
+    }
+
+    /// A record from this root's cache, else from an imported one.
+    pub fn record(&self, key: &CacheKey) -> Option<CacheRecord> {
+        self.cache.get(key).or_else(|| self.remote.record(key))
+    }
+
+    /// The record key a fast key names, here or in an imported cache.
+    pub fn alias(&self, fast: &CacheKey) -> Option<CacheKey> {
+        self.cache.alias(fast).or_else(|| self.remote.alias(fast))
+    }
+
+    /// Whether a blob is in the store or can be fetched from a remote cache.
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.store.has_blob(digest) || self.remote.has_blob(digest)
+    }
+
+    /// Makes sure a blob is in the store, fetching it from a remote cache.
+    pub fn ensure_blob(&self, digest: &Digest) -> Result<(), BuildError> {
+        if self.store.has_blob(digest) {
+            return Ok(());
+        }
+        self.remote
+            .fetch(digest, &self.transport())
+            .map_err(|message| BuildError::RemoteCache {
+                digest: digest.to_string(),
+                message,
+            })
+    }
+
+    pub fn open_blob(&self, digest: &Digest) -> Result<std::fs::File, BuildError> {
+        self.ensure_blob(digest)?;
+        self.store
+            .open_blob(digest)
+            .context(|| format!("reading blob {digest}"))
+    }
+
+    /// Fills the new cache mount dir `dir` with the contents an imported
+    /// cache has for mount `id`; `Ok(false)` when it has none.
+    pub fn seed_cache_mount(&self, id: &str, dir: &Path) -> Result<bool, String> {
+        let Some(digest) = self.remote.mount_blob(id) else {
+            return Ok(false);
+        };
+        if !self.store.has_blob(&digest) {
+            self.remote.fetch(&digest, &self.transport())?;
+        }
+        let tmp = dir.with_extension("seed");
+        let _ = std::fs::remove_dir_all(&tmp);
+        let unpack = || -> Result<(), String> {
+            std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+            let blob = self.store.open_blob(&digest).map_err(|e| e.to_string())?;
+            let plain = kiln_fs::copy::archive::decompress(blob).map_err(|e| e.to_string())?;
+            kiln_fs::apply_layer(&tmp, plain).map_err(|e| e.to_string())?;
+            Ok(())
+        };
+        if let Err(e) = unpack() {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        if std::fs::rename(&tmp, dir).is_err() {
+            // Another build created it first.
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        Ok(true)
+    }
+
+    /// The error for a layer that could not be extracted: a remote cache's
+    /// blob that was wrong becomes `RemoteCache` (the build retries without
+    /// it), anything else stays what it was.
+    pub fn blob_error(&self, digest: &Digest, e: kiln_fs::snapshot::SnapshotError) -> BuildError {
+        let text = e.to_string();
+        if let Some(inner) = find_remote(&e) {
+            return inner;
+        }
+        if self.remote.reject(digest) {
+            return BuildError::RemoteCache {
+                digest: digest.to_string(),
+                message: text,
+            };
+        }
+        BuildError::other(format!("extracting layer {digest}"), e)
     }
 
     /// The container runtime for RUN steps and `kiln run`.
@@ -95,6 +206,34 @@ impl Session {
     /// Runs an async registry or download operation from a build thread.
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.runtime.block_on(f)
+    }
+}
+
+/// A `RemoteCache` error that travelled through the snapshotter's io::Error.
+fn find_remote(e: &(dyn std::error::Error + 'static)) -> Option<BuildError> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(BuildError::RemoteCache { digest, message }) = err.downcast_ref::<BuildError>()
+        {
+            return Some(BuildError::RemoteCache {
+                digest: digest.clone(),
+                message: message.clone(),
+            });
+        }
+        cur = err.source();
+    }
+    None
+}
+
+impl Records for Session {
+    fn get(&self, key: &CacheKey) -> Option<CacheRecord> {
+        self.record(key)
+    }
+
+    fn latest(&self, identity: &str) -> Option<CacheKey> {
+        self.cache
+            .latest(identity)
+            .or_else(|| self.remote.latest(identity))
     }
 }
 

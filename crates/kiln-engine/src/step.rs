@@ -13,9 +13,9 @@ use kiln_dockerfile::Step;
 use crate::cache::{CacheKey, CacheRecord, Inputs, LayerRecord, StepInfo};
 use crate::error::{BuildError, Context};
 use crate::explain::{explain, Details, Explanation, Link};
-use crate::layer::{chain_id, top_chain_id, Layer};
+use crate::layer::Layer;
 use crate::progress::Step as StepProgress;
-use crate::rootfs::{ensure_snapshot, WorkingRootfs};
+use crate::rootfs::WorkingRootfs;
 use crate::session::Session;
 use crate::state::{StageBuild, StageState};
 
@@ -27,6 +27,11 @@ pub trait Op {
     /// miss (which files a COPY read). Called only on a miss.
     fn details(&self) -> Details {
         Details::new()
+    }
+    /// A key that finds the step's record before its inputs are all
+    /// known (see `CacheRecord::fast_key`).
+    fn fast_key(&self) -> Option<CacheKey> {
+        None
     }
     /// Carries the step out in `rootfs` (the mounted writable root).
     fn exec(&self, rootfs: &Path, progress: &StepProgress) -> Result<(), BuildError>;
@@ -45,7 +50,12 @@ pub fn drive(
     let key = inputs.key();
     let label = b.label(step);
     if !b.request.no_cache {
-        if let Some((layer, details)) = lookup(b.session, &key, &state.layers)? {
+        if let Some((layer, details)) = lookup(b.session, &key)? {
+            if let Some(fast) = op.fast_key() {
+                if let Err(e) = b.session.cache.put_alias(&fast, &key) {
+                    tracing::warn!("recording a cache alias: {e}");
+                }
+            }
             let link = Link {
                 inputs: inputs.clone(),
                 label,
@@ -77,6 +87,7 @@ pub fn drive(
             identities,
         }),
         details: link.details.clone(),
+        fast_key: op.fast_key(),
     };
     b.session
         .cache
@@ -99,7 +110,7 @@ fn why_rebuilt(
             changes: Vec::new(),
         });
     }
-    let found = explain(&b.session.cache, &state.chain, link, identities);
+    let found = explain(b.session, &state.chain, link, identities);
     if found.is_none() && b.request.explain_cache {
         return Some(Explanation {
             reason: "no earlier build of this step is in the cache".into(),
@@ -109,15 +120,49 @@ fn why_rebuilt(
     found
 }
 
-/// A cache hit on top of `parents`: the layer (or `None` for a step that
-/// changed nothing) with its snapshot ready. A record whose blob is gone is
-/// a miss.
+/// A hit through a fast key alone (a `COPY --from` whose source stage has
+/// the key it had when the record was made): nothing of that stage is
+/// mounted or hashed. `false` when there is none; the step then computes
+/// its full inputs and goes through `drive`.
+pub fn hit_by_fast_key(
+    b: &StageBuild,
+    state: &mut StageState,
+    step: &Step,
+    name: String,
+    fast: &CacheKey,
+) -> Result<bool, BuildError> {
+    if b.request.no_cache {
+        return Ok(false);
+    }
+    let Some(key) = b.session.alias(fast) else {
+        return Ok(false);
+    };
+    let Some(inputs) = b.session.record(&key).and_then(|r| r.inputs) else {
+        return Ok(false);
+    };
+    let Some((layer, details)) = lookup(b.session, &key)? else {
+        return Ok(false);
+    };
+    let progress = b.steps.start(name);
+    let link = Link {
+        inputs,
+        label: b.label(step),
+        details,
+    };
+    state.push(step, link, layer);
+    progress.cached();
+    Ok(true)
+}
+
+/// A cache hit: the layer (or `None` for a step that changed nothing),
+/// from this root's cache or an imported remote one. A record whose blob
+/// is neither in the store nor in a remote cache is a miss. Nothing is
+/// extracted or downloaded here: only a later step that needs the files.
 pub fn lookup(
     session: &Session,
     key: &CacheKey,
-    parents: &[Layer],
 ) -> Result<Option<(Option<Layer>, Details)>, BuildError> {
-    let Some(record) = session.cache.get(key) else {
+    let Some(record) = session.record(key) else {
         return Ok(None);
     };
     let Some(l) = record.layer else {
@@ -129,18 +174,14 @@ pub fn lookup(
     ) else {
         return Ok(None);
     };
-    if !session.store.has_blob(&digest) {
+    if !session.has_blob(&digest) {
         return Ok(None);
     }
-    let diff_id = kiln_oci::DiffId(diff_id);
-    let chain = chain_id(top_chain_id(parents).as_ref(), &diff_id);
-    let snapshot = ensure_snapshot(session, &chain, &diff_id, &digest)?;
     let layer = Layer {
         digest,
-        diff_id,
+        diff_id: kiln_oci::DiffId(diff_id),
         size: l.size,
         media_type: l.media_type,
-        snapshot,
     };
     Ok(Some((Some(layer), record.details)))
 }

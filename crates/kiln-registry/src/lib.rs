@@ -8,6 +8,7 @@
 //! [`Client::pull`] / [`Client::push`] as often as needed (from a tokio
 //! runtime); sessions and auth tokens per registry are kept inside.
 
+mod blob;
 mod client;
 pub mod config;
 pub mod endpoint;

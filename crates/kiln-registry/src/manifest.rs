@@ -82,7 +82,8 @@ pub fn parse(bytes: &[u8], reference: &str) -> Result<Parsed> {
     }
     let manifest: ImageManifest = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
     let config_type = manifest.config().media_type().to_string();
-    if !mt::is_config(&config_type) {
+    // A kiln build-cache manifest moves like an image (it is not run).
+    if !mt::is_config(&config_type) && config_type != mt::KILN_CACHE_CONFIG {
         return Err(Error::UnsupportedMediaType {
             what: "config",
             media_type: config_type,

@@ -204,7 +204,7 @@ pub(crate) fn blob_list(image: &ImageManifest, name: &str) -> Result<Vec<Blob>> 
     Ok(out)
 }
 
-async fn fetch_manifest(
+pub(crate) async fn fetch_manifest(
     session: &Session,
     repository: &str,
     reference: &str,
@@ -239,7 +239,7 @@ async fn fetch_manifest(
 }
 
 /// Downloads one blob unless the store has it; returns the bytes moved.
-async fn fetch_blob(
+pub(crate) async fn fetch_blob(
     session: &Session,
     store: &Store,
     repository: &str,

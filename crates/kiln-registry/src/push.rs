@@ -35,9 +35,26 @@ impl Client {
         progress: &dyn Progress,
     ) -> Result<Digest> {
         let image = store.resolve(&local.to_string())?;
-        let manifest_digest = image.manifest_digest;
-        let raw = store.read_blob(&manifest_digest)?;
-        let local_name = local.to_string();
+        let raw = store.read_blob(&image.manifest_digest)?;
+        self.push_manifest(store, &raw, Some(local), remote, progress)
+            .await
+    }
+
+    /// Pushes the manifest `raw` (an image manifest whose config and layer
+    /// blobs are in the store) to `remote`, uploading the blobs the
+    /// registry lacks first. `local` (the name it has in the store) allows a
+    /// cross-repository mount and names it in errors.
+    pub async fn push_manifest(
+        &self,
+        store: &Store,
+        raw: &[u8],
+        local: Option<&Reference>,
+        remote: &Reference,
+        progress: &dyn Progress,
+    ) -> Result<Digest> {
+        let raw = raw.to_vec();
+        let manifest_digest = Digest::sha256(&raw);
+        let local_name = local.map_or_else(|| remote.to_string(), |l| l.to_string());
         let media_type = manifest::media_type_of(&raw, &local_name)?;
         let parsed = match manifest::parse(&raw, &local_name)? {
             Parsed::Image(m) => m,
@@ -73,8 +90,9 @@ impl Client {
         }
         let target = oci_reference(registry, repository, "latest")?;
         // Same registry, other repository: the blobs may already be there.
-        let mount_from = (local.registry() == registry && local.repository() != repository)
-            .then(|| oci_reference(registry, local.repository(), "latest"))
+        let mount_from = local
+            .filter(|l| l.registry() == registry && l.repository() != repository)
+            .map(|l| oci_reference(registry, l.repository(), "latest"))
             .transpose()?;
         let cx = Context {
             registry,

@@ -185,3 +185,292 @@ fn a_new_base_image_is_named() {
         "{log}"
     );
 }
+
+/// A TCP proxy in front of the open test registry that records the path of
+/// every blob GET, so a test can count what a build downloaded.
+struct Proxy {
+    addr: String,
+    gets: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Proxy {
+    fn start() -> Proxy {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let gets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = gets.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let upstream = TcpStream::connect("127.0.0.1:5000").expect("registry :5000");
+                let (mut c_read, mut u_write) =
+                    (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                let (mut u_read, mut c_write) = (upstream, client);
+                std::thread::spawn(move || std::io::copy(&mut u_read, &mut c_write));
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let (mut buf, mut line) = ([0u8; 65536], Vec::new());
+                    while let Ok(n) = c_read.read(&mut buf) {
+                        if n == 0 || u_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        for &b in &buf[..n] {
+                            if b != b'\n' {
+                                if line.len() < 4096 {
+                                    line.push(b);
+                                }
+                                continue;
+                            }
+                            let l = String::from_utf8_lossy(&line).into_owned();
+                            if l.starts_with("GET /v2/") && l.contains("/blobs/") {
+                                seen.lock().unwrap().push(l);
+                            }
+                            line.clear();
+                        }
+                    }
+                    let _ = u_write.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Proxy { addr, gets }
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.gets.lock().unwrap())
+    }
+}
+
+const REMOTE: &str = "FROM busybox:latest AS build
+WORKDIR /src
+COPY go.mod .
+COPY main.go .
+RUN --mount=type=cache,target=/root/.cache ls /root/.cache > /seen; cat main.go >> /root/.cache/log; cat go.mod main.go > /app
+FROM scratch
+COPY --from=build /app /app
+COPY --from=build /seen /seen
+";
+
+/// Names of the steps that ran (not from the cache) in a JSON log.
+fn ran(json_log: &str) -> Vec<String> {
+    let mut names = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for v in json_log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    {
+        let id = v["step"].as_u64();
+        match v["event"].as_str() {
+            Some("started") => {
+                names.insert(id, v["name"].as_str().unwrap_or("").to_string());
+            }
+            Some("done") => out.push(names[&id].clone()),
+            _ => {}
+        }
+    }
+    out.retain(|n| n.contains(" RUN ") || n.contains(" COPY "));
+    out
+}
+
+impl Env {
+    /// A fresh root holding root A's busybox (same digests: same keys).
+    fn fresh_root(&self, name: &str) -> PathBuf {
+        let archive = self.tmp.path().join("busybox.tar");
+        if !archive.exists() {
+            ok(kiln(&self.root("a"))
+                .args(["save", "-o"])
+                .arg(&archive)
+                .arg("busybox:latest"));
+        }
+        let root = self.tmp.path().join(name);
+        ok(kiln(&root).args(["load", "-i"]).arg(&archive));
+        root
+    }
+
+    fn file_of(&self, root: &Path, image: &str, path: &str) -> String {
+        let out = self.tmp.path().join(format!("out-{}", std::process::id()));
+        let _ = std::fs::remove_file(&out);
+        ok(kiln(root)
+            .arg("cp")
+            .arg(format!("{image}:{path}"))
+            .arg(&out));
+        std::fs::read_to_string(&out).unwrap()
+    }
+}
+
+fn layer_digests(root: &Path, image: &str) -> Vec<String> {
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(kiln(root).args(["inspect", image]))).unwrap();
+    v[0]["Manifest"]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_fresh_root_builds_from_the_registry_cache_pulling_only_the_final_layers() {
+    assert!(tk::require_registries());
+    let nonce = format!("{}-{:?}", std::process::id(), std::time::SystemTime::now());
+    let main_go = format!("package main // {nonce}\n");
+    let env = Env::new(REMOTE, &[("go.mod", "module x\n"), ("main.go", &main_go)]);
+    let proxy = Proxy::start();
+    let cache = format!("{}/kiln-cache-{}/app:cache", proxy.addr, std::process::id());
+    let to = format!("type=registry,ref={cache},mode=max,cache-mounts=true");
+    let from = format!("type=registry,ref={cache}");
+    let a = env.root("a");
+    ok(kiln(&a)
+        .args(["build", "-q", "-t", "app:a", "--cache-to", &to])
+        .arg(&env.ctx));
+    proxy.take();
+
+    // Root B, empty but for the same busybox: every step is a hit, and
+    // only the cache config and the final image's two layers come down.
+    let b = env.fresh_root("b");
+    let log = ok(kiln(&b)
+        .args([
+            "build",
+            "--progress",
+            "json",
+            "-t",
+            "app:b",
+            "--cache-from",
+            &from,
+        ])
+        .arg(&env.ctx));
+    assert_eq!(
+        ran(&log),
+        Vec::<String>::new(),
+        "everything is cached:\n{log}"
+    );
+    let gets = proxy.take();
+    let finals = layer_digests(&b, "app:b");
+    assert_eq!(finals, layer_digests(&a, "app:a"));
+    assert_eq!(gets.len(), 3, "config + 2 final layers, got {gets:#?}");
+    for d in &finals {
+        assert!(
+            gets.iter().any(|g| g.contains(d.as_str())),
+            "{d} in {gets:#?}"
+        );
+    }
+    assert_eq!(
+        env.file_of(&b, "app:b", "/app"),
+        format!("module x\n{main_go}")
+    );
+
+    // Changed source: only the steps that read it (and what depends on them)
+    // run, and the cache mount holds root A's files.
+    env.write("main.go", &format!("package main // {nonce} v2\n"));
+    let log = ok(kiln(&b)
+        .args([
+            "build",
+            "--progress",
+            "json",
+            "-t",
+            "app:b2",
+            "--cache-from",
+            &from,
+        ])
+        .arg(&env.ctx));
+    let ran_now = ran(&log);
+    assert_eq!(
+        ran_now.len(),
+        4,
+        "COPY main.go, RUN, two COPY --from:\n{ran_now:#?}"
+    );
+    assert!(ran_now[0].contains("COPY main.go"), "{ran_now:?}");
+    assert!(
+        log.contains("file main.go changed (COPY at Dockerfile:4)"),
+        "{log}"
+    );
+    assert_eq!(
+        env.file_of(&b, "app:b2", "/seen"),
+        "log\n",
+        "root A's cache mount files"
+    );
+
+    // A corrupt blob (the final /app layer) in the registry: root C warns,
+    // rebuilds that step, and its image is right.
+    env.write("main.go", &main_go);
+    corrupt_registry_blob(&finals[0]);
+    let c = env.fresh_root("c");
+    let log = ok(kiln(&c)
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "app:c",
+            "--cache-from",
+            &from,
+        ])
+        .arg(&env.ctx));
+    assert!(log.contains("WARNING: imported cache blob"), "{log}");
+    assert_eq!(
+        env.file_of(&c, "app:c", "/app"),
+        format!("module x\n{main_go}")
+    );
+
+    // An unreachable cache registry is a warning, not a failure.
+    let log = ok(kiln(&c)
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--cache-from",
+            "127.0.0.1:1/none:x",
+        ])
+        .arg(&env.ctx));
+    assert!(
+        log.contains("WARNING: --cache-from 127.0.0.1:1/none:x"),
+        "{log}"
+    );
+}
+
+/// Overwrites a blob's bytes in the open test registry's storage (the
+/// blob is unique to the test: its layer holds a nonce).
+fn corrupt_registry_blob(digest: &str) {
+    let run = std::env::var("KILN_TEST_RUN").unwrap_or_else(|_| "/run/kiln-test".into());
+    let hex = digest.trim_start_matches("sha256:");
+    let path = format!(
+        "{run}/registry-5000/data/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    );
+    let len = std::fs::metadata(&path)
+        .expect("the blob in the registry storage")
+        .len();
+    std::fs::write(&path, vec![b'x'; len as usize]).unwrap();
+}
+
+#[test]
+fn a_local_cache_directory_round_trips() {
+    let env = Env::new(
+        MULTI,
+        &[("go.mod", "module x\n"), ("main.go", "package main\n")],
+    );
+    let dir = env.tmp.path().join("ci-cache");
+    let to = format!("type=local,dest={},mode=max", dir.display());
+    let from = format!("type=local,src={}", dir.display());
+    ok(kiln(&env.root("a"))
+        .args(["build", "-q", "--cache-to", &to])
+        .arg(&env.ctx));
+    assert!(dir.join("index.json").is_file() && dir.join("oci-layout").is_file());
+    let b = env.fresh_root("b");
+    let log = ok(kiln(&b)
+        .args([
+            "build",
+            "--progress",
+            "json",
+            "-t",
+            "app:b",
+            "--cache-from",
+            &from,
+        ])
+        .arg(&env.ctx));
+    assert_eq!(ran(&log), Vec::<String>::new(), "{log}");
+    assert_eq!(
+        env.file_of(&b, "app:b", "/app"),
+        "module x\npackage main\n1.2\n"
+    );
+}

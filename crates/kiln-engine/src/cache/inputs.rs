@@ -187,6 +187,9 @@ pub enum CopySource {
     Context([u8; 32]),
     /// The content hash of the files read from a stage or an image.
     Stage([u8; 32]),
+    /// The key of the stage or image read from: the fast key of a
+    /// `COPY --from`, which finds its record without reading any file.
+    StageKey(CacheKey),
 }
 
 /// COPY and ADD, after expansion and with the sources hashed.
@@ -232,6 +235,9 @@ pub fn copy(c: &Copy) -> Inputs {
         }
         CopySource::Stage(h) => {
             i.add("from-content", Value::hash(&h));
+        }
+        CopySource::StageKey(k) => {
+            i.add("from-key", Value::Key(k));
         }
     }
     for (n, (url, sha256)) in c.urls.iter().enumerate() {

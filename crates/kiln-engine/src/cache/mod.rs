@@ -34,6 +34,11 @@ pub struct CacheRecord {
     /// name → (file path, BLAKE3 of its entry) of the files a COPY read.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, Vec<(String, String)>>,
+    /// A second key that finds this record without computing its inputs
+    /// (a `COPY --from` keyed by its source stage's key instead of the
+    /// content it reads), so a remote hit needs none of that stage's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_key: Option<CacheKey>,
 }
 
 /// The step a record was made for.
@@ -67,6 +72,7 @@ impl Cache {
         let dir = root.join("cache/steps");
         std::fs::create_dir_all(&dir)?;
         std::fs::create_dir_all(root.join("cache/index"))?;
+        std::fs::create_dir_all(root.join("cache/aliases"))?;
         Ok(Cache { dir })
     }
 
@@ -92,7 +98,33 @@ impl Cache {
                 key.hex().as_bytes(),
             )?;
         }
-        Ok(())
+        match record.fast_key {
+            Some(fast) => self.put_alias(&fast, key),
+            None => Ok(()),
+        }
+    }
+
+    fn alias_path(&self, fast: &CacheKey) -> PathBuf {
+        self.dir.with_file_name("aliases").join(fast.hex())
+    }
+
+    /// The key of the record a fast key (see `CacheRecord::fast_key`) names.
+    pub fn alias(&self, fast: &CacheKey) -> Option<CacheKey> {
+        let hex = std::fs::read_to_string(self.alias_path(fast)).ok()?;
+        CacheKey::from_hex(hex.trim())
+    }
+
+    /// Lets `fast` find the record of `key`.
+    pub fn put_alias(&self, fast: &CacheKey, key: &CacheKey) -> std::io::Result<()> {
+        if self.alias(fast) == Some(*key) {
+            return Ok(());
+        }
+        let path = self.alias_path(fast);
+        write_atomically(
+            path.parent().expect("alias dir"),
+            &path,
+            key.hex().as_bytes(),
+        )
     }
 
     /// Like `put`, but leaves an existing record alone (config-only steps
@@ -190,11 +222,13 @@ mod tests {
                 identities: vec!["text RUN x".into()],
             }),
             details: BTreeMap::new(),
+            fast_key: Some(Inputs::root("fast").key()),
         };
         cache.put(&key, &rec).unwrap();
         assert_eq!(cache.get(&key), Some(rec.clone()));
         assert_eq!(cache.latest("text RUN x"), Some(key));
         assert_eq!(cache.latest("text RUN y"), None);
+        assert_eq!(cache.alias(&Inputs::root("fast").key()), Some(key));
         // put_once keeps what is there.
         let other = CacheRecord {
             layer: None,

@@ -87,6 +87,7 @@ fn record(cache: &Cache, l: &Link, identity: &str) {
             identities: vec![identity.into()],
         }),
         details: l.details.clone(),
+        fast_key: None,
     };
     cache.put(&l.inputs.key(), &rec).unwrap();
 }

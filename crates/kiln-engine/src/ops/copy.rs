@@ -8,13 +8,13 @@ use kiln_fs::context::{CopyHashOptions, SourceRoot};
 use kiln_fs::copy::url::Download;
 use kiln_fs::copy::{copy_into, CopyOptions};
 
-use crate::cache::{inputs, Inputs};
+use crate::cache::{inputs, CacheKey, Inputs};
 use crate::error::{BuildError, Context};
 use crate::explain::{listing, Details};
 use crate::progress::Step as StepProgress;
 use crate::rootfs::ReadonlyRootfs;
 use crate::state::{StageBuild, StageState};
-use crate::step::{drive, Op};
+use crate::step::{drive, hit_by_fast_key, Op};
 
 /// The fields of a `StepKind::Copy`.
 pub struct CopyArgs<'a> {
@@ -49,6 +49,7 @@ struct Copy<'a, 'b> {
     downloads: Vec<Download>,
     workdir: String,
     inputs: Inputs,
+    fast_key: Option<CacheKey>,
 }
 
 pub fn copy(
@@ -74,9 +75,31 @@ pub fn copy(
         parents: c.parents,
     };
 
+    let workdir = state.config.config.working_dir.clone();
+    let name = format!("{} {}", state.label, step.original);
+    let parent = state.key;
+    let keyed = |source, urls: &[(String, String)]| {
+        inputs::copy(&inputs::Copy {
+            parent,
+            is_add: c.is_add,
+            dest: c.dest,
+            workdir: &workdir,
+            chown: c.chown,
+            chmod: c.chmod,
+            link: c.link,
+            exclude: c.exclude,
+            parents: c.parents,
+            unpack: c.unpack,
+            heredocs: c.heredocs,
+            source,
+            urls,
+        })
+    };
+
     // The source root, and the hash of what is read from it.
     let mut _view = None;
     let from_root: SourceRoot;
+    let mut fast_key = None;
     let (source, source_key) = if paths.is_empty() {
         (None, inputs::CopySource::None)
     } else {
@@ -92,10 +115,23 @@ pub fn copy(
                 )
             }
             Some(from) => {
-                let layers = match from {
-                    CopyFrom::Stage(i) => b.wait_stage(*i)?.layers.clone(),
-                    CopyFrom::Image(name) => b.bases.get(name)?.layers.clone(),
+                let (layers, from_key) = match from {
+                    CopyFrom::Stage(i) => {
+                        let out = b.wait_stage(*i)?;
+                        (out.layers.clone(), out.key)
+                    }
+                    CopyFrom::Image(name) => {
+                        let img = b.bases.get(name)?;
+                        (img.layers.clone(), img.key)
+                    }
                 };
+                // The source unchanged since the record was made: a hit
+                // without mounting or hashing any of its files.
+                let fast = keyed(inputs::CopySource::StageKey(from_key), &[]).key();
+                if hit_by_fast_key(b, state, step, name.clone(), &fast)? {
+                    return Ok(());
+                }
+                fast_key = Some(fast);
                 let view = ReadonlyRootfs::mount(b.session, &layers)?;
                 from_root = SourceRoot::rootfs(view.path())
                     .context(|| "opening the --from source".to_string())?;
@@ -111,7 +147,7 @@ pub fn copy(
     };
 
     // Started only now: waiting for a --from stage is not this step's time.
-    let progress = b.steps.start(format!("{} {}", state.label, step.original));
+    let progress = b.steps.start(name);
     // URLs are fetched every time (as BuildKit does); their content is the key.
     let downloads = download(b, step, &urls, c.checksum)?;
     let fetched: Vec<(String, String)> = urls
@@ -119,22 +155,7 @@ pub fn copy(
         .zip(&downloads)
         .map(|(u, d)| (u.clone(), d.sha256.clone()))
         .collect();
-    let workdir = state.config.config.working_dir.clone();
-    let inputs = inputs::copy(&inputs::Copy {
-        parent: state.key,
-        is_add: c.is_add,
-        dest: c.dest,
-        workdir: &workdir,
-        chown: c.chown,
-        chmod: c.chmod,
-        link: c.link,
-        exclude: c.exclude,
-        parents: c.parents,
-        unpack: c.unpack,
-        heredocs: c.heredocs,
-        source: source_key,
-        urls: &fetched,
-    });
+    let inputs = keyed(source_key, &fetched);
     let op = Copy {
         b,
         step,
@@ -144,6 +165,7 @@ pub fn copy(
         downloads,
         workdir,
         inputs,
+        fast_key,
     };
     drive(b, state, step, progress, &op)
 }
@@ -171,6 +193,10 @@ fn download(
 impl Op for Copy<'_, '_> {
     fn inputs(&self) -> &Inputs {
         &self.inputs
+    }
+
+    fn fast_key(&self) -> Option<CacheKey> {
+        self.fast_key
     }
 
     /// Which context files it read, so a later miss can name the one

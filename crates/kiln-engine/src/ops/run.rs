@@ -264,21 +264,12 @@ impl<'a> MountSource<'a> {
                 let path = join_inside(&root, source);
                 MountSource::Dir { path, key, holder }
             }
-            RunMount::Cache {
-                id, mode, uid, gid, ..
-            } => {
-                let dir = b
-                    .session
-                    .paths
-                    .cache_mounts()
-                    .join(blake3::hash(id.as_bytes()).to_hex().as_str());
-                if !dir.exists() {
-                    create_cache_dir(&dir, *mode, *uid, *gid)
-                        .context(|| format!("creating cache mount {}", dir.display()))?;
-                }
-                // A cache mount's content never enters the cache key (BuildKit).
+            RunMount::Cache { id, .. } => {
+                b.session.used_mounts.lock().unwrap().insert(id.clone());
+                // Created (or seeded) only when the step runs; a cache
+                // mount's content never enters the cache key (BuildKit).
                 MountSource::Dir {
-                    path: dir,
+                    path: b.session.paths.cache_mount(id),
                     key: None,
                     holder: None,
                 }
@@ -353,7 +344,29 @@ impl<'a> MountSource<'a> {
             (MountSource::Dir { path, .. }, RunMount::Bind { .. }) => {
                 (bind(path.clone(), true), None)
             }
-            (MountSource::Dir { path, .. }, RunMount::Cache { readonly, .. }) => {
+            (
+                MountSource::Dir { path, .. },
+                RunMount::Cache {
+                    id,
+                    readonly,
+                    mode,
+                    uid,
+                    gid,
+                    ..
+                },
+            ) => {
+                // A new cache mount starts from an imported one's files.
+                let seeded = !path.exists()
+                    && b.session.seed_cache_mount(id, path).unwrap_or_else(|e| {
+                        b.steps.warn(format!(
+                            "cache mount {id} from the imported cache: {e}; starting empty"
+                        ));
+                        false
+                    });
+                if !seeded && !path.exists() {
+                    create_cache_dir(path, *mode, *uid, *gid)
+                        .context(|| format!("creating cache mount {}", path.display()))?;
+                }
                 (bind(path.clone(), *readonly), None)
             }
             (MountSource::Dir { path, .. }, RunMount::HeredocFile { .. }) => {

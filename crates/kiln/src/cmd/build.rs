@@ -69,6 +69,14 @@ pub struct Args {
     /// Container runtime for RUN steps.
     #[arg(long, value_enum, default_value = "youki")]
     runtime: Runtime,
+    /// Export the build cache: type=registry,ref=REG/REPO:TAG[,mode=min|max][,cache-mounts=true],
+    /// type=local,dest=DIR[,mode=…], or type=inline (repeatable).
+    #[arg(long = "cache-to")]
+    cache_to: Vec<String>,
+    /// Import a build cache: type=registry,ref=REF (a cache or an image with an
+    /// inline cache), type=local,src=DIR, or a bare REF (repeatable).
+    #[arg(long = "cache-from")]
+    cache_from: Vec<String>,
     /// Layer compression.
     #[arg(long, value_enum, default_value = "gzip")]
     compression: Compression,
@@ -132,6 +140,16 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         runtime: args.runtime,
         compression: args.compression,
         insecure_registries: global.insecure_registries.clone(),
+        cache_from: args
+            .cache_from
+            .iter()
+            .map(|c| options::CacheFrom::parse(c))
+            .collect::<Result<_, _>>()?,
+        cache_to: args
+            .cache_to
+            .iter()
+            .map(|c| options::CacheTo::parse(c))
+            .collect::<Result<_, _>>()?,
     };
 
     stop_on_signals()?;
