@@ -474,3 +474,94 @@ fn a_local_cache_directory_round_trips() {
         "module x\npackage main\n1.2\n"
     );
 }
+
+const SINGLE: &str = "FROM busybox:latest
+COPY main.go /src/
+RUN cat /src/main.go > /x
+";
+
+#[test]
+fn an_inline_cache_in_a_pushed_image_is_a_cache_source() {
+    assert!(tk::require_registries());
+    let nonce = format!("{}-{:?}", std::process::id(), std::time::SystemTime::now());
+    let env = Env::new(SINGLE, &[("main.go", &nonce)]);
+    let image = format!("{}/kiln-inline-{}/app:1", tk::REGISTRY, std::process::id());
+    ok(kiln(&env.root("a"))
+        .args([
+            "build",
+            "-q",
+            "--push",
+            "-t",
+            &image,
+            "--cache-to",
+            "type=inline",
+        ])
+        .arg(&env.ctx));
+    let b = env.fresh_root("b");
+    let log = ok(kiln(&b)
+        .args([
+            "build",
+            "--progress",
+            "json",
+            "-t",
+            "app:b",
+            "--cache-from",
+            &image,
+        ])
+        .arg(&env.ctx));
+    assert_eq!(ran(&log), Vec::<String>::new(), "{log}");
+    assert_eq!(env.file_of(&b, "app:b", "/x"), nonce);
+}
+
+#[test]
+fn a_cache_in_the_password_protected_registry() {
+    use std::io::Write;
+    assert!(tk::require_registries());
+    let env = Env::new(SINGLE, &[("main.go", "package main\n")]);
+    let config = env.tmp.path().join("docker-config");
+    let with_config = |root: &Path| {
+        let mut c = kiln(root);
+        c.env("DOCKER_CONFIG", &config);
+        c
+    };
+    let a = env.root("a");
+    let mut login = with_config(&a);
+    login
+        .args([
+            "login",
+            "-u",
+            tk::AUTH_USER,
+            "--password-stdin",
+            tk::AUTH_REGISTRY,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = login.spawn().unwrap();
+    writeln!(child.stdin.take().unwrap(), "{}", tk::AUTH_PASSWORD).unwrap();
+    assert!(child.wait().unwrap().success());
+    let cache = format!(
+        "{}/kiln-cache-auth-{}/c:1",
+        tk::AUTH_REGISTRY,
+        std::process::id()
+    );
+    ok(with_config(&a)
+        .args([
+            "build",
+            "-q",
+            "--cache-to",
+            &format!("type=registry,ref={cache}"),
+        ])
+        .arg(&env.ctx));
+    let b = env.fresh_root("b");
+    let log = ok(with_config(&b)
+        .args(["build", "--progress", "json", "--cache-from", &cache])
+        .arg(&env.ctx));
+    assert_eq!(ran(&log), Vec::<String>::new(), "{log}");
+    // Without credentials the cache is a warning, and the build runs.
+    let log = ok(kiln(&env.fresh_root("c"))
+        .args(["build", "--progress", "json", "--cache-from", &cache])
+        .env("DOCKER_CONFIG", env.tmp.path().join("empty"))
+        .arg(&env.ctx));
+    assert!(log.contains("building without this cache"), "{log}");
+    assert_eq!(ran(&log).len(), 2, "{log}");
+}
