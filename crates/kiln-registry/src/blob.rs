@@ -5,7 +5,7 @@
 use kiln_oci::{Digest, Reference};
 use kiln_store::Store;
 
-use crate::client::{oci_digest_reference, oci_reference, Client};
+use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::progress::{BlobKind, Progress};
 use crate::pull::{fetch_blob, fetch_manifest, Blob};
@@ -23,10 +23,10 @@ impl Client {
         let name = reference.to_string();
         let session = self.session(registry, progress).await?;
         let target = match reference.digest() {
-            Some(d) => oci_digest_reference(registry, repository, d),
-            None => oci_reference(registry, repository, reference.tag().unwrap_or("latest"))?,
+            Some(d) => d.to_string(),
+            None => reference.tag().unwrap_or("latest").to_string(),
         };
-        let bytes = fetch_manifest(&session, &target, registry, &name, progress).await?;
+        let bytes = fetch_manifest(&session, repository, &target, &name, progress).await?;
         let digest = Digest::sha256(&bytes);
         if let Some(want) = reference.digest() {
             if *want != digest {
@@ -54,7 +54,6 @@ impl Client {
         let (registry, repository) = (reference.registry(), reference.repository());
         let name = reference.to_string();
         let session = self.session(registry, progress).await?;
-        let target = oci_reference(registry, repository, "latest")?;
         let cx = Context {
             registry,
             name: &name,
@@ -65,6 +64,6 @@ impl Client {
             size,
             kind: BlobKind::Layer,
         };
-        fetch_blob(&session, store, &target, &blob, &cx, progress).await
+        fetch_blob(&session, store, repository, &blob, &cx, progress).await
     }
 }
