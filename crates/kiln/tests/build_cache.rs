@@ -565,3 +565,23 @@ fn a_cache_in_the_password_protected_registry() {
     assert!(log.contains("building without this cache"), "{log}");
     assert_eq!(ran(&log).len(), 2, "{log}");
 }
+
+/// A `COPY --from` found by its fast key (the source stage's key) still
+/// depends on which paths it copies.
+#[test]
+fn copy_from_fast_key_tells_sources_apart() {
+    let df = |src: &str| {
+        format!("FROM busybox:latest AS s\nRUN echo one > /1 && echo two > /2\nFROM scratch\nCOPY --from=s {src} /x\n")
+    };
+    let env = Env::new(&df("/1"), &[]);
+    let root = env.root("a");
+    ok(kiln(&root)
+        .args(["build", "-q", "-t", "fk:1"])
+        .arg(&env.ctx));
+    assert_eq!(env.file_of(&root, "fk:1", "/x"), "one\n");
+    env.write("Dockerfile", &df("/2"));
+    ok(kiln(&root)
+        .args(["build", "-q", "-t", "fk:2"])
+        .arg(&env.ctx));
+    assert_eq!(env.file_of(&root, "fk:2", "/x"), "two\n");
+}

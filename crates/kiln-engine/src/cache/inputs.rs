@@ -196,6 +196,9 @@ pub enum CopySource {
 pub struct Copy<'a> {
     pub parent: CacheKey,
     pub is_add: bool,
+    /// The source paths as written (after expansion): the content hash
+    /// covers them too, but a fast key has no content hash.
+    pub sources: &'a [String],
     pub dest: &'a str,
     pub workdir: &'a str,
     pub chown: Option<&'a str>,
@@ -213,7 +216,8 @@ pub struct Copy<'a> {
 
 pub fn copy(c: &Copy) -> Inputs {
     let mut i = Inputs::new(if c.is_add { "add" } else { "copy" }, c.parent);
-    i.add("dest", Value::text(c.dest))
+    i.add("sources", Value::list(c.sources))
+        .add("dest", Value::text(c.dest))
         .add("workdir", Value::text(c.workdir))
         .add("chown", Value::opt(c.chown))
         .add("chmod", Value::opt(c.chmod))

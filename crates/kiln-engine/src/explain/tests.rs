@@ -26,6 +26,7 @@ fn build(manifest: &str, main_go: &str, version: &str) -> Build {
         inputs::copy(&inputs::Copy {
             parent: base.inputs.key(),
             is_add: false,
+            sources: &[],
             dest: ".",
             workdir: "/src",
             chown: None,

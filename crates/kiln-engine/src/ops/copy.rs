@@ -82,6 +82,7 @@ pub fn copy(
         inputs::copy(&inputs::Copy {
             parent,
             is_add: c.is_add,
+            sources: c.sources,
             dest: c.dest,
             workdir: &workdir,
             chown: c.chown,

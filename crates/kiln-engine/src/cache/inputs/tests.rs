@@ -112,6 +112,7 @@ fn copy_base() -> Copy<'static> {
     Copy {
         parent: parent(),
         is_add: false,
+        sources: &[],
         dest: "/app/",
         workdir: "/",
         chown: None,
@@ -138,6 +139,7 @@ fn copy_key_covers_every_documented_input() {
         fd: 0,
     }];
     let urls = [("http://h/f".to_string(), "ab".to_string())];
+    let srcs = ["/bin/".to_string()];
     let changed: Vec<(&str, Copy)> = vec![
         (
             "kind",
