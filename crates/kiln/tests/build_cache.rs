@@ -186,8 +186,9 @@ fn a_new_base_image_is_named() {
     );
 }
 
-/// A TCP proxy in front of the open test registry that records the path of
-/// every blob GET, so a test can count what a build downloaded.
+/// A TCP proxy in front of the open test registry that records the request
+/// line of every blob GET and upload PUT, so a test can count what a build
+/// downloaded and uploaded.
 struct Proxy {
     addr: String,
     gets: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -223,7 +224,8 @@ impl Proxy {
                                 continue;
                             }
                             let l = String::from_utf8_lossy(&line).into_owned();
-                            if l.starts_with("GET /v2/") && l.contains("/blobs/") {
+                            let upload = l.starts_with("PUT /v2/") && l.contains("digest=");
+                            if upload || (l.starts_with("GET /v2/") && l.contains("/blobs/")) {
                                 seen.lock().unwrap().push(l);
                             }
                             line.clear();
@@ -236,8 +238,20 @@ impl Proxy {
         Proxy { addr, gets }
     }
 
+    /// The blob GETs since the last call (uploads are dropped).
     fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.gets.lock().unwrap())
+        let all = std::mem::take(&mut *self.gets.lock().unwrap());
+        all.into_iter().filter(|l| l.starts_with("GET ")).collect()
+    }
+
+    /// The blob digests uploaded since the last call, in order.
+    fn uploads(&self) -> Vec<String> {
+        let all = std::mem::take(&mut *self.gets.lock().unwrap());
+        all.iter()
+            .filter(|l| l.starts_with("PUT "))
+            .filter_map(|l| l.split("digest=").nth(1))
+            .map(|d| d.split([' ', '&']).next().unwrap_or("").replace("%3A", ":"))
+            .collect()
     }
 }
 
@@ -441,6 +455,33 @@ fn corrupt_registry_blob(digest: &str) {
         .expect("the blob in the registry storage")
         .len();
     std::fs::write(&path, vec![b'x'; len as usize]).unwrap();
+}
+
+/// An image pushed with its cache (same repository): every blob goes up
+/// once; the cache's final-stage layers are the image's, by digest.
+#[test]
+fn the_cache_shares_layers_with_the_pushed_image() {
+    assert!(tk::require_registries());
+    let nonce = format!("{}-{:?}", std::process::id(), std::time::SystemTime::now());
+    let env = Env::new(MULTI, &[("go.mod", "module x\n"), ("main.go", &nonce)]);
+    let proxy = Proxy::start();
+    let repo = format!("{}/kiln-share-{}/app", proxy.addr, std::process::id());
+    ok(kiln(&env.root("a"))
+        .args(["build", "-q", "--push", "-t", &format!("{repo}:1")])
+        .args([
+            "--cache-to",
+            &format!("type=registry,ref={repo}:cache,mode=max"),
+        ])
+        .arg(&env.ctx));
+    let uploads = proxy.uploads();
+    let unique: std::collections::BTreeSet<_> = uploads.iter().collect();
+    assert_eq!(
+        unique.len(),
+        uploads.len(),
+        "a blob went up twice: {uploads:#?}"
+    );
+    let image_layer = &layer_digests(&env.root("a"), &format!("{repo}:1"))[0];
+    assert!(uploads.contains(image_layer), "{uploads:#?}");
 }
 
 #[test]
