@@ -156,6 +156,13 @@ fn copy_key_covers_every_documented_input() {
             },
         ),
         (
+            "sources",
+            Copy {
+                sources: &srcs,
+                ..copy_base()
+            },
+        ),
+        (
             "workdir",
             Copy {
                 workdir: "/w",
