@@ -179,7 +179,15 @@ impl Builder {
         let built = export::export(session, build.req, steps, &target, build.platform)?;
         let outputs: Vec<_> = stage_ids.iter().filter_map(|i| board.wait(*i)).collect();
         let chains: Vec<&[Link]> = outputs.iter().map(|o| &o.chain[..]).collect();
-        cache_export::export_caches(session, &build.req.cache_to, steps, &chains, &target.chain)?;
+        let pushed = build.req.tags.first().filter(|_| build.req.push);
+        cache_export::export_caches(
+            session,
+            &build.req.cache_to,
+            pushed,
+            steps,
+            &chains,
+            &target.chain,
+        )?;
         Ok(built)
     }
 

@@ -24,10 +24,13 @@ use crate::session::Session;
 const MOUNT_ANNOTATION: &str = "io.kiln.cache.mount";
 
 /// Exports every `--cache-to` but inline ones (done with the image).
-/// `stages` are the chains of all stages; `target` the target's.
+/// `stages` are the chains of all stages; `target` the target's. `pushed`
+/// names the image just pushed: its blobs are mounted, not uploaded again,
+/// into a cache repository of the same registry.
 pub fn export_caches(
     session: &Session,
     tos: &[CacheTo],
+    pushed: Option<&kiln_oci::Reference>,
     steps: &Steps,
     stages: &[&[Link]],
     target: &[Link],
@@ -68,7 +71,7 @@ pub fn export_caches(
                     .block_on(session.registry.push_manifest(
                         &session.store,
                         &raw,
-                        None,
+                        pushed,
                         r,
                         &kiln_registry::NoProgress,
                     ))
