@@ -1,6 +1,8 @@
 //! RUN: here-documents, the SHELL, typed mounts with stage references
 //! resolved, network/security modes, build-arg environment and history text.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::ast::{Command, Instruction, RunInstr};
@@ -200,13 +202,25 @@ pub(crate) fn lower_run(
             build_env.push((k.clone(), v.clone()));
         }
     }
-    let mut proxy_env: Vec<(String, String)> = Vec::new();
-    for (k, v) in &scope.plan.options.build_args {
-        if crate::is_proxy_arg(k) && !scope.args.iter().any(|(a, _)| a == k) {
-            proxy_env.retain(|(pk, _)| pk != k);
-            proxy_env.push((k.clone(), v.clone()));
-        }
+    // Like BuildKit's proxyEnvFromBuildArgs + proxyEnvList: a proxy build
+    // arg in either case sets both spellings (`http_proxy` gives
+    // `HTTP_PROXY` and `http_proxy`); of two spellings the later key wins.
+    let given: BTreeMap<&String, &String> = scope
+        .plan
+        .options
+        .build_args
+        .iter()
+        .filter(|(k, _)| crate::is_proxy_arg(k) && !scope.args.iter().any(|(a, _)| a == k))
+        .map(|(k, v)| (k, v))
+        .collect();
+    let mut proxies: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in given {
+        proxies.insert(k.to_ascii_uppercase(), v.clone());
     }
+    let proxy_env: Vec<(String, String)> = proxies
+        .into_iter()
+        .flat_map(|(k, v)| [(k.to_ascii_lowercase(), v.clone()), (k, v)])
+        .collect();
     let args: Vec<String> = match &cmd {
         Command::Exec(v) => v.clone(),
         Command::Shell(s) => {

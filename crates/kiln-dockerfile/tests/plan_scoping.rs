@@ -138,9 +138,13 @@ fn proxy_args_and_platform_args() {
             build_env,
             ..
         } => {
+            // Both spellings, as BuildKit's proxyEnvList sets them.
             assert_eq!(
                 proxy_env,
-                &vec![("http_proxy".to_string(), "http://p:3128".to_string())]
+                &vec![
+                    ("http_proxy".to_string(), "http://p:3128".to_string()),
+                    ("HTTP_PROXY".to_string(), "http://p:3128".to_string())
+                ]
             );
             assert_eq!(build_env.len(), 2);
         }
