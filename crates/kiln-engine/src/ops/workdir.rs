@@ -14,7 +14,8 @@ pub fn workdir(
     step: &Step,
     dir: &str,
 ) -> Result<(), BuildError> {
-    // The frontend gives it absolute and cleaned.
+    // Absolute, as written (BuildKit's `NormalizeWorkdir` cleans only
+    // relative ones); the directory made is the cleaned path.
     let path = dir.to_string();
     state.config.config.working_dir = path.clone();
 
@@ -31,23 +32,23 @@ pub fn workdir(
         }
         None => {
             let rootfs = WorkingRootfs::prepare(b.builder, &state.layers)?;
-            mkdir_in_root(rootfs.merged(), &path).map_err(|e| {
-                crate::ops::run::step_error(b, step, format!("creating {path}: {e}"))
-            })?;
+            let fail =
+                |e: String| crate::ops::run::step_error(b, step, format!("creating {path}: {e}"));
+            let user = &state.config.config.user;
+            // BuildKit's mkdir runs `WithUser(USER)`: new directories belong to it.
+            let (uid, gid) = if user.is_empty() {
+                (0, 0)
+            } else {
+                kiln_fs::users::lookup_file_owner(rootfs.merged(), user)
+                    .map_err(|e| fail(e.to_string()))?
+            };
+            kiln_fs::copy::mkdir_all(rootfs.merged(), &path, uid, gid, 0o755)
+                .map_err(|e| fail(e.to_string()))?;
             let layer = b.commit(rootfs, &key)?;
             progress.done();
             layer
         }
     };
     state.push(step, key, layer);
-    Ok(())
-}
-
-/// `mkdir -p` inside a root file system, resolving symlinks as if chrooted
-/// there (a WORKDIR under a symlinked dir like `/var/run` is fine; one that
-/// would leave the root is not).
-fn mkdir_in_root(root: &std::path::Path, path: &str) -> Result<(), pathrs::error::Error> {
-    use std::os::unix::fs::PermissionsExt;
-    pathrs::Root::open(root)?.mkdir_all(path, &std::fs::Permissions::from_mode(0o755))?;
     Ok(())
 }
