@@ -152,7 +152,9 @@ pub fn copy_into(
             matched.push((m, kept));
         }
     }
-    let dest_is_dir = dest_says_dir || opts.parents || matched.len() > 1;
+    // Several sources onto a dest without a trailing slash are copied one
+    // after the other (BuildKit does no check): files overwrite one `dest`.
+    let dest_is_dir = dest_says_dir || opts.parents;
     let exclude = PathFilter::from_patterns(&opts.exclude).map_err(SourceError::Exclude)?;
 
     let mut stats = CopyStats::default();
