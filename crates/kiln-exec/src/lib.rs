@@ -95,7 +95,7 @@ pub enum Network {
 /// Where the process's standard streams go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stdio {
-    /// stdin is `/dev/null`; stdout and stderr are streamed to the output
+    /// stdin is an empty pipe; stdout and stderr are streamed to the output
     /// callback of [`Executor::run`].
     Capture,
     /// The process uses kiln's own stdin/stdout/stderr (`kiln run`); with

@@ -39,7 +39,7 @@ fn output_and_exit_codes(runtime: Runtime) {
     // Larger output than a pipe buffer arrives complete.
     let big = env.sh("big", "i=0; while [ $i -lt 2000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done");
     assert_eq!(big.ok().lines().count(), 2000);
-    // stdin is /dev/null.
+    // stdin is an empty pipe (what `runc run` gives for a /dev/null stdin).
     assert_eq!(env.sh("stdin", "cat; echo end").ok(), "end\n");
     env.assert_clean();
 }
@@ -51,7 +51,7 @@ fn process_identity(runtime: Runtime) {
         &[
             "sh",
             "-c",
-            "echo $FOO; pwd; id -u; id -g; id -G; echo $HOME; head -1 /etc/hosts; stat -c %a /work /work/sub",
+            "echo $FOO; pwd; id -u; id -g; id -G; echo $HOME; head -1 /etc/hosts; stat -c %a /work /work/sub; echo err > /dev/stderr; [ -p /dev/stdin ] && echo stdin-pipe",
         ],
     );
     spec.env.push("FOO=bar baz".into());
@@ -73,8 +73,11 @@ fn process_identity(runtime: Runtime) {
             "127.0.0.1\tlocalhost kiln-test",
             "755",
             "755",
+            "stdin-pipe",
         ]
     );
+    // The stdio pipes belong to the process user (runc's fixStdioPermissions).
+    assert_eq!(out.stderr, "err\n");
     assert!(
         env.rootfs().join("work/sub").is_dir(),
         "the working directory stays"

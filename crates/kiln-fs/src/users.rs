@@ -1,7 +1,7 @@
 //! User and group lookup inside a root filesystem, the way runc and BuildKit
 //! read `/etc/passwd` and `/etc/group` of the image (never the host's).
 //!
-//! Two callers with slightly different rules:
+//! Three callers with slightly different rules:
 //! - [`lookup_user`] for `USER` (the RUN process): a name without a group
 //!   takes the user's primary group, and the supplementary groups are the
 //!   primary gid plus every group that lists the user (current BuildKit;
@@ -9,6 +9,8 @@
 //! - [`lookup_chown`] for `COPY --chown`: as above, except that a numeric uid
 //!   without a group gets gid = uid (checked against Docker 20.10: `--chown=1000`
 //!   gives 1000:1000 even when uid 1000's primary group is 2000).
+//! - [`lookup_file_owner`] for directories WORKDIR creates as `USER`:
+//!   BuildKit's file-op `readUser`, which ignores names it cannot find.
 //!
 //! Files are opened with `openat2(RESOLVE_IN_ROOT)`, so a hostile
 //! `/etc/passwd -> /host/etc/shadow` symlink resolves inside the rootfs.
@@ -61,6 +63,44 @@ pub fn lookup_user(rootfs: &Path, spec: &str) -> Result<Ids, UserError> {
 pub fn lookup_chown(rootfs: &Path, spec: &str) -> Result<(u32, u32), UserError> {
     let ids = resolve(rootfs, spec, true)?;
     Ok((ids.uid, ids.gid))
+}
+
+/// Resolves the owner of directories a file step creates as the current
+/// `USER` (WORKDIR), as BuildKit's file-op `readUser` does: a numeric uid
+/// without a group gets gid = uid, a name takes its passwd uid and gid, and a
+/// name missing from the image's passwd (or group) is not an error — the
+/// user part stays 0 (the group part keeps the user's gid).
+pub fn lookup_file_owner(rootfs: &Path, spec: &str) -> Result<(u32, u32), UserError> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let numeric = |s: &str| {
+        if s == "root" {
+            Some(0)
+        } else {
+            s.parse::<u32>().ok()
+        }
+    };
+    let (uid, mut gid) = match numeric(user) {
+        Some(uid) => (uid, uid),
+        None => read_table(rootfs, "etc/passwd", parse_passwd)?
+            .iter()
+            .flatten()
+            .find(|e| e.name == user)
+            .map_or((0, 0), |e| (e.uid, e.gid)),
+    };
+    if let Some(g) = group {
+        gid = match numeric(g) {
+            Some(gid) => gid,
+            None => read_table(rootfs, "etc/group", parse_group)?
+                .iter()
+                .flatten()
+                .find(|e| e.name == g)
+                .map_or(gid, |e| e.gid),
+        };
+    }
+    Ok((uid, gid))
 }
 
 fn resolve(rootfs: &Path, spec: &str, chown: bool) -> Result<Ids, UserError> {

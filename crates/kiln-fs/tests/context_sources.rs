@@ -68,9 +68,18 @@ fn no_match_names_the_path_and_suggests_close_names() {
         msg.contains("\"mian.go\"") && msg.contains("did you mean \"main.go\""),
         "{msg}"
     );
-    let msg = ctx.source().expand("src/*.rs").err().unwrap().to_string();
+    // A pattern that matches nothing is skipped (AllowEmptyWildcard), but
+    // the literal directory it lists must exist (fsutil walks it).
+    assert!(ctx.source().expand("src/*.rs").unwrap().is_empty());
+    assert!(ctx.source().expand("*/*.rs").unwrap().is_empty());
+    let msg = ctx
+        .source()
+        .expand("nosuch/*.rs")
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
-        msg.contains("src/*.rs") && msg.contains("not found"),
+        msg.contains("\"nosuch\"") && msg.contains("not found"),
         "{msg}"
     );
     let msg = ctx

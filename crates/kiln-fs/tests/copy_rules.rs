@@ -83,9 +83,13 @@ fn file_to_name_to_dir_and_through_workdir() {
     o.workdir = "/app".into();
     copy_into(ctx.source(), r, &o).unwrap();
     assert!(r.join("app/f.txt").is_file());
-    // Several sources (or a wildcard matching several) → a directory.
+    // Several files onto a dest without a slash: copied one after the
+    // other, as BuildKit does, so the last one is the file `/multi`.
     copy_into(ctx.source(), r, &opts(&["f.txt", "dir/a"], "/multi")).unwrap();
-    assert!(r.join("multi/f.txt").is_file() && r.join("multi/a").is_file());
+    assert_eq!(fs::read_to_string(r.join("multi")).unwrap(), "a");
+    // A pattern matching nothing is skipped; nothing is created.
+    copy_into(ctx.source(), r, &opts(&["*.nomatch"], "/none/")).unwrap();
+    assert!(!r.join("none").exists());
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use std::fs;
 use std::os::unix::fs::symlink;
 
-use kiln_fs::users::{lookup_chown, lookup_user, Ids, UserError};
+use kiln_fs::users::{lookup_chown, lookup_file_owner, lookup_user, Ids, UserError};
 
 fn rootfs() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
@@ -112,4 +112,21 @@ fn passwd_symlink_cannot_leave_the_rootfs() {
     fs::create_dir_all(&inner).unwrap();
     fs::write(inner.join("passwd"), "inside:x:7:8::/:/bin/sh\n").unwrap();
     assert_eq!(lookup_chown(r.path(), "inside").unwrap(), (7, 8));
+}
+
+#[test]
+fn file_owner_follows_buildkit_read_user() {
+    let r = rootfs();
+    let owner = |spec| lookup_file_owner(r.path(), spec).unwrap();
+    assert_eq!(owner("app"), (1000, 2000));
+    // A numeric uid alone: gid = uid, even when passwd knows another group.
+    assert_eq!(owner("1000"), (1000, 1000));
+    assert_eq!(owner("3000:3001"), (3000, 3001));
+    assert_eq!(owner("app:other"), (1000, 3000));
+    assert_eq!(owner("root"), (0, 0));
+    // Unknown names are not errors: BuildKit leaves 0 / the user's gid.
+    assert_eq!(owner("ghost"), (0, 0));
+    assert_eq!(owner("app:ghosts"), (1000, 2000));
+    let empty = tempfile::tempdir().unwrap();
+    assert_eq!(lookup_file_owner(empty.path(), "nobody").unwrap(), (0, 0));
 }

@@ -15,6 +15,7 @@ struct Workdir<'a, 'b> {
     b: &'a StageBuild<'b>,
     step: &'a Step,
     path: String,
+    user: String,
     inputs: Inputs,
 }
 
@@ -24,10 +25,18 @@ impl Op for Workdir<'_, '_> {
     }
 
     fn exec(&self, rootfs: &Path, _: &StepProgress) -> Result<(), BuildError> {
-        mkdir_in_root(rootfs, &self.path).map_err(|e| {
+        let fail = |e: String| {
             self.b
                 .step_error(self.step, format!("creating {}: {e}", self.path))
-        })
+        };
+        // BuildKit's mkdir runs `WithUser(USER)`: new directories belong to it.
+        let (uid, gid) = if self.user.is_empty() {
+            (0, 0)
+        } else {
+            kiln_fs::users::lookup_file_owner(rootfs, &self.user).map_err(|e| fail(e.to_string()))?
+        };
+        kiln_fs::copy::mkdir_all(rootfs, &self.path, uid, gid, 0o755)
+            .map_err(|e| fail(e.to_string()))
     }
 }
 
@@ -37,24 +46,18 @@ pub fn workdir(
     step: &Step,
     dir: &str,
 ) -> Result<(), BuildError> {
-    // The frontend gives it absolute and cleaned.
+    // Absolute, as written (BuildKit's `NormalizeWorkdir` cleans only
+    // relative ones); the directory made is the cleaned path.
     let path = dir.to_string();
     state.config.config.working_dir = path.clone();
+    let user = state.config.config.user.clone();
     let op = Workdir {
         b,
         step,
-        inputs: inputs::workdir(state.key, &path, &state.config.config.user),
+        inputs: inputs::workdir(state.key, &path, &user),
         path,
+        user,
     };
     let progress = b.steps.start(format!("{} {}", state.label, step.original));
     drive(b, state, step, progress, &op)
-}
-
-/// `mkdir -p` inside a root file system, resolving symlinks as if chrooted
-/// there (a WORKDIR under a symlinked dir like `/var/run` is fine; one that
-/// would leave the root is not).
-fn mkdir_in_root(root: &Path, path: &str) -> Result<(), pathrs::error::Error> {
-    use std::os::unix::fs::PermissionsExt;
-    pathrs::Root::open(root)?.mkdir_all(path, &std::fs::Permissions::from_mode(0o755))?;
-    Ok(())
 }

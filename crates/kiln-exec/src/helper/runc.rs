@@ -2,6 +2,7 @@
 //! child subreaper, so that it waits for the container's init process itself
 //! and sees exactly how it ended (`runc run` folds a signal into 128+n).
 
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::Command;
 
@@ -60,6 +61,16 @@ fn classify(action: &str, errors: String) -> Outcome {
 fn run_step(r: &Request, args: &[&str], action: &str) -> Result<(), Outcome> {
     let mut cmd = runc(r);
     cmd.args(args);
+    // `runc create` passes its stdio on as is; `runc run` (BuildKit) gives a
+    // RUN an empty pipe for its /dev/null stdin: do the same.
+    if args.first() == Some(&"create") && super::youki::is_dev_null(std::io::stdin().as_fd()) {
+        match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+            Ok((read, _write)) => {
+                cmd.stdin(read);
+            }
+            Err(e) => return Err(Outcome::Failed(format!("{action}: stdin pipe: {e}"))),
+        }
+    }
     match cmd.status() {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => {

@@ -46,7 +46,7 @@ fn failure(action: &str, text: String) -> Outcome {
     Outcome::Failed(format!("{action}: {text}"))
 }
 
-fn is_dev_null(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+pub(crate) fn is_dev_null(fd: std::os::fd::BorrowedFd<'_>) -> bool {
     let null = nix::sys::stat::stat("/dev/null");
     let this = nix::sys::stat::fstat(fd.as_raw_fd());
     matches!((null, this), (Ok(n), Ok(t)) if t.st_mode & libc::S_IFMT == libc::S_IFCHR && t.st_rdev == n.st_rdev)
@@ -54,7 +54,8 @@ fn is_dev_null(fd: std::os::fd::BorrowedFd<'_>) -> bool {
 
 /// The container's stdio: copies of the helper's. An output that is
 /// `/dev/null` (`kiln run … >/dev/null`) becomes a pipe the helper drains:
-/// libcontainer replaces every stdio fd on `/dev/null` with a read-only one.
+/// libcontainer replaces every stdio fd on `/dev/null` with a read-only one;
+/// a `/dev/null` stdin becomes an empty pipe, as runc gives.
 /// Returns the pipes' read ends, to drain once the init process is forked.
 fn dup_stdio() -> std::io::Result<([OwnedFd; 3], Vec<OwnedFd>)> {
     let mut drains = Vec::new();
@@ -68,8 +69,44 @@ fn dup_stdio() -> std::io::Result<([OwnedFd; 3], Vec<OwnedFd>)> {
     };
     let stdout = output(std::io::stdout().as_fd())?;
     let stderr = output(std::io::stderr().as_fd())?;
-    let stdin = std::io::stdin().as_fd().try_clone_to_owned()?;
+    // runc (non-detached, no tty) hands the process a pipe it fills from its
+    // own stdin: for a RUN (stdin /dev/null) an empty pipe at EOF.
+    let stdin = if is_dev_null(std::io::stdin().as_fd()) {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?.0
+    } else {
+        std::io::stdin().as_fd().try_clone_to_owned()?
+    };
     Ok(([stdin, stdout, stderr], drains))
+}
+
+/// Gives the stdio pipes to the container's user, as runc's
+/// `fixStdioPermissions` does (and BuildKit relies on): a RUN as a non-root
+/// USER can then open `/dev/stdout` and `/dev/stderr`. Only pipes: a
+/// terminal or file kiln inherited stays as it is, and `/dev/null` needs none.
+fn give_pipes_to_user(bundle: &std::path::Path, fds: [&OwnedFd; 3]) -> Result<(), String> {
+    let path = bundle.join("config.json");
+    let spec = oci_spec::runtime::Spec::load(&path)
+        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let Some(user) = spec.process().as_ref().map(|p| p.user()) else {
+        return Ok(());
+    };
+    let (uid, gid) = (user.uid(), user.gid());
+    if uid == 0 && gid == 0 {
+        return Ok(());
+    }
+    for fd in fds {
+        let st =
+            nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| format!("stat of stdio: {e}"))?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFIFO {
+            nix::unistd::fchown(
+                fd.as_raw_fd(),
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            )
+            .map_err(|e| format!("giving the stdio pipes to {uid}:{gid}: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Discards what arrives on `drains`, on threads started after the fork
@@ -113,6 +150,9 @@ pub(crate) fn run(r: &Request) -> Outcome {
         Ok(fds) => fds,
         Err(e) => return Outcome::Failed(format!("duplicating stdio: {e}")),
     };
+    if let Err(e) = give_pipes_to_user(&r.bundle, [&stdin, &stdout, &stderr]) {
+        return Outcome::Failed(e);
+    }
     let console = match r.tty.then(|| ConsoleSocket::listen(&r.bundle)).transpose() {
         Ok(c) => c,
         Err(e) => return Outcome::Failed(e),

@@ -134,8 +134,9 @@ impl SourceRoot {
     }
 
     /// Expands one COPY source (wildcards per path component, Go
-    /// `filepath.Match`) and resolves each match. No match is an error that
-    /// suggests close names.
+    /// `filepath.Match`) and resolves each match. A missing literal path is
+    /// an error that suggests close names; a pattern matching nothing gives
+    /// no matches (BuildKit's AllowEmptyWildcard).
     pub fn expand(&self, source: &str) -> Result<Vec<Matched>, SourceError> {
         let clean = clean_rel(source);
         if !glob::has_wildcard(&clean) {
@@ -174,7 +175,17 @@ impl SourceRoot {
             }
         }
         if out.is_empty() {
-            return Err(self.not_found(&clean));
+            // BuildKit copies every source with AllowEmptyWildcard: a pattern
+            // that matches nothing is skipped. fsutil still walks the literal
+            // directory before the first wildcard, so that must exist.
+            let literal: Vec<&str> = comps
+                .iter()
+                .copied()
+                .take_while(|c| !glob::has_wildcard(c))
+                .collect();
+            if !literal.is_empty() {
+                self.resolve(&literal.join("/"))?;
+            }
         }
         Ok(out)
     }

@@ -152,7 +152,9 @@ pub fn copy_into(
             matched.push((m, kept));
         }
     }
-    let dest_is_dir = dest_says_dir || opts.parents || matched.len() > 1;
+    // Several sources onto a dest without a trailing slash are copied one
+    // after the other (BuildKit does no check): files overwrite one `dest`.
+    let dest_is_dir = dest_says_dir || opts.parents;
     let exclude = PathFilter::from_patterns(&opts.exclude).map_err(SourceError::Exclude)?;
 
     let mut stats = CopyStats::default();
@@ -318,4 +320,15 @@ pub fn write_heredoc(dir: &Path, name: &str, content: &[u8]) -> io::Result<()> {
     )?;
     rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o644))?;
     std::fs::File::from(fd).write_all(content)
+}
+
+/// `mkdir -p` of `path` inside the rootfs at `root`, like BuildKit's file-op
+/// mkdir (`fs.RootPath` then `MkdirAll`): the path is cleaned, symlinks
+/// resolve as if chrooted in `root` (a dangling one gets its target
+/// created), and each directory created gets `uid:gid` and `mode`;
+/// existing ones are left alone.
+pub fn mkdir_all(root: &Path, path: &str, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
+    let rel = clean_rel(path);
+    DestRoot::open(root)?.mkdir_all(&rel, NewDir { uid, gid, mode })?;
+    Ok(())
 }
