@@ -23,6 +23,7 @@ pub fn export(
     req: &BuildRequest,
     steps: &Steps,
     target: &StageOutput,
+    stages: &[kiln_analyze::StageSize],
     platform: &Platform,
 ) -> Result<Built, BuildError> {
     let step = steps.start("exporting to image".into());
@@ -83,6 +84,9 @@ pub fn export(
             "size": config_bytes.len(),
         },
         "layers": layers,
+        "annotations": {
+            kiln_analyze::STAGES_ANNOTATION: serde_json::to_string(stages).expect("sizes serialise"),
+        },
     });
     let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
     let manifest_digest = session
@@ -169,6 +173,7 @@ pub fn export(
     Ok(Built {
         image_id: config_digest,
         manifest_digest,
+        stages: stages.to_vec(),
     })
 }
 

@@ -24,6 +24,7 @@ mod request;
 mod rootfs;
 pub mod schedule;
 mod session;
+mod sizes;
 mod stage;
 mod state;
 mod step;

@@ -70,4 +70,6 @@ pub struct Built {
     /// The config digest, which Docker calls the image id.
     pub image_id: Digest,
     pub manifest_digest: Digest,
+    /// Size of every stage that was built, the target among them.
+    pub stages: Vec<kiln_analyze::StageSize>,
 }
