@@ -238,3 +238,172 @@ fn bad_inputs_name_what_failed() {
         .unwrap();
     assert!(text(&out).contains("unknown unit"), "{}", text(&out));
 }
+
+const GUARDS: &str = r#"FROM debian:bookworm AS build
+RUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-unsafe-io golang-go gcc libc6-dev ca-certificates && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY main.go go.mod ./
+COPY hello.c /csrc/
+RUN mkdir /out && gcc -O2 -o /out/c-dynamic /csrc/hello.c && gcc -static -O2 -o /out/c-static /csrc/hello.c
+RUN CGO_ENABLED=1 go build -o /out/go-cgo . && CGO_ENABLED=0 go build -ldflags="-s -w" -o /out/go-static .
+
+FROM scratch AS c-dynamic
+COPY --from=build /out/c-dynamic /app
+USER 65534:65534
+ENTRYPOINT ["/app"]
+
+FROM scratch AS c-static
+COPY --from=build /out/c-static /app
+USER 65534:65534
+ENTRYPOINT ["/app"]
+
+FROM scratch AS go-cgo
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/
+COPY --from=build /out/go-cgo /app
+USER 65534:65534
+ENTRYPOINT ["/app"]
+
+FROM scratch AS go-static-no-certs
+COPY --from=build /out/go-static /app
+USER 65534:65534
+ENTRYPOINT ["/app"]
+
+FROM scratch AS go-static
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/
+COPY --from=build /out/go-static /app
+USER 65534:65534
+ENTRYPOINT ["/app"]
+
+FROM scratch AS shell-form
+COPY --from=build /out/c-static /app
+USER 65534:65534
+CMD /app
+
+FROM busybox AS broken
+USER app
+ENTRYPOINT ["/app"]
+
+FROM busybox AS secret
+RUN mkdir -p /root/.ssh && printf -- '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\nQyNTUxOQAAACBu0pr2bx9mZ9E8b8wtWZ3RzZ5iS8JcmQpC3Lq7xG1n7QAAAJg=\n-----END OPENSSH PRIVATE KEY-----\n' > /root/.ssh/id_ed25519
+RUN rm -rf /root/.ssh
+USER nobody
+ENTRYPOINT ["/bin/true"]
+"#;
+
+const HELLO_C: &str = "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n";
+const TLS_GO: &str = r#"package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+)
+
+func main() {
+	var d net.Dialer
+	_, err := tls.DialWithDialer(&d, "tcp", "127.0.0.1:1", &tls.Config{})
+	fmt.Println("dial:", err)
+}
+"#;
+
+/// Builds `target` (warnings only), checks it with `kiln check` and with
+/// `kiln build --strict`; returns the check output.
+fn guard(root: &Path, ctx: &Path, target: &str, clean: bool) -> String {
+    let tag = common::unique(&format!("kiln-guard-{target}"));
+    let build = |strict: bool| {
+        let mut c = kiln(root);
+        c.args([
+            "build",
+            "--progress",
+            "plain",
+            "--target",
+            target,
+            "-t",
+            &tag,
+        ]);
+        if strict {
+            c.arg("--strict");
+        }
+        c.arg(ctx);
+        c
+    };
+    let out = ok(&mut build(false));
+    if clean {
+        assert!(
+            !out.contains("warning["),
+            "{target}: unexpected warning:\n{out}"
+        );
+        ok(&mut build(true));
+        let check = ok(kiln(root).args(["check", &tag]));
+        assert!(check.contains("no problems found"), "{check}");
+        check
+    } else {
+        assert!(
+            out.contains("warning["),
+            "{target}: kiln build warns:\n{out}"
+        );
+        let strict = exits_1(&mut build(true));
+        assert!(
+            strict.contains("error["),
+            "{target}: --strict makes them errors:\n{strict}"
+        );
+        exits_1(kiln(root).args(["check", &tag]))
+    }
+}
+
+#[test]
+fn guards_catch_broken_lean_finals_and_pass_good_ones() {
+    let files = [
+        ("Dockerfile", GUARDS),
+        ("hello.c", HELLO_C),
+        ("main.go", TLS_GO),
+        ("go.mod", "module tlsapp\n\ngo 1.19\n"),
+    ];
+    let Some((_tmp, root, ctx)) = setup(true, &files) else {
+        return;
+    };
+    let out = guard(&root, &ctx, "c-dynamic", false);
+    assert!(
+        out.contains("warning[elf-loader]: /app: its ELF interpreter /lib64/ld-linux-x86-64.so.2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning[elf-library]: /app: needs libc.so.6"),
+        "{out}"
+    );
+    guard(&root, &ctx, "c-static", true);
+
+    let out = guard(&root, &ctx, "go-cgo", false);
+    assert!(out.contains("warning[elf-loader]"), "{out}");
+    assert!(!out.contains("ca-bundle"), "certificates are there: {out}");
+    let out = guard(&root, &ctx, "go-static-no-certs", false);
+    assert!(out.contains("warning[ca-bundle]: /app does TLS"), "{out}");
+    assert!(!out.contains("elf-"), "static Go needs no loader: {out}");
+    guard(&root, &ctx, "go-static", true);
+
+    let out = guard(&root, &ctx, "shell-form", false);
+    assert!(
+        out.contains("CMD is in shell form (/bin/sh -c /app), but the image has no /bin/sh"),
+        "{out}"
+    );
+    let out = guard(&root, &ctx, "broken", false);
+    assert!(
+        out.contains("ENTRYPOINT runs /app, which is not in the image"),
+        "{out}"
+    );
+    assert!(
+        out.contains("USER app: user app cannot be resolved: /etc/passwd has no entry"),
+        "{out}"
+    );
+    let out = guard(&root, &ctx, "secret", false);
+    assert!(
+        out.contains(
+            "a private key in /root/.ssh/id_ed25519 of layer 1 (RUN /bin/sh -c mkdir -p /root/.ssh"
+        ) && out.contains("(deleted later, but still shipped in that layer)"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("warning[user]") && !out.contains("warning[entrypoint]"),
+        "{out}"
+    );
+}
