@@ -38,8 +38,14 @@ pub fn export(
             labels.insert(k.clone(), v.clone());
         }
     }
-    config.rootfs.diff_ids = target
-        .layers
+    let squashed;
+    let layers_out = if req.squash {
+        squashed = crate::squash::squash(session, target, &mut config)?;
+        &squashed
+    } else {
+        &target.layers
+    };
+    config.rootfs.diff_ids = layers_out
         .iter()
         .map(|l| l.diff_id.digest().to_string())
         .collect();
@@ -57,7 +63,7 @@ pub fn export(
     } else {
         req.compression
     };
-    let layers = image_layers(session, &target.layers, compression)?;
+    let layers = image_layers(session, layers_out, compression)?;
     if req.cache_to.iter().any(|t| t.target == CacheTarget::Inline) {
         // The target's records, naming the layers this image carries.
         let (inline, _) =

@@ -25,6 +25,7 @@ mod rootfs;
 pub mod schedule;
 mod session;
 mod sizes;
+mod squash;
 mod stage;
 mod state;
 mod step;

@@ -58,6 +58,8 @@ pub struct BuildRequest {
     pub runtime: Runtime,
     pub compression: Compression,
     pub insecure_registries: Vec<String>,
+    /// Merge the layers the target stage adds into one (`--squash`).
+    pub squash: bool,
     /// `--cache-from`: caches to import.
     pub cache_from: Vec<CacheFrom>,
     /// `--cache-to`: where to export this build's cache.

@@ -6,10 +6,10 @@ use kiln_analyze::StageSize;
 use kiln_dockerfile::Plan;
 use kiln_oci::oci_spec::image::Descriptor;
 
-use crate::session::Session;
 use crate::error::{BuildError, Context};
 use crate::layer::Layer;
 use crate::schedule::Board;
+use crate::session::Session;
 use crate::state::StageOutput;
 
 pub fn stage_sizes(

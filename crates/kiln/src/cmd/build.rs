@@ -83,6 +83,9 @@ pub struct Args {
     /// Fail the build (exit 1) when a lean-final guard warns.
     #[arg(long)]
     strict: bool,
+    /// Merge the layers the target stage adds over its base into one layer
+    #[arg(long)]
+    squash: bool,
     #[command(flatten)]
     gates: super::analyze::GateArgs,
 }
@@ -145,6 +148,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         runtime: args.runtime,
         compression: args.compression,
         insecure_registries: global.insecure_registries.clone(),
+        squash: args.squash,
         cache_from: args
             .cache_from
             .iter()
