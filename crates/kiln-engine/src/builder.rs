@@ -176,7 +176,8 @@ impl Builder {
         let target = board
             .wait(plan.target)
             .ok_or_else(|| BuildError::other("building the target stage", "it did not finish"))?;
-        let built = export::export(session, build.req, steps, &target, build.platform)?;
+        let stages = crate::sizes::stage_sizes(session, plan, &board)?;
+        let built = export::export(session, build.req, steps, &target, &stages, build.platform)?;
         let outputs: Vec<_> = stage_ids.iter().filter_map(|i| board.wait(*i)).collect();
         let chains: Vec<&[Link]> = outputs.iter().map(|o| &o.chain[..]).collect();
         let pushed = build.req.tags.first().filter(|_| build.req.push);

@@ -23,6 +23,7 @@ pub fn export(
     req: &BuildRequest,
     steps: &Steps,
     target: &StageOutput,
+    stages: &[kiln_analyze::StageSize],
     platform: &Platform,
 ) -> Result<Built, BuildError> {
     let step = steps.start("exporting to image".into());
@@ -37,8 +38,14 @@ pub fn export(
             labels.insert(k.clone(), v.clone());
         }
     }
-    config.rootfs.diff_ids = target
-        .layers
+    let squashed;
+    let layers_out = if req.squash {
+        squashed = crate::squash::squash(session, target, &mut config)?;
+        &squashed
+    } else {
+        &target.layers
+    };
+    config.rootfs.diff_ids = layers_out
         .iter()
         .map(|l| l.diff_id.digest().to_string())
         .collect();
@@ -56,7 +63,7 @@ pub fn export(
     } else {
         req.compression
     };
-    let layers = image_layers(session, &target.layers, compression)?;
+    let layers = image_layers(session, layers_out, compression)?;
     if req.cache_to.iter().any(|t| t.target == CacheTarget::Inline) {
         // The target's records, naming the layers this image carries.
         let (inline, _) =
@@ -83,6 +90,9 @@ pub fn export(
             "size": config_bytes.len(),
         },
         "layers": layers,
+        "annotations": {
+            kiln_analyze::STAGES_ANNOTATION: serde_json::to_string(stages).expect("sizes serialise"),
+        },
     });
     let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
     let manifest_digest = session
@@ -169,6 +179,7 @@ pub fn export(
     Ok(Built {
         image_id: config_digest,
         manifest_digest,
+        stages: stages.to_vec(),
     })
 }
 

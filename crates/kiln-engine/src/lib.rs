@@ -24,6 +24,8 @@ mod request;
 mod rootfs;
 pub mod schedule;
 mod session;
+mod sizes;
+mod squash;
 mod stage;
 mod state;
 mod step;

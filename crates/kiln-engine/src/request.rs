@@ -58,6 +58,8 @@ pub struct BuildRequest {
     pub runtime: Runtime,
     pub compression: Compression,
     pub insecure_registries: Vec<String>,
+    /// Merge the layers the target stage adds into one (`--squash`).
+    pub squash: bool,
     /// `--cache-from`: caches to import.
     pub cache_from: Vec<CacheFrom>,
     /// `--cache-to`: where to export this build's cache.
@@ -70,4 +72,6 @@ pub struct Built {
     /// The config digest, which Docker calls the image id.
     pub image_id: Digest,
     pub manifest_digest: Digest,
+    /// Size of every stage that was built, the target among them.
+    pub stages: Vec<kiln_analyze::StageSize>,
 }

@@ -125,7 +125,7 @@ impl Drop for WorkingRootfs<'_> {
     }
 }
 
-fn layer_options() -> kiln_fs::layer::LayerOptions {
+pub(crate) fn layer_options() -> kiln_fs::layer::LayerOptions {
     kiln_fs::layer::LayerOptions {
         source_date_epoch: std::env::var("SOURCE_DATE_EPOCH")
             .ok()

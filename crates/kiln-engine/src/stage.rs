@@ -54,6 +54,7 @@ impl StageBuild<'_> {
             }
         };
         let key = chain.last().expect("a base link").inputs.key();
+        let (base_layers, base_history) = (layers.len(), config.history.len());
         let base_config = BaseImageConfig {
             env: config.config.env.clone().unwrap_or_default(),
             onbuild: config.config.on_build.clone().unwrap_or_default(),
@@ -96,6 +97,8 @@ impl StageBuild<'_> {
             layers: state.layers,
             key: state.key,
             chain: state.chain,
+            base_layers,
+            base_history,
         })
     }
 

@@ -27,6 +27,9 @@ pub struct StageOutput {
     pub key: CacheKey,
     /// Its steps' inputs from the base on, to explain later misses.
     pub chain: Vec<Link>,
+    /// How many of `layers` and of the history entries came from the base.
+    pub base_layers: usize,
+    pub base_history: usize,
 }
 
 /// What every stage of one build shares.

@@ -32,6 +32,10 @@ struct Cli {
 enum Command {
     /// Build an image from a Dockerfile
     Build(cmd::build::Args),
+    /// Show where an image's bytes are: layers, stages, largest files, waste
+    Analyze(cmd::analyze::Args),
+    /// Check a final image for what stops it from starting or must not ship
+    Check(cmd::check::Args),
     /// Run a command in a new container from an image
     Run(cmd::run::Args),
     /// Copy files out of an image without running it
@@ -87,6 +91,8 @@ fn main() -> ExitCode {
     let global = cmd::Global::new(cli.root, cli.insecure_registries);
     let result = match cli.command {
         Command::Build(a) => cmd::build::run(&global, a),
+        Command::Analyze(a) => cmd::analyze::run(&global, a),
+        Command::Check(a) => cmd::check::run(&global, a),
         Command::Run(a) => cmd::run::run(&global, a),
         Command::Cp(a) => cmd::cp::run(&global, a),
         Command::Lint(a) => cmd::lint::run(&global, a),

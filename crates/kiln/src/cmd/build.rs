@@ -80,6 +80,14 @@ pub struct Args {
     /// Layer compression.
     #[arg(long, value_enum, default_value = "gzip")]
     compression: Compression,
+    /// Fail the build (exit 1) when a lean-final guard warns.
+    #[arg(long)]
+    strict: bool,
+    /// Merge the layers the target stage adds over its base into one layer
+    #[arg(long)]
+    squash: bool,
+    #[command(flatten)]
+    gates: super::analyze::GateArgs,
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
@@ -140,6 +148,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         runtime: args.runtime,
         compression: args.compression,
         insecure_registries: global.insecure_registries.clone(),
+        squash: args.squash,
         cache_from: args
             .cache_from
             .iter()
@@ -189,7 +198,42 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         }
         eprintln!("image {}", built.image_id);
     }
-    Ok(ExitCode::SUCCESS)
+    after_build(&builder, &built, args.strict, &args.gates)
+}
+
+/// Stage sizes, the lean-final guards and the budgets on the built image.
+fn after_build(
+    builder: &Builder,
+    built: &kiln_engine::Built,
+    strict: bool,
+    gates: &super::analyze::GateArgs,
+) -> anyhow::Result<ExitCode> {
+    if built.stages.len() > 1 {
+        eprintln!("stages: {}", super::analyze::stage_line(&built.stages));
+    }
+    let store = builder.store();
+    let image = store
+        .resolve(&built.manifest_digest.to_string())
+        .context("reading the built image")?;
+    let analysis = kiln_analyze::analyze(store, &image, &built.image_id.to_string())
+        .context("analyzing the built image")?;
+    let findings = kiln_analyze::check(&analysis);
+    for f in &findings {
+        let level = match (f.severity, strict) {
+            (kiln_analyze::Severity::Info, _) => "info",
+            (_, false) => "warning",
+            (_, true) => "error",
+        };
+        eprintln!("{level}[{}]: {}\n  hint: {}", f.rule, f.message, f.hint);
+    }
+    let warned = findings
+        .iter()
+        .any(|f| f.severity == kiln_analyze::Severity::Warning);
+    if strict && warned {
+        eprintln!("error: --strict: the image has problems (see above)");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(super::analyze::enforce(&analysis, &gates.budget()))
 }
 
 /// Ctrl-C (or SIGTERM) stops the build cleanly: containers are killed, mounts

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
+pub mod analyze;
 pub mod build;
+pub mod check;
 pub mod cp;
 pub mod debug;
 pub mod fsck;

@@ -1,0 +1,393 @@
+//! One pass over an image's layers, bottom to top, keeping the final
+//! filesystem and counting every byte that a later layer removes or replaces
+//! exactly once (when it is removed).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use kiln_oci::oci_spec::image::Descriptor;
+use kiln_store::{Image, Store};
+
+use crate::error::{Error, Result};
+use crate::fs::{join, parent, FinalFs, Kind, Node};
+use crate::report::*;
+use crate::secrets::{self, SecretHit};
+
+/// Files up to this size are read into memory (ELF parsing, secret scan).
+const MAX_IN_MEMORY: u64 = 256 << 20;
+/// How many wasted files, largest files and directories a report lists.
+const TOP: usize = 50;
+
+/// Analyses `image` (named `name` in the report) from `store`.
+pub fn analyze(store: &Store, image: &Image, name: &str) -> Result<Analysis> {
+    let layers = image.manifest.layers();
+    let history = created_by_per_layer(image);
+    let mut state = Walk::default();
+    let mut reports = Vec::new();
+    for (i, desc) in layers.iter().enumerate() {
+        let info = store
+            .layer_info(desc)
+            .map_err(|e| Error::store(format!("reading layer {}", desc.digest()), e))?;
+        state.layer(store, desc, i)?;
+        reports.push(LayerReport {
+            index: i,
+            digest: desc.digest().to_string(),
+            diff_id: info.diff_id.to_string(),
+            media_type: desc.media_type().to_string(),
+            compressed: desc.size(),
+            uncompressed: info.uncompressed_size,
+            created_by: history.get(i).cloned().unwrap_or_default(),
+            file_bytes: 0,
+            files: 0,
+            wasted_later: 0,
+            wastes: 0,
+        });
+    }
+    for (i, r) in reports.iter_mut().enumerate() {
+        let s = state.per_layer.get(&i).copied().unwrap_or_default();
+        (r.file_bytes, r.files, r.wasted_later, r.wastes) =
+            (s.bytes, s.files, s.wasted_later, s.wastes);
+    }
+    let config = serde_json::to_value(&image.config).unwrap_or_default();
+    Ok(finish(state, reports, image, name, config))
+}
+
+fn finish(
+    state: Walk,
+    layers: Vec<LayerReport>,
+    image: &Image,
+    name: &str,
+    config: serde_json::Value,
+) -> Analysis {
+    let fs = state.fs;
+    let final_bytes: u64 = fs
+        .nodes
+        .values()
+        .filter(|n| n.kind == Kind::File)
+        .map(|n| n.size)
+        .sum();
+    let files = fs.nodes.values().filter(|n| n.kind != Kind::Dir).count() as u64;
+    let mut waste = state.waste;
+    let by = |r: WasteReason| {
+        waste
+            .iter()
+            .filter(|w| w.reason == r)
+            .map(|w| w.size)
+            .sum::<u64>()
+    };
+    let totals = Totals {
+        compressed: layers.iter().map(|l| l.compressed).sum(),
+        uncompressed: layers.iter().map(|l| l.uncompressed).sum(),
+        shipped: state.shipped,
+        final_bytes,
+        wasted: state.shipped - final_bytes,
+        wasted_deleted: by(WasteReason::Deleted),
+        wasted_overwritten: by(WasteReason::Overwritten),
+        wasted_metadata_only: by(WasteReason::MetadataOnly),
+        efficiency: if state.shipped == 0 {
+            1.0
+        } else {
+            final_bytes as f64 / state.shipped as f64
+        },
+        files,
+    };
+    waste.sort_by(|a, b| b.size.cmp(&a.size).then(a.path.cmp(&b.path)));
+    waste.truncate(TOP);
+    Analysis {
+        image: name.to_string(),
+        manifest_digest: image.manifest_digest.to_string(),
+        config_digest: image.config_digest.to_string(),
+        totals,
+        stages: stages_of(image),
+        largest_files: largest_files(&fs),
+        largest_dirs: largest_dirs(&fs),
+        layers,
+        waste,
+        fs,
+        secrets: state.secrets,
+        config,
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct LayerStats {
+    bytes: u64,
+    files: u64,
+    wasted_later: u64,
+    wastes: u64,
+}
+
+#[derive(Default)]
+struct Walk {
+    fs: FinalFs,
+    shipped: u64,
+    waste: Vec<WasteEntry>,
+    per_layer: BTreeMap<usize, LayerStats>,
+    secrets: Vec<SecretHit>,
+}
+
+impl Walk {
+    fn layer(&mut self, store: &Store, desc: &Descriptor, index: usize) -> Result<()> {
+        let digest = kiln_store::descriptor_digest(desc).ok_or_else(|| Error::Invalid {
+            what: format!("layer {index}"),
+            why: format!("unsupported digest {}", desc.digest()),
+        })?;
+        let blob = store
+            .open_blob(&digest)
+            .map_err(|e| Error::store(format!("opening layer {digest}"), e))?;
+        let reader =
+            kiln_fs::compress::decompress(std::io::BufReader::new(blob)).map_err(|source| {
+                Error::Layer {
+                    layer: index,
+                    source,
+                }
+            })?;
+        let mut archive = tar::Archive::new(reader);
+        let entries = archive.entries().map_err(|source| Error::Layer {
+            layer: index,
+            source,
+        })?;
+        let mut buf = Vec::new();
+        for entry in entries {
+            let mut entry = entry.map_err(|source| Error::Layer {
+                layer: index,
+                source,
+            })?;
+            self.entry(&mut entry, index, &mut buf)
+                .map_err(|source| Error::Layer {
+                    layer: index,
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    fn entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        layer: usize,
+        buf: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
+        let raw = entry.path_bytes().into_owned();
+        let Some(path) = normalise(&raw) else {
+            return Ok(()); // names with `..` never reach a filesystem
+        };
+        let name = path.rsplit('/').next().unwrap_or("");
+        if name == ".wh..wh..opq" {
+            let removed = self.fs.remove_children(parent(&path), layer);
+            self.wasted(removed, layer, WasteReason::Deleted, None);
+            return Ok(());
+        }
+        if let Some(victim) = name.strip_prefix(".wh.") {
+            let target = join(parent(&path), victim);
+            let removed = self.fs.remove_tree(&target);
+            self.wasted(removed, layer, WasteReason::Deleted, None);
+            return Ok(());
+        }
+        let node = self.read_node(entry, &path, layer, buf)?;
+        self.insert(path, node, layer);
+        Ok(())
+    }
+
+    fn read_node<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        path: &str,
+        layer: usize,
+        buf: &mut Vec<u8>,
+    ) -> std::io::Result<Node> {
+        let h = entry.header();
+        let kind = match h.entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File,
+            tar::EntryType::Directory => Kind::Dir,
+            tar::EntryType::Symlink => Kind::Symlink,
+            tar::EntryType::Link => Kind::Hardlink,
+            _ => Kind::Other,
+        };
+        let link = entry
+            .link_name_bytes()
+            .map(|l| String::from_utf8_lossy(&l).into_owned());
+        let h = entry.header();
+        let mut node = Node {
+            kind,
+            size: if kind == Kind::File { entry.size() } else { 0 },
+            mode: h.mode().unwrap_or(0),
+            layer,
+            hash: None,
+            link,
+            elf: None,
+            text: None,
+        };
+        if kind == Kind::File {
+            self.read_content(entry, path, layer, &mut node, buf)?;
+        }
+        Ok(node)
+    }
+
+    fn read_content<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        path: &str,
+        layer: usize,
+        node: &mut Node,
+        buf: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
+        let mut hasher = blake3::Hasher::new();
+        if node.size <= MAX_IN_MEMORY {
+            buf.clear();
+            entry.read_to_end(buf)?;
+            hasher.update(buf);
+            node.elf = crate::elf::parse(buf);
+            if node.elf.is_none() {
+                self.secrets.extend(secrets::scan(buf, path, layer));
+            }
+            if wanted_text(path) {
+                node.text = Some(buf.clone());
+            }
+        } else {
+            std::io::copy(entry, &mut hasher)?;
+        }
+        node.hash = Some(*hasher.finalize().as_bytes());
+        Ok(())
+    }
+
+    fn insert(&mut self, path: String, node: Node, layer: usize) {
+        let stats = self.per_layer.entry(layer).or_default();
+        if node.kind == Kind::File {
+            self.shipped += node.size;
+            stats.bytes += node.size;
+            stats.files += 1;
+        }
+        if let Some(old) = self.fs.nodes.get(&path) {
+            if old.kind == Kind::Dir && node.kind == Kind::Dir {
+                self.fs.nodes.insert(path, node);
+                return;
+            }
+            let same = old.kind == Kind::File
+                && node.kind == Kind::File
+                && old.hash.is_some()
+                && old.hash == node.hash;
+            let reason = if same {
+                WasteReason::MetadataOnly
+            } else {
+                WasteReason::Overwritten
+            };
+            let removed = self.fs.remove_tree(&path);
+            self.wasted(removed, layer, reason, Some(WasteReason::Overwritten));
+        }
+        self.fs.nodes.insert(path, node);
+    }
+
+    /// Records removed files as waste. `children` is the reason for the
+    /// entries below a replaced path (their content did not come back).
+    fn wasted(
+        &mut self,
+        removed: Vec<(String, Node)>,
+        layer: usize,
+        reason: WasteReason,
+        children: Option<WasteReason>,
+    ) {
+        for (i, (path, node)) in removed.into_iter().enumerate() {
+            if node.kind != Kind::File || node.size == 0 {
+                continue;
+            }
+            let reason = if i == 0 {
+                reason
+            } else {
+                children.unwrap_or(reason)
+            };
+            self.per_layer.entry(node.layer).or_default().wasted_later += node.size;
+            self.per_layer.entry(layer).or_default().wastes += node.size;
+            self.waste.push(WasteEntry {
+                path: format!("/{path}"),
+                size: node.size,
+                added_in: node.layer,
+                removed_in: layer,
+                reason,
+            });
+        }
+    }
+}
+
+/// A tar entry name as a path below the root (`./usr/` → `usr`), the way
+/// Docker normalises it; `None` for names that climb out with `..`.
+fn normalise(raw: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let mut parts = Vec::new();
+    for comp in text.split('/') {
+        match comp {
+            "" | "." => {}
+            ".." => return None,
+            c => parts.push(c),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// The files whose contents the guards need.
+fn wanted_text(path: &str) -> bool {
+    matches!(path, "etc/passwd" | "etc/group" | "etc/ld.so.conf")
+        || (path.starts_with("etc/ld.so.conf.d/") && path.ends_with(".conf"))
+}
+
+/// `created_by` of the history entry behind each layer (non-empty entries
+/// pair with layers in order, as Docker pairs them).
+fn created_by_per_layer(image: &Image) -> Vec<String> {
+    let history = image.config.history().clone().unwrap_or_default();
+    history
+        .iter()
+        .filter(|h| !h.empty_layer().unwrap_or(false))
+        .map(|h| h.created_by().clone().unwrap_or_default())
+        .collect()
+}
+
+fn stages_of(image: &Image) -> Vec<StageSize> {
+    image
+        .manifest
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(STAGES_ANNOTATION))
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or_default()
+}
+
+fn largest_files(fs: &FinalFs) -> Vec<FileSize> {
+    let mut files: Vec<FileSize> = fs
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.kind == Kind::File)
+        .map(|(p, n)| FileSize {
+            path: format!("/{p}"),
+            size: n.size,
+            layer: n.layer,
+        })
+        .collect();
+    files.sort_by(|a, b| b.size.cmp(&a.size).then(a.path.cmp(&b.path)));
+    files.truncate(TOP);
+    files
+}
+
+/// Directories by the bytes of all files below them.
+fn largest_dirs(fs: &FinalFs) -> Vec<DirSize> {
+    let mut dirs: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for (p, n) in fs.nodes.iter().filter(|(_, n)| n.kind == Kind::File) {
+        let mut d = parent(p);
+        while !d.is_empty() {
+            let e = dirs.entry(d).or_default();
+            e.0 += n.size;
+            e.1 += 1;
+            d = parent(d);
+        }
+    }
+    let mut out: Vec<DirSize> = dirs
+        .into_iter()
+        .map(|(p, (size, files))| DirSize {
+            path: format!("/{p}"),
+            size,
+            files,
+        })
+        .collect();
+    out.sort_by(|a, b| b.size.cmp(&a.size).then(a.path.cmp(&b.path)));
+    out.truncate(TOP);
+    out
+}
