@@ -5,7 +5,7 @@
 //! - [`lookup_user`] for `USER` (the RUN process): a name without a group
 //!   takes the user's primary group, and the supplementary groups are the
 //!   primary gid plus every group that lists the user (current BuildKit;
-//!   20.10 leaves the primary gid out).
+//!   20.10 leaves the primary gid out); `name:group` gets only that group.
 //! - [`lookup_chown`] for `COPY --chown`: as above, except that a numeric uid
 //!   without a group gets gid = uid (checked against Docker 20.10: `--chown=1000`
 //!   gives 1000:1000 even when uid 1000's primary group is 2000).
@@ -160,7 +160,9 @@ fn resolve(rootfs: &Path, spec: &str, chown: bool) -> Result<Ids, UserError> {
         },
     };
     let mut additional_gids = vec![gid];
-    if let Some(name) = &user_name {
+    // `USER name:group` names the groups: no memberships from /etc/group
+    // (BuildKit testUser: `USER dockerio:dockerio` gives `id -G` = 1001).
+    if let (Some(name), None) = (&user_name, group) {
         additional_gids.extend(
             groups
                 .iter()

@@ -1,0 +1,2 @@
+FROM busybox
+ONBUILD RUN mkdir -p /out && echo -n yes >> /out/didrun
