@@ -153,7 +153,15 @@ impl Builder {
 
     /// Copies `path` out of `image` to `dest` on the host, like `docker cp`:
     /// into `dest` when it is an existing directory, as `dest` otherwise.
-    pub fn copy_from_image(&self, image: &str, path: &str, dest: &Path) -> Result<(), BuildError> {
+    /// Devices, setuid/setgid bits and owners are kept only as far as `keep`
+    /// allows; returns one note per entry that lost something.
+    pub fn copy_from_image(
+        &self,
+        image: &str,
+        path: &str,
+        dest: &Path,
+        keep: kiln_fs::copy::HostPolicy,
+    ) -> Result<Vec<String>, BuildError> {
         let session = self.session(SessionOptions {
             runtime: None,
             insecure_registries: Vec::new(),
@@ -194,11 +202,12 @@ impl Builder {
                 format!("/{target_name}")
             },
             workdir: "/".into(),
+            host: Some(keep),
             ..Default::default()
         };
-        copy_into(&root, &target_root, &opts)
+        let stats = copy_into(&root, &target_root, &opts)
             .context(|| format!("copying {image}:{path} to {}", dest.display()))?;
-        Ok(())
+        Ok(stats.skipped)
     }
 }
 

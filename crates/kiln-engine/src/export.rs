@@ -140,11 +140,14 @@ pub fn export(
                 result.context(|| format!("writing {}", dest.display()))?;
                 step.done();
             }
-            Output::Local { dest } => {
+            Output::Local { dest, keep } => {
                 let step = steps.start(format!("copying files to {}", dest.display()));
                 let view = ReadonlyRootfs::mount(session, &target.layers)?;
-                crate::rootfs::copy_dir(view.path(), dest)?;
+                let skipped = crate::rootfs::copy_dir(view.path(), dest, Some(*keep))?;
                 step.done();
+                for note in skipped {
+                    steps.warn(format!("-o type=local: {note}"));
+                }
             }
             Output::Tar { dest } => {
                 let step = steps.start(format!("writing files to {}", dest.display()));

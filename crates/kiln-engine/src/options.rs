@@ -16,8 +16,12 @@ pub enum Output {
     Docker { dest: PathBuf },
     /// An OCI image layout archive.
     Oci { dest: PathBuf },
-    /// The files of the target stage, written to a host directory.
-    Local { dest: PathBuf },
+    /// The files of the target stage, written to a host directory; devices,
+    /// setuid/setgid bits and owners only as far as `keep` allows.
+    Local {
+        dest: PathBuf,
+        keep: kiln_fs::copy::HostPolicy,
+    },
     /// The files of the target stage as one tar.
     Tar { dest: PathBuf },
 }
@@ -30,10 +34,14 @@ impl Output {
             if spec.is_empty() {
                 return Err(bad("is empty"));
             }
-            return Ok(Output::Local { dest: spec.into() });
+            return Ok(Output::Local {
+                dest: spec.into(),
+                keep: Default::default(),
+            });
         }
         let mut kind = None;
         let mut dest = None;
+        let mut keep = kiln_fs::copy::HostPolicy::default();
         for field in spec.split(',') {
             let (k, v) = field
                 .split_once('=')
@@ -43,7 +51,15 @@ impl Output {
                 "dest" => dest = Some(PathBuf::from(v.trim())),
                 // Accepted by docker for image outputs; the name comes from -t here.
                 "name" | "push" => {}
-                other => return Err(bad(&format!("unknown field {other:?} (known: type, dest)"))),
+                // type=local: what an untrusted image may put on the host.
+                "archive" => keep.owners = parse_bool(v).ok_or_else(|| bad("archive= takes true or false"))?,
+                "keep-setid" => keep.setid = parse_bool(v).ok_or_else(|| bad("keep-setid= takes true or false"))?,
+                "devices" => keep.devices = parse_bool(v).ok_or_else(|| bad("devices= takes true or false"))?,
+                other => {
+                    return Err(bad(&format!(
+                        "unknown field {other:?} (known: type, dest; for type=local also archive, keep-setid, devices)"
+                    )))
+                }
             }
         }
         let kind = kind.ok_or_else(|| bad("missing type= (image, docker, oci, local or tar)"))?;
@@ -59,6 +75,7 @@ impl Output {
             },
             "local" => Output::Local {
                 dest: need_dest(dest)?,
+                keep,
             },
             "tar" => Output::Tar {
                 dest: need_dest(dest)?,
@@ -69,6 +86,14 @@ impl Output {
                 )))
             }
         })
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim() {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
     }
 }
 
@@ -341,12 +366,30 @@ mod tests {
     fn outputs() {
         assert_eq!(
             Output::parse("type=local,dest=out").unwrap(),
-            Output::Local { dest: "out".into() }
+            Output::Local {
+                dest: "out".into(),
+                keep: Default::default()
+            }
         );
         assert_eq!(
             Output::parse("out").unwrap(),
-            Output::Local { dest: "out".into() }
+            Output::Local {
+                dest: "out".into(),
+                keep: Default::default()
+            }
         );
+        assert_eq!(
+            Output::parse("type=local,dest=out,devices=true,archive=1").unwrap(),
+            Output::Local {
+                dest: "out".into(),
+                keep: kiln_fs::copy::HostPolicy {
+                    devices: true,
+                    setid: false,
+                    owners: true
+                }
+            }
+        );
+        assert!(Output::parse("type=local,dest=out,devices=yes").is_err());
         assert_eq!(
             Output::parse("type=docker,dest=a.tar").unwrap(),
             Output::Docker {

@@ -169,18 +169,25 @@ impl Drop for ReadonlyRootfs<'_> {
 
 /// Copies everything under `source` (a root file system or any host
 /// directory) into the host directory `dest`, keeping modes and owners.
-pub fn copy_dir(source: &Path, dest: &Path) -> Result<(), BuildError> {
+/// `host` is set when `dest` is on the host and `source` is untrusted
+/// (`-o type=local`): returns what was not kept.
+pub fn copy_dir(
+    source: &Path,
+    dest: &Path,
+    host: Option<kiln_fs::copy::HostPolicy>,
+) -> Result<Vec<String>, BuildError> {
     let root = SourceRoot::rootfs(source).context(|| format!("opening {}", source.display()))?;
     std::fs::create_dir_all(dest).context(|| format!("creating {}", dest.display()))?;
     let opts = CopyOptions {
         sources: vec!["/".into()],
         dest: "/".into(),
         workdir: "/".into(),
+        host,
         ..Default::default()
     };
-    copy_into(&root, dest, &opts)
+    let stats = copy_into(&root, dest, &opts)
         .context(|| format!("copying {} to {}", source.display(), dest.display()))?;
-    Ok(())
+    Ok(stats.skipped)
 }
 
 /// A private writable copy of a host directory (for `RUN
@@ -195,7 +202,7 @@ pub fn scratch_view(
         .context(|| "creating a directory for a rw bind mount".to_string())?;
     let copy = dir.path().join("data");
     if source.is_dir() {
-        copy_dir(source, &copy)?;
+        copy_dir(source, &copy, None)?;
     } else {
         std::fs::copy(source, &copy).context(|| format!("copying {}", source.display()))?;
     }

@@ -6,8 +6,11 @@
 //! container (embedded libcontainer, or the runc binary), waits for its init
 //! process, deletes it, and writes `result.json` into the bundle.
 //!
-//! Signals: the kernel sends SIGUSR1 when kiln dies (parent-death signal),
-//! and [`crate::cancel_all`] sends it too: the container is killed at once.
+//! Signals: the kernel sends SIGUSR1 when kiln dies (parent-death signal,
+//! armed between fork and exec and again first thing in the helper), and
+//! [`crate::cancel_all`] sends it too: the container is killed at once, and
+//! the helper kills any child still waiting to become the container before
+//! it exits.
 //! SIGINT/SIGTERM/SIGHUP (Ctrl-C reaches the helper, which shares kiln's
 //! process group) kill a captured (build) container at once; an interactive
 //! one (`kiln run`) first gets the signal forwarded, and is killed on the
@@ -185,6 +188,14 @@ fn reset_ignored_signals() {
 }
 
 fn helper_main(request: &Request, parent: i32) -> i32 {
+    // Before anything else (kiln also sets it between fork and exec): until
+    // the handler below is installed, SIGUSR1 simply ends the helper, which
+    // has created nothing yet.
+    // SAFETY: plain prctl.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1) };
+    if nix::unistd::getppid().as_raw() != parent {
+        return 1; // kiln died before the parent-death signal was armed
+    }
     reset_ignored_signals();
     // Until the wait loop blocks them, stop signals only set a flag: the
     // container processes forked meanwhile inherit the handler, never a
@@ -203,9 +214,7 @@ fn helper_main(request: &Request, parent: i32) -> i32 {
             );
         }
     }
-    // SAFETY: plain prctl; the parent check below closes the race with a
-    // parent that died before it.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1) };
+    // A parent that died while the handler was being installed.
     if nix::unistd::getppid().as_raw() != parent {
         PENDING.store(libc::SIGUSR1, Ordering::SeqCst);
     }
@@ -213,7 +222,28 @@ fn helper_main(request: &Request, parent: i32) -> i32 {
         Backend::Youki => youki::run(request),
         Backend::Runc => runc::run(request),
     };
+    // A container that was never started (creation interrupted by a stop
+    // request) leaves its intermediate and init processes waiting for a
+    // start that never comes: they must not outlive the helper.
+    kill_children();
     finish(request, outcome)
+}
+
+/// SIGKILLs and reaps every child of this process (after a normal run
+/// there are none left).
+fn kill_children() {
+    let me = std::process::id();
+    for _ in 0..10 {
+        let children = crate::stale::children_of(me);
+        if children.is_empty() {
+            return;
+        }
+        for pid in children {
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::__WALL));
+        }
+    }
 }
 
 fn finish(request: &Request, outcome: Outcome) -> i32 {

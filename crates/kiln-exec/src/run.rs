@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio as ProcStdio};
 use std::sync::{Arc, Mutex};
@@ -189,6 +190,17 @@ impl HelperExecutor {
         };
         let mut cmd = Command::new(&self.helper);
         cmd.args(helper::argv(&request, std::process::id()));
+        // The helper dies with this thread even before it runs a line of
+        // its own (the helper checks its parent pid for a kiln already gone).
+        // SAFETY: prctl is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let mut readers = Vec::new();
         if interactive {
             cmd.stdin(ProcStdio::inherit())

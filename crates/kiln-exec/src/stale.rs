@@ -2,12 +2,17 @@
 //! helper is handled by the kiln process that started it): bundle
 //! directories and runtime state of containers nobody waits for any more.
 //!
+//! Helper processes whose kiln is gone (and container processes forked from
+//! them that never started) are killed first: the parent-death signal
+//! normally ends them, this catches whatever slipped through.
+//!
 //! Each bundle holds `owner` (`<backend> <pid> <start time>` of the kiln
 //! process that made it); a bundle whose owner no longer runs is stale. The
 //! mountpoints such a run created in its rootfs are not removed: the
 //! snapshot of an unfinished step is garbage anyway.
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::helper::Backend;
@@ -33,6 +38,71 @@ pub(crate) fn write_owner(bundle: &Path, backend: Backend) -> Result<()> {
         .map_err(|e| Error::io("writing", path, e))
 }
 
+/// The parent pid of `pid` (field 4 of `/proc/<pid>/stat`).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(1)?.parse().ok()
+}
+
+fn all_pids() -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// The children of process `pid`.
+pub(crate) fn children_of(pid: u32) -> Vec<u32> {
+    all_pids()
+        .into_iter()
+        .filter(|&p| parent_of(p) == Some(pid))
+        .collect()
+}
+
+/// Helper processes (and the not yet started container processes forked
+/// from them, which carry the same argv) working on a bundle under
+/// `bundles` whose kiln is gone: the kiln pid in their argv no longer runs,
+/// or they were re-parented away from it.
+fn orphaned_helpers(bundles: &Path) -> Vec<u32> {
+    let me = std::process::id();
+    all_pids()
+        .into_iter()
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
+            let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            if argv.get(1) != Some(&crate::helper::MARKER.as_bytes()) {
+                return false;
+            }
+            let bundle = Path::new(std::ffi::OsStr::from_bytes(
+                argv.get(3).unwrap_or(&&b""[..]),
+            ));
+            let kiln: Option<u32> = argv
+                .get(6)
+                .and_then(|p| std::str::from_utf8(p).ok()?.parse().ok());
+            let parent = parent_of(pid);
+            let kiln_gone = kiln.is_none_or(|k| start_time(k).is_none());
+            // A container process's parent is its helper, not kiln.
+            let adopted = parent == Some(1) && kiln != Some(1);
+            bundle.starts_with(bundles) && (kiln_gone || adopted)
+        })
+        .collect()
+}
+
+/// SIGKILLs helper processes whose kiln is gone.
+fn kill_orphaned_helpers(bundles: &Path) {
+    for pid in orphaned_helpers(bundles) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
 fn owner_alive(pid: u32, start: u64) -> bool {
     start_time(pid) == Some(start)
 }
@@ -55,6 +125,8 @@ pub(crate) fn delete_container(
 /// directory: their runs have live owners. Returns the ids it cleaned up.
 pub fn cleanup_stale(state_dir: &Path) -> Result<Vec<String>> {
     let bundles = state_dir.join(BUNDLES);
+    // Helpers name their bundle by the canonical path (see run.rs).
+    kill_orphaned_helpers(&fs::canonicalize(&bundles).unwrap_or_else(|_| bundles.clone()));
     let entries = match fs::read_dir(&bundles) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

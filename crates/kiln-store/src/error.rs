@@ -18,7 +18,7 @@ pub enum Error {
         source: io::Error,
     },
     /// Writing a blob's temp file failed (the io error names the file).
-    #[error("storing blob")]
+    #[error("storing blob{}", disk_hint(.0.kind()))]
     Write(#[source] io::Error),
     #[error(
         "blob content does not match its digest: expected {expected}, got {actual} ({size} bytes)"
@@ -84,6 +84,28 @@ impl Error {
             Error::Io { source, .. } | Error::Write(source) => Some(source.kind()),
             _ => None,
         }
+    }
+}
+
+/// Whether an I/O error is the fault of the disk kiln writes to (full,
+/// over quota, read-only, not writable), never of the data being read.
+pub fn is_disk_error(kind: io::ErrorKind) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        kind,
+        StorageFull | QuotaExceeded | ReadOnlyFilesystem | PermissionDenied
+    )
+}
+
+fn disk_hint(kind: io::ErrorKind) -> &'static str {
+    match kind {
+        io::ErrorKind::StorageFull => {
+            ": the disk is full (free space on it, or use --root on a larger disk)"
+        }
+        io::ErrorKind::QuotaExceeded => ": the disk quota is exhausted",
+        io::ErrorKind::ReadOnlyFilesystem => ": the store is on a read-only file system",
+        io::ErrorKind::PermissionDenied => ": the store is not writable by this user",
+        _ => "",
     }
 }
 

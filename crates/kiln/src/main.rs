@@ -115,7 +115,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", printable(&format!("{e:#}")));
+            eprintln!("error: {}", printable(&chain(&e)));
             ExitCode::FAILURE
         }
     }
@@ -137,4 +137,18 @@ fn printable(message: &str) -> String {
         .map(escape_line)
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The error and its causes on one line, each cause once: many errors
+/// already include their source in their own message.
+fn chain(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }

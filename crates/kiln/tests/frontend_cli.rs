@@ -170,3 +170,19 @@ fn lint_exit_codes_and_json() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("/nonexistent/Dockerfile"));
 }
+
+#[test]
+fn lint_fails_on_what_build_rejects() {
+    for (dockerfile, says) in [
+        ("FROM alpine\nCOPY --from=3 /x /y\n", "3"),
+        ("FROM alpine\nCOPY --chmod=999 a /b\n", "999"),
+        ("FROM alpine\nEXPOSE 99999\n", "99999"),
+        ("FROM alpine\nFROM alpine\nCOPY --from=1 /a /b\n", "1"),
+    ] {
+        let out = kiln(&["lint", "-f", "-"], Some(dockerfile));
+        assert_eq!(out.status.code(), Some(1), "{dockerfile}");
+        let err = text(&out.stderr);
+        assert!(err.starts_with("-:"), "{dockerfile}: {err}");
+        assert!(err.contains(says), "{dockerfile}: {err}");
+    }
+}

@@ -226,6 +226,7 @@ impl Op for Copy<'_, '_> {
             parents: c.parents,
             unpack: c.is_add && c.unpack.unwrap_or(true),
             tmp_dir: Some(tmp.clone()),
+            host: None,
         };
         if let Some(source) = self.source {
             copy_into(source, rootfs, &opts).map_err(|e| fail(e.to_string()))?;

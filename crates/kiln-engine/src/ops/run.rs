@@ -452,7 +452,7 @@ fn from_root<'a>(
             let hash = b
                 .context
                 .checksum(&[source.to_string()], &Default::default())
-                .context(|| format!("hashing {source} of the build context"))?;
+                .context(|| format!("RUN --mount=type=bind,source={source}"))?;
             Ok((b.context.path().to_path_buf(), Some(CacheKey(hash.0)), None))
         }
         MountFrom::Stage(i) => {

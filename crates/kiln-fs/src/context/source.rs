@@ -31,16 +31,16 @@ pub enum Confinement {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("COPY source {path:?} not found in {root}{hint}")]
+    #[error("source {path:?} not found in {root}{hint}")]
     NotFound {
         path: String,
         root: PathBuf,
         /// "; did you mean ...?" or empty.
         hint: String,
     },
-    #[error("COPY source {path:?} is a symlink pointing outside the build context{target}")]
+    #[error("source {path:?} is a symlink pointing outside the build context{target}")]
     SymlinkEscape { path: String, target: String },
-    #[error("COPY source {path:?}: {source}")]
+    #[error("source {path:?}: {source}")]
     Pattern {
         path: String,
         source: glob::BadPattern,

@@ -9,7 +9,8 @@ pub fn close_names(wanted: &str, names: &[String]) -> Vec<String> {
     let mut scored: Vec<(usize, &String)> = names
         .iter()
         .map(|n| (distance(wanted, n), n))
-        .filter(|(d, _)| *d <= limit)
+        // The same name back helps nobody (it exists but was not usable).
+        .filter(|(d, _)| *d > 0 && *d <= limit)
         .collect();
     scored.sort();
     scored.into_iter().take(3).map(|(_, n)| n.clone()).collect()
@@ -51,5 +52,6 @@ mod tests {
         ];
         assert_eq!(close_names("mian.go", &names), vec!["main.go"]);
         assert!(close_names("Dockerfile", &names).is_empty());
+        assert!(close_names("go.mod", &names).is_empty());
     }
 }

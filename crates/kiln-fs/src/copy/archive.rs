@@ -166,6 +166,7 @@ pub(super) fn unpack_into(
         stats: &mut stats,
         stack: Vec::new(),
         links: Default::default(),
+        host: opts.host,
     };
     walk::walk(&scratch, &top, None, &mut w)?;
     Ok(stats)

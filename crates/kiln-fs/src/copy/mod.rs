@@ -17,6 +17,7 @@
 pub mod archive;
 mod chmod;
 mod dest;
+mod host;
 mod tree;
 pub mod url;
 
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{FileType, Mode, OFlags};
 
 pub use chmod::{Chmod, ChmodError};
+pub use host::HostPolicy;
 pub use tree::Owner;
 
 use crate::context::walk;
@@ -57,6 +59,9 @@ pub struct CopyOptions {
     pub unpack: bool,
     /// Where ADD extracts archives before merging them (default: system temp).
     pub tmp_dir: Option<PathBuf>,
+    /// The destination is the host, not a rootfs: devices, setuid/setgid
+    /// bits and owners are kept only as far as this allows.
+    pub host: Option<HostPolicy>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -70,6 +75,8 @@ pub struct CopyStats {
     pub bytes: u64,
     /// Archives ADD extracted.
     pub archives: u64,
+    /// What a copy onto the host did not keep, one note per entry.
+    pub skipped: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +180,7 @@ pub fn copy_into(
             let shown = format!("/{base_rel}");
             let mut w = writer(&dir, &shown, owner, chmod.as_ref(), &mut stats, links);
             w.contents_into = Some(dir.as_fd());
+            w.host = opts.host;
             walk::walk(src, m, exclude.as_ref(), &mut w)?;
             links = std::mem::take(&mut w.links);
             continue;
@@ -232,8 +240,17 @@ pub fn copy_into(
             links,
         );
         w.top_name = &slot.name;
+        w.host = opts.host;
         walk::walk(src, m, exclude.as_ref(), &mut w)?;
         links = std::mem::take(&mut w.links);
+    }
+    if opts.host.is_some() {
+        // Notes name the destination path; on the host, say where it is.
+        let root = rootfs.display().to_string();
+        let root = root.trim_end_matches('/').escape_debug().to_string();
+        for note in &mut stats.skipped {
+            note.insert_str(0, &root);
+        }
     }
     Ok(stats)
 }
@@ -256,6 +273,7 @@ fn writer<'a>(
         stats,
         stack: Vec::new(),
         links,
+        host: None,
     }
 }
 
@@ -267,6 +285,7 @@ pub(crate) fn add_stats(a: &mut CopyStats, b: &CopyStats) {
     a.specials += b.specials;
     a.bytes += b.bytes;
     a.archives += b.archives;
+    a.skipped.extend(b.skipped.iter().cloned());
 }
 
 /// `--parents` pivot: the part of a source before `/./` is dropped from the

@@ -20,6 +20,7 @@ use rustix::fs::{
 
 use super::chmod::Chmod;
 use super::dest::{lchown_at, set_mtime_at, set_owner_mode};
+use super::host::HostPolicy;
 use super::CopyStats;
 use crate::context::walk::{Entry, Kind, Visitor};
 use crate::context::SourceError;
@@ -48,6 +49,8 @@ pub struct TreeWriter<'a> {
     pub stack: Vec<(String, OwnedFd)>,
     /// Source (dev, ino) → destination (dir, name) of the first copy.
     pub links: HashMap<(u64, u64), (OwnedFd, OsString)>,
+    /// Set when the destination is the host, not a rootfs.
+    pub host: Option<HostPolicy>,
 }
 
 fn ioe(shown: &str, what: &str, e: impl Into<io::Error>) -> SourceError {
@@ -59,16 +62,24 @@ fn ioe(shown: &str, what: &str, e: impl Into<io::Error>) -> SourceError {
 }
 
 impl TreeWriter<'_> {
-    fn ids(&self, st: &Stat) -> (u32, u32) {
-        match self.owner {
+    fn ids(&mut self, st: &Stat, shown: &str) -> (u32, u32) {
+        let ids = match self.owner {
             Owner::Fixed(u, g) => (u, g),
             Owner::Preserve => (st.st_uid, st.st_gid),
-        }
+        };
+        let Some(host) = self.host else { return ids };
+        let (ids, note) = host.owner(ids.0, ids.1, shown);
+        self.stats.skipped.extend(note);
+        ids
     }
 
-    fn mode(&self, st: &Stat, is_dir: bool) -> u32 {
+    fn mode(&mut self, st: &Stat, is_dir: bool, shown: &str) -> u32 {
         let m = st.st_mode & 0o7777;
-        self.chmod.map_or(m, |c| c.apply(m, is_dir))
+        let m = self.chmod.map_or(m, |c| c.apply(m, is_dir));
+        let Some(host) = self.host else { return m };
+        let (m, note) = host.mode(m, shown);
+        self.stats.skipped.extend(note);
+        m
     }
 
     /// The directory and name an entry `rel` goes to.
@@ -83,6 +94,15 @@ impl TreeWriter<'_> {
             OsStr::new(name),
             format!("{}/{}", self.shown.trim_end_matches('/'), rel),
         )
+    }
+
+    /// The shown path of entry `rel`, as [`Self::place`] gives it.
+    fn shown_of(&self, rel: &str) -> String {
+        if rel.is_empty() {
+            self.shown.to_string()
+        } else {
+            format!("{}/{}", self.shown.trim_end_matches('/'), rel)
+        }
     }
 
     /// Removes whatever non-directory is at `name`; refuses a directory.
@@ -126,8 +146,9 @@ impl TreeWriter<'_> {
         let mut w = std::fs::File::from(dst);
         // std uses copy_file_range/sendfile where it can.
         let n = io::copy(&mut r, &mut w).map_err(|err| ioe(&shown, "write", err))?;
-        let (uid, gid) = self.ids(e.stat);
-        set_owner_mode(w.as_fd(), uid, gid, self.mode(e.stat, false))
+        let (uid, gid) = self.ids(e.stat, &shown);
+        let mode = self.mode(e.stat, false, &shown);
+        set_owner_mode(w.as_fd(), uid, gid, mode)
             .map_err(|err| ioe(&shown, "set owner and mode", err))?;
         drop(w);
         set_mtime_at(dir.as_fd(), &name, Some(mtime(e.stat)))
@@ -147,10 +168,10 @@ impl TreeWriter<'_> {
         rel: &str,
         target: &OsStr,
     ) -> Result<(), SourceError> {
+        let (uid, gid) = self.ids(e.stat, &self.shown_of(rel));
         let (dir, name, shown) = self.place(rel);
         Self::clear_for_file(dir, name, &shown)?;
         symlinkat(target, dir, name).map_err(|err| ioe(&shown, "symlink", err))?;
-        let (uid, gid) = self.ids(e.stat);
         lchown_at(dir, name, uid, gid).map_err(|err| ioe(&shown, "chown symlink", err))?;
         set_mtime_at(dir, name, Some(mtime(e.stat)))
             .map_err(|err| ioe(&shown, "set mtime", err))?;
@@ -168,9 +189,22 @@ impl TreeWriter<'_> {
         if ft == FileType::Socket {
             return Ok(()); // a socket cannot be recreated meaningfully; tar skips them too
         }
+        let shown = self.shown_of(rel);
+        let kind = match ft {
+            FileType::BlockDevice => Some("block"),
+            FileType::CharacterDevice => Some("character"),
+            _ => None,
+        };
+        if let (Some(host), Some(kind)) = (self.host, kind) {
+            if let Some(note) = host.refuse_device(kind, rdev, &shown) {
+                self.stats.skipped.push(note);
+                return Ok(());
+            }
+        }
+        let mode = Mode::from_raw_mode(self.mode(e.stat, false, &shown));
+        let (uid, gid) = self.ids(e.stat, &shown);
         let (dir, name, shown) = self.place(rel);
         Self::clear_for_file(dir, name, &shown)?;
-        let mode = Mode::from_raw_mode(self.mode(e.stat, false));
         mknodat(dir, name, ft, mode, rdev).map_err(|err| ioe(&shown, "mknod", err))?;
         let fd = openat(
             dir,
@@ -179,7 +213,6 @@ impl TreeWriter<'_> {
             Mode::empty(),
         )
         .map_err(|err| ioe(&shown, "open", err))?;
-        let (uid, gid) = self.ids(e.stat);
         // fchown/fchmod do not work on O_PATH fds; go through the proc link.
         let p = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
         std::os::unix::fs::chown(&p, Some(uid), Some(gid))
@@ -226,8 +259,9 @@ impl TreeWriter<'_> {
         )
         .map_err(|err| ioe(&shown, "open directory", err))?;
         if created {
-            let (uid, gid) = self.ids(e.stat);
-            set_owner_mode(fd.as_fd(), uid, gid, self.mode(e.stat, true))
+            let (uid, gid) = self.ids(e.stat, &shown);
+            let mode = self.mode(e.stat, true, &shown);
+            set_owner_mode(fd.as_fd(), uid, gid, mode)
                 .map_err(|err| ioe(&shown, "set owner and mode", err))?;
             self.stats.dirs += 1;
         }

@@ -57,6 +57,7 @@ impl<W: Write> LayerWriter<W> {
         md: &Metadata,
         xattrs: &[(Vec<u8>, Vec<u8>)],
     ) -> io::Result<()> {
+        refuse_whiteout_name(rel)?;
         let ft = md.file_type();
         let mut name = rel.as_os_str().as_bytes().to_vec();
         let mut link: Option<Vec<u8>> = None;
@@ -328,4 +329,22 @@ pub(crate) fn sorted_children(dir: &Path) -> io::Result<Vec<PathBuf>> {
         .collect::<Result<_, _>>()?;
     names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     Ok(names.into_iter().map(PathBuf::from).collect())
+}
+
+/// A file whose name starts with `.wh.` reads as a deletion marker in every
+/// OCI/Docker layer: stored as itself it would exist where the image was
+/// built and delete a file everywhere else it is unpacked.
+fn refuse_whiteout_name(rel: &Path) -> io::Result<()> {
+    let name = rel.file_name().map_or(&b""[..], |n| n.as_bytes());
+    if !name.starts_with(crate::apply::WHITEOUT_PREFIX.as_bytes()) {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "/{}: a file named \".wh.*\" cannot be stored in an image layer \
+             (layers use such names to mark deleted files); rename or remove it",
+            rel.display().to_string().escape_debug()
+        ),
+    ))
 }

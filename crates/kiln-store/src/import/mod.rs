@@ -53,18 +53,16 @@ pub fn import_tar<R: Read>(store: &Store, input: R, opts: &ImportOptions) -> Res
             err: None,
         };
         let mut archive = tar::Archive::new(tee);
-        let mut entries = 0usize;
-        for entry in archive.entries().map_err(|e| bad_input(&opts.source, e))? {
-            let mut entry = entry.map_err(|e| bad_input(&opts.source, e))?;
-            io::copy(&mut entry, &mut io::sink()).map_err(|e| bad_input(&opts.source, e))?;
-            entries += 1;
-        }
+        let read = count_entries(&mut archive);
         let mut tee = archive.into_inner();
         // Keep the end-of-archive blocks too: the layer is the input as is.
-        io::copy(&mut tee, &mut io::sink()).map_err(|e| bad_input(&opts.source, e))?;
+        let read = read.and_then(|n| io::copy(&mut tee, &mut io::sink()).map(|_| n));
+        // A failed write to the store shows up as a failed read of the
+        // input: blame the store, not the archive.
         if let Some(e) = tee.err.take() {
             return Err(Error::Write(e));
         }
+        let entries = read.map_err(|e| bad_input(&opts.source, e))?;
         if entries == 0 {
             return Err(Error::invalid(
                 format!("import source {}", opts.source),
@@ -85,12 +83,31 @@ pub fn import_dir(store: &Store, dir: &Path, opts: &ImportOptions) -> Result<Imp
         tar.mode(tar::HeaderMode::Complete);
         tar.append_dir_all(".", dir)
             .and_then(|_| tar.finish())
-            .map_err(|e| Error::invalid(format!("import source {}", dir.display()), e))?;
+            .map_err(|e| match e.kind() {
+                // EACCES here may be an unreadable input file: not the store.
+                io::ErrorKind::PermissionDenied => {
+                    Error::invalid(format!("import source {}", dir.display()), e)
+                }
+                k if crate::error::is_disk_error(k) => Error::Write(e),
+                _ => Error::invalid(format!("import source {}", dir.display()), e),
+            })?;
     }
     finish(store, layer, config_obj, opts)
 }
 
+fn count_entries<R: Read>(archive: &mut tar::Archive<R>) -> io::Result<usize> {
+    let mut entries = 0usize;
+    for entry in archive.entries()? {
+        io::copy(&mut entry?, &mut io::sink())?;
+        entries += 1;
+    }
+    Ok(entries)
+}
+
 fn bad_input(source: &str, e: io::Error) -> Error {
+    if crate::error::is_disk_error(e.kind()) {
+        return Error::Write(e);
+    }
     Error::invalid(
         format!("import source {source}"),
         format!("not a readable tar archive: {e}"),

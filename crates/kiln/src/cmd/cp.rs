@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kiln_engine::Builder;
+use kiln_fs::copy::HostPolicy;
 
 use super::Global;
 
@@ -13,6 +14,16 @@ pub struct Args {
     source: String,
     /// Host path to copy to.
     dest: PathBuf,
+    /// Keep the image's owners (uid/gid) instead of making the files yours.
+    #[arg(short = 'a', long)]
+    archive: bool,
+    /// Keep setuid/setgid bits (cleared otherwise).
+    #[arg(long)]
+    keep_setid: bool,
+    /// Create block and character devices (skipped otherwise: an image can
+    /// name any of the host's disks).
+    #[arg(long)]
+    devices: bool,
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
@@ -25,6 +36,14 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         );
     };
     let (image, path) = (&args.source[..split], &args.source[split + 1..]);
-    Builder::open(&global.root)?.copy_from_image(image, path, &args.dest)?;
+    let keep = HostPolicy {
+        devices: args.devices,
+        setid: args.keep_setid,
+        owners: args.archive,
+    };
+    let skipped = Builder::open(&global.root)?.copy_from_image(image, path, &args.dest, keep)?;
+    for note in skipped {
+        eprintln!("warning: {note}");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -37,7 +37,13 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         platform,
         name,
     };
-    let what = || format!("importing {}", args.source.display());
+    // The input's size: what a full disk needed room for.
+    let size = std::fs::metadata(&args.source)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| format!(" ({} bytes)", m.len()))
+        .unwrap_or_default();
+    let what = || format!("importing {}{size}", args.source.display());
     let imported = if args.source.as_os_str() == "-" {
         import_tar(&store, std::io::stdin().lock(), &opts).with_context(what)?
     } else if args.source.is_dir() {

@@ -29,9 +29,27 @@ fn finding_json(name: &str, f: &Finding) -> serde_json::Value {
     })
 }
 
+/// What `kiln build` would reject before running anything: the stage plan
+/// and each stage's instructions (lowered against an empty base config,
+/// as no image is looked at here).
+fn rejects(df: &kiln_dockerfile::Dockerfile) -> Result<(), kiln_dockerfile::Error> {
+    let host = kiln_oci::Platform::host().to_string();
+    let opts = kiln_dockerfile::PlanOptions {
+        target: None,
+        build_args: Vec::new(),
+        target_platform: host.clone(),
+        build_platform: host,
+    };
+    let plan = kiln_dockerfile::plan(df, &opts)?;
+    for stage in &plan.stages {
+        kiln_dockerfile::lower(&plan, stage.index, &Default::default())?;
+    }
+    Ok(())
+}
+
 pub fn run(_global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let (name, text) = read_dockerfile(&args.file)?;
-    let df = match kiln_dockerfile::parse(&name, &text) {
+    let df = match kiln_dockerfile::parse(&name, &text).and_then(|df| rejects(&df).map(|()| df)) {
         Ok(df) => df,
         Err(e) => {
             match args.format {
