@@ -118,7 +118,7 @@ pub fn run(
     // The executor creates missing mount targets and removes them again
     // afterwards, so they leave nothing in the layer (as BuildKit 0.11+ does).
     let mut mounts = Vec::new();
-    let mut _holders = Vec::new();
+    let mut holders = Vec::new();
     for (m, source) in run.mounts.iter().zip(&mount_sources) {
         let Some(target) = mount_target(m) else {
             continue;
@@ -128,9 +128,9 @@ pub fn run(
             continue;
         }
         let target = absolute(&cwd, &target);
-        let (mount, holder) = source.mount(b, m, &target)?;
+        let (mount, holder) = source.mount(b, m, &target, &holders)?;
         mounts.push(mount);
-        _holders.extend(holder);
+        holders.extend(holder);
     }
 
     let spec = RunSpec {
@@ -224,10 +224,24 @@ enum MountSource<'a> {
         #[allow(dead_code)] // held, not read
         holder: Option<Box<Holder<'a>>>,
     },
+    /// A cache mount: its directory (without instance suffix) and seed.
+    Cache {
+        base: PathBuf,
+        seed: Option<PathBuf>,
+        key: Option<CacheKey>,
+        #[allow(dead_code)] // held, not read
+        holder: Option<Box<Holder<'a>>>,
+    },
     Tmpfs,
     Secret {
         data: Option<Vec<u8>>,
     },
+}
+
+/// What a mounted source needs kept until the container has exited.
+pub enum Held {
+    Temp(#[allow(dead_code)] tempfile::TempDir),
+    Cache(#[allow(dead_code)] crate::ops::cache_mount::CacheDir),
 }
 
 /// Keeps what a mount source needs alive until the step ends.
@@ -245,22 +259,32 @@ impl<'a> MountSource<'a> {
                 MountSource::Dir { path, key, holder }
             }
             RunMount::Cache {
-                id, mode, uid, gid, ..
+                id, from, source, ..
             } => {
-                let dir = b
+                // A cache seeded `from` a stage or image is its own cache per
+                // seed (BuildKit keys it `id:refID`).
+                let (seed, key, holder) = match from {
+                    Some(from) => {
+                        let (root, key, holder) = from_root(b, from, source)?;
+                        (Some(root), key, holder)
+                    }
+                    None => (None, None, None),
+                };
+                let name = match &key {
+                    Some(k) => format!("{id}:{}", k.hex()),
+                    None => id.clone(),
+                };
+                let base = b
                     .builder
                     .root
                     .join("cache/mounts")
-                    .join(blake3::hash(id.as_bytes()).to_hex().as_str());
-                if !dir.exists() {
-                    create_cache_dir(&dir, *mode, *uid, *gid)
-                        .context(|| format!("creating cache mount {}", dir.display()))?;
-                }
+                    .join(blake3::hash(name.as_bytes()).to_hex().as_str());
                 // A cache mount's content never enters the cache key (BuildKit).
-                MountSource::Dir {
-                    path: dir,
-                    key: None,
-                    holder: None,
+                MountSource::Cache {
+                    base,
+                    seed,
+                    key,
+                    holder,
                 }
             }
             RunMount::Tmpfs { .. } => MountSource::Tmpfs,
@@ -307,7 +331,7 @@ impl<'a> MountSource<'a> {
 
     fn key(&self) -> Option<CacheKey> {
         match self {
-            MountSource::Dir { key, .. } => *key,
+            MountSource::Dir { key, .. } | MountSource::Cache { key, .. } => *key,
             _ => None,
         }
     }
@@ -317,7 +341,8 @@ impl<'a> MountSource<'a> {
         b: &StageBuild,
         m: &RunMount,
         target: &str,
-    ) -> Result<(Mount, Option<tempfile::TempDir>), BuildError> {
+        held: &[Held],
+    ) -> Result<(Mount, Option<Held>), BuildError> {
         let bind = |source: PathBuf, readonly: bool| Mount::Bind {
             source,
             destination: target.into(),
@@ -328,13 +353,42 @@ impl<'a> MountSource<'a> {
                 // Writes to a rw bind mount are thrown away: give the step
                 // a private copy.
                 let (dir, view) = crate::rootfs::scratch_view(b.builder, path)?;
-                (bind(view, false), Some(dir))
+                (bind(view, false), Some(Held::Temp(dir)))
             }
             (MountSource::Dir { path, .. }, RunMount::Bind { .. }) => {
                 (bind(path.clone(), true), None)
             }
-            (MountSource::Dir { path, .. }, RunMount::Cache { readonly, .. }) => {
-                (bind(path.clone(), *readonly), None)
+            (
+                MountSource::Cache { base, seed, .. },
+                RunMount::Cache {
+                    source,
+                    sharing,
+                    mode,
+                    uid,
+                    gid,
+                    readonly,
+                    ..
+                },
+            ) => {
+                let source = kiln_fs::context::clean_rel(source);
+                let new = crate::ops::cache_mount::NewCache {
+                    seed: seed.as_deref().map(|root| (root, source.as_str())),
+                    mode: *mode,
+                    uid: *uid,
+                    gid: *gid,
+                };
+                // Mounts of one cache in one RUN share its instance (BuildKit's
+                // per-exec cacheMounts); locking it twice would wait for itself.
+                let same = held.iter().find_map(|h| match h {
+                    Held::Cache(d) if d.base == *base => Some(d),
+                    _ => None,
+                });
+                if let Some(dir) = same {
+                    let path = crate::ops::cache_mount::path_in(dir, &new)?;
+                    return Ok((bind(path, *readonly), None));
+                }
+                let dir = crate::ops::cache_mount::acquire(base, *sharing, &new)?;
+                (bind(dir.path.clone(), *readonly), Some(Held::Cache(dir)))
             }
             (MountSource::Dir { path, .. }, RunMount::HeredocFile { .. }) => {
                 (bind(path.clone(), true), None)
@@ -360,7 +414,7 @@ impl<'a> MountSource<'a> {
                     *gid,
                 )
                 .context(|| "writing a secret file".to_string())?;
-                (bind(file, true), Some(dir))
+                (bind(file, true), Some(Held::Temp(dir)))
             }
             _ => unreachable!("mount source matches its mount"),
         })
@@ -382,21 +436,6 @@ fn mount_target(m: &RunMount) -> Option<String> {
         },
         RunMount::Ssh { target, .. } => Some(target.clone()),
         RunMount::HeredocFile { dir, .. } => Some(dir.clone()),
-    }
-}
-
-fn create_cache_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = dir.with_extension("tmp");
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-    std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;
-    match std::fs::rename(&tmp, dir) {
-        Ok(()) => Ok(()),
-        // Another build created it first.
-        Err(_) if dir.is_dir() => std::fs::remove_dir_all(&tmp),
-        Err(e) => Err(e),
     }
 }
 
