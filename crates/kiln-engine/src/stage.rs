@@ -130,6 +130,11 @@ impl StageBuild<'_> {
                 (base.config.clone(), base.layers.clone(), base.key)
             }
         };
+        // BuildKit sets the default PATH on a base without one before
+        // anything expands, so `ENV PATH=/opt/bin:$PATH` extends it.
+        if config.config.env_value("PATH").is_none() {
+            config.config.set_env("PATH", DEFAULT_PATH);
+        }
         let base_config = BaseImageConfig {
             env: config.config.env.clone().unwrap_or_default(),
             onbuild: config.config.on_build.clone().unwrap_or_default(),
@@ -138,9 +143,6 @@ impl StageBuild<'_> {
         };
         // Triggers run once, in the stage built on the image that declared them.
         config.config.on_build = None;
-        if config.config.env_value("PATH").is_none() {
-            config.config.set_env("PATH", DEFAULT_PATH);
-        }
         let steps = kiln_dockerfile::lower(self.plan, index, &base_config)
             .map_err(|e| BuildError::Dockerfile(e.to_string()))?;
 
