@@ -210,7 +210,10 @@ mod tests {
         released.store(true, Ordering::SeqCst);
         drop(held);
         let (after_release, path) = waiter.join().unwrap();
-        assert!(after_release, "the locked cache was handed out while in use");
+        assert!(
+            after_release,
+            "the locked cache was handed out while in use"
+        );
         assert_eq!(path, base);
     }
 

@@ -50,9 +50,15 @@ pub fn run(
     };
     let mut env = state.config.config.env.clone().unwrap_or_default();
     for (k, v) in run.build_env {
-        // ENV wins over ARG of the same name.
-        if state.config.config.env_value(k).is_none() {
-            env.push(format!("{k}={v}"));
+        // The frontend leaves out ARGs an ENV shadows; one it gives with an
+        // ENV's name was redeclared after it and replaces it (BuildKit).
+        let entry = format!("{k}={v}");
+        match env
+            .iter_mut()
+            .find(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) == k)
+        {
+            Some(e) => *e = entry,
+            None => env.push(entry),
         }
     }
     let network = match (run.network, b.request.network) {
@@ -109,6 +115,8 @@ pub fn run(
     let merged = rootfs.merged().to_path_buf();
     let ids = kiln_fs::users::lookup_user(&merged, user_or_root(&state.config.config.user))
         .map_err(|e| step_error(b, step, format!("resolving USER: {e}")))?;
+    // WORKDIR keeps an absolute path as written (`/a/./x/../y/`); the
+    // runtime gets it so, as runc does from BuildKit.
     let cwd = if state.config.config.working_dir.is_empty() {
         "/".to_string()
     } else {
