@@ -107,7 +107,8 @@ pub enum StepKind {
     },
     Env(Vec<(String, String)>),
     Arg(Vec<(String, Option<String>)>),
-    /// Absolute, cleaned working directory.
+    /// Absolute working directory: as written when the instruction gave an
+    /// absolute path, else joined and cleaned (BuildKit's NormalizeWorkdir).
     Workdir(String),
     User(String),
     Label(Vec<(String, String)>),
@@ -136,10 +137,16 @@ pub(crate) struct Scope<'p> {
     pub args: Vec<(String, Option<String>)>,
     pub shell: Vec<String>,
     pub workdir: String,
+    /// ARG values declared after an ENV of the same name: BuildKit's
+    /// `dispatchArg` adds them to the build state's env, so they win over
+    /// that ENV in expansion and RUN until the next ENV of the name (the
+    /// image config keeps the ENV value).
+    pub args_over_env: Vec<(String, String)>,
 }
 
 impl Scope<'_> {
-    /// The variables visible to expansion: ARG values, shadowed by ENV.
+    /// The variables visible to expansion: ARG values, shadowed by ENV,
+    /// shadowed by an ARG redeclared after that ENV.
     pub fn vars(&self) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = self
             .args
@@ -147,6 +154,7 @@ impl Scope<'_> {
             .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
             .collect();
         out.extend(self.env.iter().cloned());
+        out.extend(self.args_over_env.iter().cloned());
         out
     }
 
@@ -163,6 +171,7 @@ impl Scope<'_> {
     }
 
     fn set_env(&mut self, k: String, v: String) {
+        self.args_over_env.retain(|(a, _)| *a != k);
         if let Some(e) = self.env.iter_mut().find(|(ek, _)| *ek == k) {
             e.1 = v;
         } else {
@@ -216,6 +225,7 @@ pub fn lower(plan: &Plan, stage_index: usize, base: &BaseImageConfig) -> Result<
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect()),
         workdir: base.working_dir.clone().unwrap_or_default(),
+        args_over_env: Vec::new(),
     };
     for e in &base.env {
         let (k, v) = parse_env_entry(e);
@@ -303,6 +313,7 @@ fn inherited_args(
         args: Vec::new(),
         shell: Vec::new(),
         workdir: String::new(),
+        args_over_env: Vec::new(),
     };
     if let Base::Stage(p) = st.base {
         scope.args = inherited_args(plan, p, env)?;
@@ -379,6 +390,12 @@ fn lower_one(scope: &mut Scope, ins: &Instruction) -> Result<Step, String> {
                         .find(|(k, _)| *k == name)
                         .map(|(_, v)| v.clone()),
                 };
+                if let Some(v) = &value {
+                    if scope.env_value(&name).is_some() {
+                        scope.args_over_env.retain(|(a, _)| *a != name);
+                        scope.args_over_env.push((name.clone(), v.clone()));
+                    }
+                }
                 scope.args.push((name.clone(), value.clone()));
                 out.push((name, value));
             }
@@ -401,8 +418,10 @@ fn lower_one(scope: &mut Scope, ins: &Instruction) -> Result<Step, String> {
         }
         InstructionKind::Workdir(p) => {
             let p = scope.expand(p)?;
+            // BuildKit's NormalizeWorkdir: an absolute path is kept as
+            // written, a relative one is joined to the current one and cleaned.
             let wd = if p.starts_with('/') {
-                clean_abs(&p)
+                p
             } else {
                 clean_abs(&format!("{}/{}", scope.workdir, p))
             };

@@ -189,13 +189,17 @@ pub(crate) fn lower_run(
         Some("insecure") => Some(Security::Insecure),
         Some(_) => Some(Security::Sandbox),
     };
-    // ARG values visible to the process, unless an ENV of the same name wins.
+    // ARG values visible to the process, unless an ENV of the same name wins
+    // (an ARG redeclared after that ENV wins again and replaces it).
     let mut build_env: Vec<(String, String)> = Vec::new();
+    let over = |k: &str| scope.args_over_env.iter().find(|(a, _)| a == k);
     for (k, v) in &scope.args {
         let Some(v) = v else { continue };
-        if scope.env_value(k).is_some() {
-            continue;
-        }
+        let v = match over(k) {
+            Some((_, o)) => o,
+            None if scope.env_value(k).is_some() => continue,
+            None => v,
+        };
         if let Some(e) = build_env.iter_mut().find(|(ek, _)| ek == k) {
             e.1 = v.clone();
         } else {

@@ -278,3 +278,32 @@ fn expansion_errors_point_at_the_instruction() {
     let e = planned("FROM alpine:${V:?required}\n", |_| {}).unwrap_err();
     assert!(e.contains("V: required"), "{e}");
 }
+
+#[test]
+fn arg_redeclared_after_env_wins_until_the_next_env() {
+    let src = "FROM alpine\nENV X=env\nARG X=arg\nLABEL a=$X\nRUN true\nENV X=env2\nLABEL b=$X\nRUN true\n";
+    let p = planned(src, |_| {}).unwrap();
+    let steps = lower(&p, 0, &BaseImageConfig::default()).unwrap();
+    let label = |i: usize| match &steps[i].kind {
+        StepKind::Label(kv) => kv[0].1.clone(),
+        k => panic!("{k:?}"),
+    };
+    let run_env = |i: usize| match &steps[i].kind {
+        StepKind::Run { build_env, .. } => build_env.clone(),
+        k => panic!("{k:?}"),
+    };
+    assert_eq!(label(2), "arg");
+    assert_eq!(run_env(3), vec![("X".to_string(), "arg".to_string())]);
+    assert_eq!(label(5), "env2");
+    assert!(run_env(6).is_empty());
+}
+
+#[test]
+fn absolute_workdir_is_kept_as_written_relative_is_cleaned() {
+    let src = "FROM alpine\nWORKDIR /a/./x/../y/\nWORKDIR rel/../sub\n";
+    let p = planned(src, |_| {}).unwrap();
+    let steps = lower(&p, 0, &BaseImageConfig::default()).unwrap();
+    let dirs: Vec<&StepKind> = steps.iter().map(|s| &s.kind).collect();
+    assert!(matches!(dirs[0], StepKind::Workdir(d) if d == "/a/./x/../y/"));
+    assert!(matches!(dirs[1], StepKind::Workdir(d) if d == "/a/y/sub"));
+}

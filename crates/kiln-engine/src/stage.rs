@@ -53,6 +53,11 @@ impl StageBuild<'_> {
                 (base.config.clone(), base.layers.clone(), link)
             }
         };
+        // BuildKit sets the default PATH on a base without one before
+        // anything expands, so `ENV PATH=/opt/bin:$PATH` extends it.
+        if config.config.env_value("PATH").is_none() {
+            config.config.set_env("PATH", DEFAULT_PATH);
+        }
         let key = chain.last().expect("a base link").inputs.key();
         let (base_layers, base_history) = (layers.len(), config.history.len());
         let base_config = BaseImageConfig {
@@ -63,9 +68,6 @@ impl StageBuild<'_> {
         };
         // Triggers run once, in the stage built on the image that declared them.
         config.config.on_build = None;
-        if config.config.env_value("PATH").is_none() {
-            config.config.set_env("PATH", DEFAULT_PATH);
-        }
         let steps = kiln_dockerfile::lower(self.plan, index, &base_config)
             .map_err(|e| BuildError::Dockerfile(e.to_string()))?;
 

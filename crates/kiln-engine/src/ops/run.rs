@@ -65,11 +65,11 @@ pub fn run(
     };
     let config = &state.config.config;
     let config_env = config.env.clone().unwrap_or_default();
-    // ENV wins over ARG of the same name.
+    // The frontend leaves out ARGs an ENV shadows; one it gives with an
+    // ENV's name was redeclared after it and replaces it (BuildKit).
     let build_args: Vec<String> = run
         .build_env
         .iter()
-        .filter(|(k, _)| config.env_value(k).is_none())
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     let network = match (run.network, b.request.network) {
@@ -117,6 +117,8 @@ pub fn run(
             env.push(format!("{var}={}", String::from_utf8_lossy(d)));
         }
     }
+    // WORKDIR keeps an absolute path as written (`/a/./x/../y/`); the
+    // runtime gets it so, as runc does from BuildKit.
     let cwd = if config.working_dir.is_empty() {
         "/".to_string()
     } else {
@@ -150,7 +152,7 @@ impl Op for Run<'_, '_> {
         // The executor creates missing mount targets and removes them again
         // afterwards, so they leave nothing in the layer (as BuildKit 0.11+ does).
         let mut mounts = Vec::new();
-        let mut _holders = Vec::new();
+        let mut holders = Vec::new();
         for (m, source) in self.mounts.iter().zip(&self.sources) {
             let Some(target) = mount_target(m) else {
                 continue;
@@ -160,9 +162,9 @@ impl Op for Run<'_, '_> {
                 continue;
             }
             let target = absolute(&self.cwd, &target);
-            let (mount, holder) = source.mount(b, m, &target)?;
+            let (mount, holder) = source.mount(b, m, &target, &holders)?;
             mounts.push(mount);
-            _holders.extend(holder);
+            holders.extend(holder);
         }
         let spec = RunSpec {
             rootfs: rootfs.to_path_buf(),
@@ -244,10 +246,25 @@ enum MountSource<'a> {
         #[allow(dead_code)] // held, not read
         holder: Option<Box<Holder<'a>>>,
     },
+    /// A cache mount: its directory (without instance suffix) and seed.
+    Cache {
+        base: PathBuf,
+        id: String,
+        seed: Option<PathBuf>,
+        key: Option<CacheKey>,
+        #[allow(dead_code)] // held, not read
+        holder: Option<Box<Holder<'a>>>,
+    },
     Tmpfs,
     Secret {
         data: Option<Vec<u8>>,
     },
+}
+
+/// What a mounted source needs kept until the container has exited.
+pub enum Held {
+    Temp(#[allow(dead_code)] tempfile::TempDir),
+    Cache(#[allow(dead_code)] crate::ops::cache_mount::CacheDir),
 }
 
 /// Keeps what a mount source needs alive until the step ends.
@@ -264,14 +281,32 @@ impl<'a> MountSource<'a> {
                 let path = join_inside(&root, source);
                 MountSource::Dir { path, key, holder }
             }
-            RunMount::Cache { id, .. } => {
-                b.session.used_mounts.lock().unwrap().insert(id.clone());
-                // Created (or seeded) only when the step runs; a cache
-                // mount's content never enters the cache key (BuildKit).
-                MountSource::Dir {
-                    path: b.session.paths.cache_mount(id),
-                    key: None,
-                    holder: None,
+            RunMount::Cache {
+                id, from, source, ..
+            } => {
+                // A cache seeded `from` a stage or image is its own cache per
+                // seed (BuildKit keys it `id:refID`).
+                let (seed, key, holder) = match from {
+                    Some(from) => {
+                        let (root, key, holder) = from_root(b, from, source)?;
+                        (Some(root), key, holder)
+                    }
+                    None => {
+                        b.session.used_mounts.lock().unwrap().insert(id.clone());
+                        (None, None, None)
+                    }
+                };
+                let name = match &key {
+                    Some(k) => format!("{id}:{}", k.hex()),
+                    None => id.clone(),
+                };
+                // A cache mount's content never enters the cache key (BuildKit).
+                MountSource::Cache {
+                    base: b.session.paths.cache_mount(&name),
+                    id: id.clone(),
+                    seed,
+                    key,
+                    holder,
                 }
             }
             RunMount::Tmpfs { .. } => MountSource::Tmpfs,
@@ -318,7 +353,7 @@ impl<'a> MountSource<'a> {
 
     fn key(&self) -> Option<CacheKey> {
         match self {
-            MountSource::Dir { key, .. } => *key,
+            MountSource::Dir { key, .. } | MountSource::Cache { key, .. } => *key,
             _ => None,
         }
     }
@@ -328,7 +363,8 @@ impl<'a> MountSource<'a> {
         b: &StageBuild,
         m: &RunMount,
         target: &str,
-    ) -> Result<(Mount, Option<tempfile::TempDir>), BuildError> {
+        held: &[Held],
+    ) -> Result<(Mount, Option<Held>), BuildError> {
         let bind = |source: PathBuf, readonly: bool| Mount::Bind {
             source,
             destination: target.into(),
@@ -339,35 +375,51 @@ impl<'a> MountSource<'a> {
                 // Writes to a rw bind mount are thrown away: give the step
                 // a private copy.
                 let (dir, view) = crate::rootfs::scratch_view(b.session, path)?;
-                (bind(view, false), Some(dir))
+                (bind(view, false), Some(Held::Temp(dir)))
             }
             (MountSource::Dir { path, .. }, RunMount::Bind { .. }) => {
                 (bind(path.clone(), true), None)
             }
             (
-                MountSource::Dir { path, .. },
+                MountSource::Cache { base, id, seed, .. },
                 RunMount::Cache {
-                    id,
-                    readonly,
+                    source,
+                    sharing,
                     mode,
                     uid,
                     gid,
+                    readonly,
                     ..
                 },
             ) => {
-                // A new cache mount starts from an imported one's files.
-                let seeded = !path.exists()
-                    && b.session.seed_cache_mount(id, path).unwrap_or_else(|e| {
+                let source = kiln_fs::context::clean_rel(source);
+                let new = crate::ops::cache_mount::NewCache {
+                    seed: seed.as_deref().map(|root| (root, source.as_str())),
+                    mode: *mode,
+                    uid: *uid,
+                    gid: *gid,
+                };
+                // Mounts of one cache in one RUN share its instance (BuildKit's
+                // per-exec cacheMounts); locking it twice would wait for itself.
+                let same = held.iter().find_map(|h| match h {
+                    Held::Cache(d) if d.base == *base => Some(d),
+                    _ => None,
+                });
+                if let Some(dir) = same {
+                    let path = crate::ops::cache_mount::path_in(dir, &new)?;
+                    return Ok((bind(path, *readonly), None));
+                }
+                // A new cache mount without a seed starts from an imported one's files.
+                if seed.is_none() && !base.exists() {
+                    b.session.seed_cache_mount(id, base).unwrap_or_else(|e| {
                         b.steps.warn(format!(
                             "cache mount {id} from the imported cache: {e}; starting empty"
                         ));
                         false
                     });
-                if !seeded && !path.exists() {
-                    create_cache_dir(path, *mode, *uid, *gid)
-                        .context(|| format!("creating cache mount {}", path.display()))?;
                 }
-                (bind(path.clone(), *readonly), None)
+                let dir = crate::ops::cache_mount::acquire(base, *sharing, &new)?;
+                (bind(dir.path.clone(), *readonly), Some(Held::Cache(dir)))
             }
             (MountSource::Dir { path, .. }, RunMount::HeredocFile { .. }) => {
                 (bind(path.clone(), true), None)
@@ -393,7 +445,7 @@ impl<'a> MountSource<'a> {
                     *gid,
                 )
                 .context(|| "writing a secret file".to_string())?;
-                (bind(file, true), Some(dir))
+                (bind(file, true), Some(Held::Temp(dir)))
             }
             _ => unreachable!("mount source matches its mount"),
         })
@@ -415,21 +467,6 @@ fn mount_target(m: &RunMount) -> Option<String> {
         },
         RunMount::Ssh { target, .. } => Some(target.clone()),
         RunMount::HeredocFile { dir, .. } => Some(dir.clone()),
-    }
-}
-
-fn create_cache_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = dir.with_extension("tmp");
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-    std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;
-    match std::fs::rename(&tmp, dir) {
-        Ok(()) => Ok(()),
-        // Another build created it first.
-        Err(_) if dir.is_dir() => std::fs::remove_dir_all(&tmp),
-        Err(e) => Err(e),
     }
 }
 

@@ -33,7 +33,8 @@ impl Op for Workdir<'_, '_> {
         let (uid, gid) = if self.user.is_empty() {
             (0, 0)
         } else {
-            kiln_fs::users::lookup_file_owner(rootfs, &self.user).map_err(|e| fail(e.to_string()))?
+            kiln_fs::users::lookup_file_owner(rootfs, &self.user)
+                .map_err(|e| fail(e.to_string()))?
         };
         kiln_fs::copy::mkdir_all(rootfs, &self.path, uid, gid, 0o755)
             .map_err(|e| fail(e.to_string()))

@@ -3,7 +3,9 @@
 //! copied files as hardlinks, device nodes and fifos.
 //!
 //! Rules matched against Docker 20.10 / BuildKit (see docs/copy.md):
-//! an existing directory is merged into and keeps its metadata; a
+//! the existing top directory of a merge keeps its metadata, existing
+//! directories below it take the source's (fsutil's
+//! overwriteTargetMetadata); a
 //! non-directory where a directory must go is "cannot copy to
 //! non-directory"; a directory where a file must go is refused; any other
 //! existing entry is replaced.
@@ -258,15 +260,21 @@ impl TreeWriter<'_> {
             Mode::empty(),
         )
         .map_err(|err| ioe(&shown, "open directory", err))?;
-        if created {
+        // fsutil copies nested entries with overwriteTargetMetadata: only
+        // the top directory of a merge keeps its own owner, mode and mtime.
+        let take_source = created || !rel.is_empty();
+        if take_source {
             let (uid, gid) = self.ids(e.stat, &shown);
             let mode = self.mode(e.stat, true, &shown);
             set_owner_mode(fd.as_fd(), uid, gid, mode)
                 .map_err(|err| ioe(&shown, "set owner and mode", err))?;
+        }
+        if created {
             self.stats.dirs += 1;
         }
-        // Marker: a created directory gets its source mtime on leave.
-        let key = if created {
+        // Marker: a directory that took the source's metadata gets its
+        // source mtime on leave.
+        let key = if take_source {
             format!("+{rel}")
         } else {
             format!("-{rel}")
