@@ -24,7 +24,11 @@ pub fn stage_sizes(
         };
         // A layer found in a remote cache is fetched only when something
         // needs it: a stage with one not fetched has no size to report.
-        if !built.layers.iter().all(|l| builder.store.has_blob(&l.digest)) {
+        if !built
+            .layers
+            .iter()
+            .all(|l| builder.store.has_blob(&l.digest))
+        {
             continue;
         }
         let mut size = 0;
