@@ -118,6 +118,7 @@ impl Builder {
 
         let mut session = self.session(SessionOptions {
             runtime: Some(req.runtime),
+            isolation: req.isolation.clone(),
             insecure_registries: req.insecure_registries.clone(),
         })?;
         if !req.cache_from.is_empty() {

@@ -74,6 +74,7 @@ impl Builder {
     pub fn run_container(&self, req: &RunRequest) -> Result<i32, BuildError> {
         let session = self.session(SessionOptions {
             runtime: Some(req.runtime),
+            isolation: Default::default(),
             insecure_registries: req.insecure_registries.clone(),
         })?;
         let bases = BaseImages::new(&session, false, Platform::host());
@@ -164,6 +165,7 @@ impl Builder {
     ) -> Result<Vec<String>, BuildError> {
         let session = self.session(SessionOptions {
             runtime: None,
+            isolation: Default::default(),
             insecure_registries: Vec::new(),
         })?;
         let bases = BaseImages::new(&session, false, Platform::host());

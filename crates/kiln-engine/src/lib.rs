@@ -15,6 +15,7 @@ pub mod error;
 mod explain;
 mod export;
 pub mod image;
+pub mod isolation;
 mod layer;
 mod ops;
 pub mod options;
@@ -47,4 +48,5 @@ pub(crate) fn interrupted() -> bool {
 
 pub use builder::Builder;
 pub use error::{BuildError, OptionError};
+pub use isolation::{Chroot, Isolation};
 pub use request::{BuildRequest, Built, Compression, DockerfileSource, Runtime};

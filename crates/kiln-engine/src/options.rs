@@ -27,6 +27,17 @@ pub enum Output {
 }
 
 impl Output {
+    /// The file or directory it writes, if any.
+    pub fn dest(&self) -> Option<PathBuf> {
+        match self {
+            Output::Image => None,
+            Output::Docker { dest }
+            | Output::Oci { dest }
+            | Output::Local { dest, .. }
+            | Output::Tar { dest } => Some(dest.clone()),
+        }
+    }
+
     /// Parses `type=local,dest=out` (or a bare path, which Docker takes as `type=local`).
     pub fn parse(spec: &str) -> Result<Output, OptionError> {
         let bad = |why: &str| OptionError::new("--output", spec, why);

@@ -56,6 +56,8 @@ pub struct BuildRequest {
     pub outputs: Vec<Output>,
     pub push: bool,
     pub runtime: Runtime,
+    /// Containers, or plain processes in a root laid out in place.
+    pub isolation: crate::isolation::Isolation,
     pub compression: Compression,
     pub insecure_registries: Vec<String>,
     /// Merge the layers the target stage adds into one (`--squash`).

@@ -16,6 +16,7 @@ use kiln_store::Store;
 use crate::cache::{Cache, CacheKey, CacheRecord};
 use crate::error::{BuildError, Context};
 use crate::explain::Records;
+use crate::isolation::Isolation;
 use crate::options::CacheFrom;
 use crate::remote::{RemoteCache, Transport};
 use crate::request::Runtime;
@@ -53,6 +54,9 @@ impl Paths {
 pub struct SessionOptions {
     /// The container runtime for RUN; `None` when nothing will run.
     pub runtime: Option<Runtime>,
+    /// With `Chroot`, RUN steps are plain processes in a root laid out in
+    /// place, whatever `runtime` says.
+    pub isolation: Isolation,
     pub insecure_registries: Vec<String>,
 }
 
@@ -82,7 +86,19 @@ impl Session {
         snapshotter: Arc<dyn Snapshotter>,
         options: SessionOptions,
     ) -> Result<Session, BuildError> {
-        let executor = match options.runtime {
+        let (snapshotter, runtime) = match &options.isolation {
+            Isolation::Container => (snapshotter, options.runtime.map(exec_runtime)),
+            Isolation::Chroot(c) => {
+                let snapshots = snapshotter.snapshots().clone();
+                let root: Arc<dyn Snapshotter> = Arc::new(crate::isolation::root_snapshotter(
+                    snapshots,
+                    c,
+                    &paths.root,
+                )?);
+                (root, options.runtime.map(|_| kiln_exec::Runtime::Chroot))
+            }
+        };
+        let executor = match runtime {
             Some(r) => Some(executor(r, &paths.exec())?.into()),
             None => None,
         };
@@ -237,11 +253,17 @@ impl Records for Session {
     }
 }
 
-fn executor(runtime: Runtime, dir: &Path) -> Result<Box<dyn kiln_exec::Executor>, BuildError> {
-    let runtime = match runtime {
+fn exec_runtime(runtime: Runtime) -> kiln_exec::Runtime {
+    match runtime {
         Runtime::Youki => kiln_exec::Runtime::Youki,
         Runtime::Runc => kiln_exec::Runtime::Runc,
-    };
+    }
+}
+
+fn executor(
+    runtime: kiln_exec::Runtime,
+    dir: &Path,
+) -> Result<Box<dyn kiln_exec::Executor>, BuildError> {
     kiln_exec::executor(runtime, dir).context(|| "starting the container runtime".to_string())
 }
 

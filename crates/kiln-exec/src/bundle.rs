@@ -233,7 +233,7 @@ fn write(path: &Path, data: &[u8]) -> Result<()> {
 
 /// The home directory of `uid` in the rootfs's `/etc/passwd`, or `/` (what
 /// runc uses when there is none).
-fn home_dir(rootfs: &Path, uid: u32) -> String {
+pub(crate) fn home_dir(rootfs: &Path, uid: u32) -> String {
     let passwd = rootfs.join("etc/passwd");
     // Only a regular file: a symlink would be resolved on the host.
     let regular = fs::symlink_metadata(&passwd).is_ok_and(|m| m.is_file());

@@ -26,6 +26,7 @@
 //! `kill -9` of the helper itself left behind.
 
 mod bundle;
+mod chroot;
 mod error;
 pub mod helper;
 mod host;
@@ -172,6 +173,9 @@ pub enum Runtime {
     /// The `runc` binary (`/usr/sbin/runc` unless [`ExecutorOptions::runc`]
     /// says otherwise).
     Runc,
+    /// No container: a plain child process in the rootfs (entered with
+    /// `chroot(2)` unless it is `/`), for `--isolation=chroot`.
+    Chroot,
 }
 
 impl std::str::FromStr for Runtime {
@@ -180,6 +184,7 @@ impl std::str::FromStr for Runtime {
         match s {
             "youki" | "libcontainer" => Ok(Runtime::Youki),
             "runc" => Ok(Runtime::Runc),
+            "chroot" => Ok(Runtime::Chroot),
             _ => Err(Error::UnknownRuntime(s.to_string())),
         }
     }
@@ -214,5 +219,8 @@ pub fn executor(runtime: Runtime, state_dir: &Path) -> Result<Box<dyn Executor>>
 /// An executor with explicit options (tests point `helper` at a helper
 /// binary).
 pub fn executor_with(options: ExecutorOptions) -> Result<Box<dyn Executor>> {
+    if options.runtime == Runtime::Chroot {
+        return Ok(Box::new(chroot::ChrootExecutor));
+    }
     Ok(Box::new(run::HelperExecutor::new(options)?))
 }

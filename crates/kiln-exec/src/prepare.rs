@@ -80,6 +80,16 @@ impl<'a> Preparer<'a> {
         kind: Kind,
         remove_after: bool,
     ) -> Result<String> {
+        self.walk(container_path, Some((kind, remove_after)))
+    }
+
+    /// The symlink-free path inside the container of an existing
+    /// `container_path`; an error when some part of it is missing.
+    pub(crate) fn resolve(&mut self, container_path: &str) -> Result<String> {
+        self.walk(container_path, None)
+    }
+
+    fn walk(&mut self, container_path: &str, create: Option<(Kind, bool)>) -> Result<String> {
         let mut pending: Vec<PathBuf> = Vec::new();
         push_components(&mut pending, Path::new(container_path));
         let mut current = self.root.to_path_buf();
@@ -121,6 +131,9 @@ impl<'a> Preparer<'a> {
                     current = candidate;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let Some((kind, remove_after)) = create else {
+                        return Err(Error::io("resolving", &candidate, e));
+                    };
                     let this_kind = if last { kind } else { Kind::Dir };
                     self.create(&current, &candidate, this_kind, remove_after)?;
                     current = candidate;

@@ -42,6 +42,7 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
 /// Ctrl-C handler. The pending `run` calls return once their container is
 /// deleted and its mountpoints are removed.
 pub fn cancel_all() {
+    crate::chroot::cancel();
     let mut reg = registry();
     reg.cancelled = true;
     for pid in &reg.helpers {
@@ -104,6 +105,7 @@ impl HelperExecutor {
         let backend = match o.runtime {
             Runtime::Youki => Backend::Youki,
             Runtime::Runc => Backend::Runc,
+            Runtime::Chroot => unreachable!("the chroot executor needs no helper"),
         };
         fs::create_dir_all(&o.state_dir)
             .map_err(|e| Error::io("creating state directory", &o.state_dir, e))?;

@@ -202,7 +202,7 @@ fn readonly_paths() -> Vec<String> {
 }
 
 /// `env` with `PATH` and `HOME` added when missing, as Docker does.
-fn environment(env: &[String], home: &str) -> Vec<String> {
+pub(crate) fn environment(env: &[String], home: &str) -> Vec<String> {
     let mut out = env.to_vec();
     let has = |key: &str| {
         env.iter()

@@ -11,7 +11,9 @@ use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use apply_common::Tar;
+use kiln_fs::apply::Protected;
 use kiln_fs::layer::LayerOptions;
+use kiln_fs::snapshot::RootSnapshotter;
 use kiln_fs::{
     apply_layer, CopySnapshotter, DiffId, Digest, OverlaySnapshotter, Snapshots, Snapshotter,
 };
@@ -37,7 +39,13 @@ fn base_tar() -> Vec<u8> {
 }
 
 fn backends(snaps: &Snapshots) -> Vec<Box<dyn Snapshotter>> {
-    let mut v: Vec<Box<dyn Snapshotter>> = vec![Box::new(CopySnapshotter::new(snaps.clone()))];
+    let live = snaps.root().with_file_name("live-root");
+    fs::create_dir_all(&live).unwrap();
+    let protected = Protected::new([PathBuf::from("kiln")]);
+    let mut v: Vec<Box<dyn Snapshotter>> = vec![
+        Box::new(CopySnapshotter::new(snaps.clone())),
+        Box::new(RootSnapshotter::new(snaps.clone(), live, protected)),
+    ];
     let scratch = tempfile::tempdir_in(snaps.root()).unwrap();
     if kiln_fs::mount::probe_overlay(scratch.path()) {
         v.push(Box::new(OverlaySnapshotter::new(snaps.clone())));

@@ -7,6 +7,7 @@
 
 mod meta;
 mod name;
+mod protect;
 mod root;
 mod write;
 
@@ -18,6 +19,7 @@ use crate::hashio::HashingReader;
 use kiln_oci::DiffId;
 
 pub use name::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
+pub use protect::Protected;
 pub use root::force_userspace_resolution;
 use root::Root;
 
@@ -94,6 +96,18 @@ pub fn apply_layer_with(
     reader: impl Read,
     mode: ApplyMode,
 ) -> Result<ApplyStats, ApplyError> {
+    apply_layer_protected(target, reader, mode, &Protected::default())
+}
+
+/// Like [`apply_layer_with`], leaving `protected` paths of the target
+/// untouched (entries at or below them are skipped, deletions go around
+/// them).
+pub fn apply_layer_protected(
+    target: &Path,
+    reader: impl Read,
+    mode: ApplyMode,
+    protected: &Protected,
+) -> Result<ApplyStats, ApplyError> {
     let root = Root::open(target).map_err(|source| ApplyError::Target {
         path: target.to_path_buf(),
         source,
@@ -108,6 +122,7 @@ pub fn apply_layer_with(
         parents: HashSet::new(),
         dir_times: Vec::new(),
         buf: vec![0; 256 * 1024],
+        protected: protected.clone(),
     };
     let mut archive = tar::Archive::new(BufReader::with_capacity(
         256 * 1024,

@@ -15,7 +15,8 @@ use tar::EntryType;
 
 use super::meta::{Meta, XattrErrors};
 use super::name::{classify, RelPath, Whiteout};
-use super::root::{clear_dir, lstat_at, remove_all_at, Root};
+use super::protect::Protected;
+use super::root::{clear_dir, lstat_at, Root};
 use super::{ApplyError, ApplyMode, ApplyStats};
 
 pub(super) struct Extractor {
@@ -31,6 +32,7 @@ pub(super) struct Extractor {
     /// Directory mtimes are set at the end: creating children changes them.
     pub dir_times: Vec<(RelPath, Meta)>,
     pub buf: Vec<u8>,
+    pub protected: Protected,
 }
 
 fn refused(raw: &[u8], reason: impl ToString) -> ApplyError {
@@ -53,6 +55,9 @@ impl Extractor {
         let Some((parent, name)) = rel.split_last() else {
             return Ok(());
         };
+        if self.protected.covers(rel.as_path()) {
+            return Ok(());
+        }
         let name = name.to_os_string();
         let kind = classify(&name).map_err(|e| refused(&raw, e))?;
         let res = match kind {
@@ -87,12 +92,15 @@ impl Extractor {
                     Err(e) => return Err(e.into()),
                 };
                 self.root.invalidate();
-                remove_all_at(dir.as_fd(), victim)?;
+                let rel = parent.join(victim);
+                self.protected
+                    .remove_at(dir.as_fd(), rel.as_path(), victim)?;
             }
             ApplyMode::OverlayLower => {
                 let dir = self.root.parent(parent, true)?;
                 if lstat_at(dir, victim)?.is_some() {
-                    remove_all_at(dir, victim)?;
+                    let rel = parent.join(victim);
+                    self.protected.remove_at(dir, rel.as_path(), victim)?;
                     self.root.invalidate();
                 }
                 let dir = self.root.parent(parent, true)?;
@@ -118,7 +126,12 @@ impl Extractor {
                 };
                 let dir = reopen_dir(&dir)?;
                 self.root.invalidate();
-                prune_unwritten(dir.as_fd(), parent, &self.written, &self.parents)?;
+                let keep = Keep {
+                    written: &self.written,
+                    parents: &self.parents,
+                    protected: &self.protected,
+                };
+                prune_unwritten(dir.as_fd(), parent, &keep)?;
             }
             ApplyMode::OverlayLower => {
                 let dir = self.root.parent(parent, true)?;
@@ -159,7 +172,7 @@ impl Extractor {
                     .as_ref()
                     .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
                 if existing.is_some() && !is_dir {
-                    remove_all_at(dir, name)?;
+                    self.protected.remove_at(dir, rel.as_path(), name)?;
                     self.root.invalidate();
                 }
                 let dir = self.root.parent(parent, true)?;
@@ -289,7 +302,8 @@ impl Extractor {
     fn clear_slot(&mut self, parent: &RelPath, name: &OsStr) -> Result<(), EntryErr> {
         let dir = self.root.parent(parent, true)?;
         if lstat_at(dir, name)?.is_some() {
-            remove_all_at(dir, name)?;
+            self.protected
+                .remove_at(dir, parent.join(name).as_path(), name)?;
             self.root.invalidate();
         }
         Ok(())
@@ -344,20 +358,30 @@ fn device_numbers(h: &tar::Header) -> io::Result<(u32, u32)> {
 
 /// Below an opaque directory in merge mode: removes everything this layer
 /// did not write, descending into directories it wrote or passed through.
+/// What an opaque whiteout keeps: this layer's own paths and the protected ones.
+struct Keep<'a> {
+    written: &'a HashSet<PathBuf>,
+    parents: &'a HashSet<PathBuf>,
+    protected: &'a Protected,
+}
+
 fn prune_unwritten(
     dir: std::os::fd::BorrowedFd<'_>,
     rel: &RelPath,
-    written: &HashSet<PathBuf>,
-    parents: &HashSet<PathBuf>,
+    keep: &Keep<'_>,
 ) -> io::Result<()> {
     let mut keep_dirs = Vec::new();
     clear_dir(dir, |child| {
         let p = rel.join(child);
-        let keep = written.contains(p.as_path()) || parents.contains(p.as_path());
-        if keep {
+        let p = p.as_path();
+        if keep.protected.covers(p) {
+            return true;
+        }
+        let kept = keep.written.contains(p) || keep.parents.contains(p) || keep.protected.holds(p);
+        if kept {
             keep_dirs.push(child.to_os_string());
         }
-        keep
+        kept
     })?;
     for child in keep_dirs {
         let is_dir = lstat_at(dir, &child)?
@@ -369,7 +393,7 @@ fn prune_unwritten(
                 OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             )?;
-            prune_unwritten(sub.as_fd(), &rel.join(&child), written, parents)?;
+            prune_unwritten(sub.as_fd(), &rel.join(&child), keep)?;
         }
     }
     Ok(())

@@ -3,6 +3,7 @@
 //! ([`write_layer_from_compare`], for machines without overlayfs).
 
 mod compare;
+mod scan;
 mod writer;
 
 use std::io::{self, Write};
@@ -10,6 +11,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 pub use compare::write_layer_from_compare;
+pub use scan::write_layer_from_scan;
 pub(crate) use writer::{get_xattr, read_xattrs, sorted_children, LayerWriter};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use super::cache::create_root_dir;
 use super::workdir::WorkDir;
 use super::{io_at, ActiveSnapshot, SnapshotError, Snapshots, Snapshotter};
-use crate::apply::{apply_layer_with, ApplyMode};
+use crate::apply::{apply_layer_protected, apply_layer_with, ApplyMode, Protected};
 use crate::layer::{write_layer_from_compare, write_layer_from_upper, LayerInfo, LayerOptions};
 
 pub struct CopySnapshotter {
@@ -31,6 +31,16 @@ fn lower(active: &ActiveSnapshot) -> PathBuf {
 /// Applies the overlay-form tree `src` onto `dst` (whiteouts delete,
 /// opaque dirs are emptied first), streaming a tar between two threads.
 pub(crate) fn replay(src: &Path, dst: &Path, mode: ApplyMode) -> Result<(), SnapshotError> {
+    replay_protected(src, dst, mode, &Protected::default())
+}
+
+/// [`replay`] that leaves `protected` paths of `dst` alone.
+pub(crate) fn replay_protected(
+    src: &Path,
+    dst: &Path,
+    mode: ApplyMode,
+    protected: &Protected,
+) -> Result<(), SnapshotError> {
     let (r, w) = rustix::pipe::pipe().map_err(|e| io_at(src)(e.into()))?;
     let src_owned = src.to_path_buf();
     let writer = std::thread::spawn(move || {
@@ -41,7 +51,7 @@ pub(crate) fn replay(src: &Path, dst: &Path, mode: ApplyMode) -> Result<(), Snap
             .map_err(SnapshotError::from)
             .and_then(|()| flushed.map_err(|e| io_at(&src_owned)(e)))
     });
-    let applied = apply_layer_with(dst, File::from(r), mode);
+    let applied = apply_layer_protected(dst, File::from(r), mode, protected);
     let written = writer.join().unwrap_or_else(|_| {
         Err(io_at(src)(std::io::Error::other(
             "tar writer thread panicked",

@@ -16,6 +16,8 @@
 mod cache;
 mod copy;
 mod overlay;
+mod root;
+mod scan;
 mod workdir;
 
 use std::io::{self, Write};
@@ -25,6 +27,8 @@ use std::sync::OnceLock;
 pub use cache::Snapshots;
 pub use copy::CopySnapshotter;
 pub use overlay::OverlaySnapshotter;
+pub use root::RootSnapshotter;
+pub use scan::{Index, Stamp};
 
 use crate::apply::ApplyError;
 use crate::layer::{LayerError, LayerInfo, LayerOptions};

@@ -69,6 +69,8 @@ pub struct Args {
     /// Container runtime for RUN steps.
     #[arg(long, value_enum, default_value = "youki")]
     runtime: Runtime,
+    #[command(flatten)]
+    isolation: IsolationArgs,
     /// Export the build cache: type=registry,ref=REG/REPO:TAG[,mode=min|max][,cache-mounts=true],
     /// type=local,dest=DIR[,mode=…], or type=inline (repeatable).
     #[arg(long = "cache-to")]
@@ -130,6 +132,11 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         Some(f) => DockerfileSource::Path(PathBuf::from(f)),
         None => DockerfileSource::InContext,
     };
+    let extra_keep: Vec<PathBuf> = outputs
+        .iter()
+        .filter_map(Output::dest)
+        .chain(args.iidfile.clone())
+        .collect();
     let request = BuildRequest {
         context: args.context.clone(),
         dockerfile,
@@ -146,6 +153,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         outputs,
         push: args.push,
         runtime: args.runtime,
+        isolation: args
+            .isolation
+            .isolation(&args.context, args.file.as_deref(), extra_keep),
         compression: args.compression,
         insecure_registries: global.insecure_registries.clone(),
         squash: args.squash,
@@ -199,6 +209,58 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("image {}", built.image_id);
     }
     after_build(&builder, &built, args.strict, &args.gates)
+}
+
+/// Where RUN steps run: containers, or (`chroot`) plain processes in a
+/// root filesystem laid out in place.
+#[derive(clap::Args)]
+pub struct IsolationArgs {
+    /// How RUN steps are isolated: container (youki/runc; needs root), or
+    /// chroot (kaniko's model, for an unprivileged container: the image is
+    /// unpacked into --chroot-dir, / by default, and steps run there as
+    /// plain processes).
+    #[arg(long, value_enum, default_value = "container")]
+    pub isolation: IsolationMode,
+    /// With --isolation=chroot: the root filesystem to lay out the build in.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub chroot_dir: PathBuf,
+    /// With --isolation=chroot: replace the files of / even where kiln does
+    /// not seem to run in a container.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IsolationMode {
+    Container,
+    Chroot,
+}
+
+impl IsolationArgs {
+    /// The engine's isolation; `keep` are output paths the build must not
+    /// delete (the context and the Dockerfile are kept as well).
+    pub fn isolation(
+        &self,
+        context: &str,
+        dockerfile: Option<&str>,
+        mut keep: Vec<PathBuf>,
+    ) -> kiln_engine::Isolation {
+        if self.isolation == IsolationMode::Container {
+            return kiln_engine::Isolation::Container;
+        }
+        keep.extend(
+            [Some(context), dockerfile]
+                .into_iter()
+                .flatten()
+                .filter(|p| *p != "-")
+                .map(PathBuf::from),
+        );
+        kiln_engine::Isolation::Chroot(kiln_engine::Chroot {
+            root: self.chroot_dir.clone(),
+            keep,
+            force: self.force,
+        })
+    }
 }
 
 /// Stage sizes, the lean-final guards and the budgets on the built image.
