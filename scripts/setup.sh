@@ -7,7 +7,7 @@ set -euo pipefail
 CACHE=${KILN_TEST_CACHE:-/var/cache/kiln-test}
 PACKAGES=(docker.io docker-registry runc buildah podman skopeo umoci debootstrap
           busybox-static gcc libseccomp-dev pkg-config apache2-utils jq ca-certificates
-          iproute2 hyperfine chromium)
+          iproute2 hyperfine chromium musl-tools uidmap)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -32,6 +32,9 @@ struct Cli {
 enum Command {
     /// Build an image from a Dockerfile
     Build(cmd::build::Args),
+    /// kaniko's command line (--context, --dockerfile, --destination, …),
+    /// built with --isolation=chroot
+    Executor(cmd::executor::Args),
     /// Show where an image's bytes are: layers, stages, largest files, waste
     Analyze(cmd::analyze::Args),
     /// Check a final image for what stops it from starting or must not ship
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
     let global = cmd::Global::new(cli.root, cli.insecure_registries);
     let result = match cli.command {
         Command::Build(a) => cmd::build::run(&global, a),
+        Command::Executor(a) => cmd::executor::run(&global, a),
         Command::Analyze(a) => cmd::analyze::run(&global, a),
         Command::Check(a) => cmd::check::run(&global, a),
         Command::Run(a) => cmd::run::run(&global, a),

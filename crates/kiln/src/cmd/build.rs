@@ -10,6 +10,14 @@ use kiln_engine::{BuildRequest, Builder, Compression, DockerfileSource, Runtime}
 use super::Global;
 use crate::progress::{Mode, Renderer};
 
+/// `kiln build`'s flags on their own (for `kiln executor`, which translates
+/// kaniko's flags into them).
+#[derive(clap::Parser)]
+pub struct Cli {
+    #[command(flatten)]
+    pub args: Args,
+}
+
 /// Like docker's flags, a repeated single-value flag takes the last value.
 #[derive(clap::Args)]
 #[command(args_override_self = true)]
@@ -54,6 +62,9 @@ pub struct Args {
     /// Write the image id to this file.
     #[arg(long)]
     iidfile: Option<PathBuf>,
+    /// Write the image's manifest digest to this file.
+    #[arg(long)]
+    digest_file: Option<PathBuf>,
     /// How to show progress.
     #[arg(long, value_enum, default_value = "auto")]
     progress: Mode,
@@ -136,6 +147,8 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .filter_map(Output::dest)
         .chain(args.iidfile.clone())
+        .chain(args.digest_file.clone())
+        .chain(args.isolation.keep.clone())
         .collect();
     let request = BuildRequest {
         context: args.context.clone(),
@@ -200,6 +213,10 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         std::fs::write(path, built.image_id.to_string())
             .with_context(|| format!("writing --iidfile {}", path.display()))?;
     }
+    if let Some(path) = &args.digest_file {
+        std::fs::write(path, built.manifest_digest.to_string())
+            .with_context(|| format!("writing --digest-file {}", path.display()))?;
+    }
     if renderer.is_quiet() {
         println!("{}", built.image_id);
     } else {
@@ -219,7 +236,7 @@ pub struct IsolationArgs {
     /// chroot (kaniko's model, for an unprivileged container: the image is
     /// unpacked into --chroot-dir, / by default, and steps run there as
     /// plain processes).
-    #[arg(long, value_enum, default_value = "container")]
+    #[arg(long, value_enum, env = "KILN_ISOLATION", default_value = "container")]
     pub isolation: IsolationMode,
     /// With --isolation=chroot: the root filesystem to lay out the build in.
     #[arg(long, value_name = "DIR", default_value = "/")]
@@ -228,6 +245,10 @@ pub struct IsolationArgs {
     /// not seem to run in a container.
     #[arg(long)]
     pub force: bool,
+    /// With --isolation=chroot: a path the build must leave alone besides
+    /// kiln's own, the context and the outputs (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub keep: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

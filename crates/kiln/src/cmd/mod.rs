@@ -8,6 +8,7 @@ pub mod build;
 pub mod check;
 pub mod cp;
 pub mod debug;
+pub mod executor;
 pub mod fsck;
 pub mod history;
 pub mod images;
