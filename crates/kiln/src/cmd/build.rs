@@ -246,8 +246,9 @@ pub struct IsolationArgs {
     #[arg(long)]
     pub force: bool,
     /// With --isolation=chroot: a path the build must leave alone besides
-    /// kiln's own, the context and the outputs (repeatable).
-    #[arg(long, value_name = "PATH")]
+    /// kiln's own, the context and the outputs (repeatable; KILN_KEEP
+    /// takes a `:`-separated list).
+    #[arg(long, value_name = "PATH", env = "KILN_KEEP", value_delimiter = ':')]
     pub keep: Vec<PathBuf>,
 }
 
