@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use kiln_fs::file_hashes::FileHashes;
 use kiln_fs::snapshot::Snapshotter;
 use kiln_oci::Digest;
 use kiln_store::Store;
@@ -63,6 +64,9 @@ pub struct Session {
     pub store: Store,
     pub cache: Cache,
     pub snapshotter: Arc<dyn Snapshotter>,
+    /// Content hashes of build-context files, kept across builds (see
+    /// kiln_fs::file_hashes; each layer snapshot keeps its own).
+    pub file_hashes: Arc<FileHashes>,
     /// One client for every pull and push, so auth tokens are reused.
     pub registry: kiln_registry::Client,
     /// Registry transfers and downloads are async; build threads block on them.
@@ -80,6 +84,7 @@ impl Session {
         store: Store,
         cache: Cache,
         snapshotter: Arc<dyn Snapshotter>,
+        file_hashes: Arc<FileHashes>,
         options: SessionOptions,
     ) -> Result<Session, BuildError> {
         let executor = match options.runtime {
@@ -91,6 +96,7 @@ impl Session {
             store,
             cache,
             snapshotter,
+            file_hashes,
             registry: registry_client(&options.insecure_registries),
             runtime: async_runtime()?,
             executor,

@@ -626,3 +626,69 @@ fn copy_from_fast_key_tells_sources_apart() {
         .arg(&env.ctx));
     assert_eq!(env.file_of(&root, "fk:2", "/x"), "two\n");
 }
+
+/// (hashes found in the file-hash index, files read) of one build, from
+/// the engine's log line.
+fn file_hash_counts(log: &str) -> (u64, u64) {
+    let line = log
+        .lines()
+        .find(|l| l.contains("file hashes"))
+        .unwrap_or_else(|| panic!("no file-hash line in:\n{log}"));
+    let num = |field: &str| -> u64 {
+        let at = line.find(field).expect(field) + field.len();
+        let digits: String = line[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().unwrap()
+    };
+    (num("from_index="), num("read="))
+}
+
+#[test]
+fn the_file_hash_index_reads_only_what_changed() {
+    let env = Env::new(
+        "FROM busybox:latest\nCOPY . /app\nRUN ls /app > /list\n\
+         FROM busybox:latest\nCOPY --from=0 /app /app\n",
+        &[],
+    );
+    for i in 0..40 {
+        env.write(&format!("f{i:02}.txt"), &format!("file {i:02}\n"));
+    }
+    // Files changed in the last seconds are never kept in the index (they
+    // could change again within one timestamp tick).
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let build = || {
+        let root = env.root("a");
+        ok(kiln(&root)
+            .env("KILN_LOG", "kiln_engine=info")
+            .args(["build", "--progress", "plain"])
+            .arg(&env.ctx))
+    };
+    // 41 context files (with the Dockerfile) read once; the COPY --from
+    // finds all 41 hashed when the COPY's layer was committed.
+    assert_eq!(file_hash_counts(&build()), (41, 41));
+    // Nothing changed: every context file is only stat-ed, and the
+    // COPY --from is a hit by its source stage's key.
+    assert_eq!(file_hash_counts(&build()), (41, 0));
+
+    // Same size, same mtime, other bytes: the ctime moved, so it is read.
+    let path = env.ctx.join("f03.txt");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    env.write("f03.txt", "file XX\n");
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let log = build();
+    // 40 context files from the index, 1 read; the new COPY layer's 41
+    // files come from the index again for the COPY --from.
+    assert_eq!(file_hash_counts(&log), (40 + 41, 1), "{log}");
+    let why = rebuilt(&log);
+    assert!(
+        why.iter().any(|(_, r)| r == "file f03.txt changed"),
+        "the changed file is rebuilt: {why:?}"
+    );
+}

@@ -138,9 +138,10 @@ pub fn copy(
                     .context(|| "opening the --from source".to_string())?;
                 // Keyed by the content of the files read, like a context
                 // COPY, so a change elsewhere in that stage keeps this cached.
-                let hash =
-                    kiln_fs::context::checksum(&from_root, &Default::default(), &paths, &hash_opts)
-                        .map_err(|e| fail(e.to_string()))?;
+                let hashes = view.file_hashes();
+                let hash = kiln_fs::context::checksum(&from_root, &hashes, &paths, &hash_opts)
+                    .map_err(|e| fail(e.to_string()))?;
+                b.session.file_hashes.add_counts(&hashes);
                 _view = Some(view);
                 (Some(&from_root), inputs::CopySource::Stage(hash.0))
             }
