@@ -112,7 +112,8 @@ pub fn collect(
         if let Some(l) = &record.layer {
             let layer = layer_of(l)?;
             session.ensure_blob(&layer.digest)?;
-            let (digest, size, media_type) = compressed_for_export(session, &layer, compression)?;
+            let (digest, size, media_type) =
+                compressed_for_export(&session.store, &session.cache, &layer, compression)?;
             let media_type = crate::compress::oci_media_type(&media_type);
             if blobs.insert(digest) {
                 layers.push(serde_json::json!({
