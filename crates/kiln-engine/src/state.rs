@@ -47,6 +47,7 @@ pub struct StageBuild<'a> {
 }
 
 /// The evolving state of a stage while its steps run.
+#[derive(Clone)]
 pub struct StageState {
     pub config: ImageConfig,
     pub layers: Vec<Layer>,
