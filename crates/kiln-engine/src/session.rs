@@ -216,7 +216,13 @@ impl Session {
 fn find_remote(e: &(dyn std::error::Error + 'static)) -> Option<BuildError> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        if let Some(BuildError::RemoteCache { digest, message }) = err.downcast_ref::<BuildError>()
+        // An io::Error's source() skips the error it wraps: look inside.
+        let wrapped = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<BuildError>());
+        if let Some(BuildError::RemoteCache { digest, message }) =
+            err.downcast_ref::<BuildError>().or(wrapped)
         {
             return Some(BuildError::RemoteCache {
                 digest: digest.clone(),
