@@ -8,7 +8,7 @@ use crate::error::BuildError;
 use crate::explain::{record_link, Link};
 use crate::image::{ImageConfig, DEFAULT_PATH};
 use crate::ops;
-use crate::state::{add_history, StageBuild, StageOutput, StageState};
+use crate::state::{add_history, Mark, StageBuild, StageOutput, StageState};
 
 impl StageBuild<'_> {
     /// Builds stage `index`. When a blob of an imported cache that another
@@ -153,13 +153,13 @@ impl StageBuild<'_> {
     ) -> Result<StageState, BuildError> {
         let total = steps.iter().filter(|s| !is_meta(&s.kind)).count();
         // before[i]: the state before step i (a restart point).
-        let mut before: Vec<StageState> = Vec::new();
+        let mut before: Vec<Mark> = Vec::new();
         let mut i = 0;
         loop {
             let result = match steps.get(i) {
                 Some(step) => {
                     before.truncate(i);
-                    before.push(state.clone());
+                    before.push(state.mark());
                     state.index = i;
                     if self.board.has_failed() || crate::interrupted() {
                         return Err(BuildError::Interrupted);
@@ -182,7 +182,7 @@ impl StageBuild<'_> {
                         "imported cache blob {digest} is unusable ({message}); rebuilding {}",
                         self.label(&steps[j])
                     ));
-                    state = before[j].clone();
+                    state.rewind(&before[j]);
                     i = j;
                 }
                 Err(e) => return Err(e),
@@ -290,20 +290,13 @@ impl StageBuild<'_> {
 
 /// Which step (an index into `before`, the states before each step) added
 /// the layer `digest` to the stage; `None` when the stage's base has it.
-fn producer(
-    before: &[StageState],
-    now: &StageState,
-    digest: &str,
-    base_layers: usize,
-) -> Option<usize> {
+fn producer(before: &[Mark], now: &StageState, digest: &str, base_layers: usize) -> Option<usize> {
     let digest: kiln_oci::Digest = digest.parse().ok()?;
     let p = now.layers.iter().position(|l| l.digest == digest)?;
     if p < base_layers {
         return None;
     }
-    (0..before.len())
-        .rev()
-        .find(|&j| before[j].layers.len() <= p)
+    (0..before.len()).rev().find(|&j| before[j].layers <= p)
 }
 
 /// Steps that only change the config: they get no `[n/total]` number.
