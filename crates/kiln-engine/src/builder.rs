@@ -149,8 +149,9 @@ impl Builder {
             secrets: &secrets,
             platform: &platform,
         };
-        // A bad blob of an imported cache is dropped and the build runs
-        // again: what was built meanwhile is a local hit now.
+        // A bad blob of an imported cache that a stage cannot rebuild
+        // itself (another stage made it: see `run_steps`) is dropped and
+        // the build runs again: what was built meanwhile is a local hit.
         let mut attempts = 0;
         let built = loop {
             match self.build_once(&session, &build, &steps) {
@@ -199,7 +200,9 @@ impl Builder {
             .wait(plan.target)
             .ok_or_else(|| BuildError::other("building the target stage", "it did not finish"))?;
         let stages = crate::sizes::stage_sizes(session, plan, &board)?;
-        let built = export::export(session, build.req, steps, &target, &stages, build.platform)?;
+        let mut built =
+            export::export(session, build.req, steps, &target, &stages, build.platform)?;
+        built.other_stages = crate::sizes::stage_layers(plan, &board);
         let outputs: Vec<_> = stage_ids.iter().filter_map(|i| board.wait(*i)).collect();
         let chains: Vec<&[Link]> = outputs.iter().map(|o| &o.chain[..]).collect();
         let pushed = build.req.tags.first().filter(|_| build.req.push);

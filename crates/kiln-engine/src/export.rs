@@ -183,6 +183,7 @@ pub fn export(
         image_id: config_digest,
         manifest_digest,
         stages: stages.to_vec(),
+        other_stages: Vec::new(),
     })
 }
 

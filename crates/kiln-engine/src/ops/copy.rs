@@ -201,13 +201,18 @@ impl Op for Copy<'_, '_> {
         self.fast_key
     }
 
-    /// Which context files it read, so a later miss can name the one
-    /// that changed.
+    /// Which files it read (from the context, or the `--from` source, under
+    /// the input's name), so a later miss can name the one that changed.
     fn details(&self) -> Details {
         let mut d = Details::new();
-        if self.args.from.is_none() && !self.paths.is_empty() {
-            if let Some(files) = listing(self.b.context.source(), &self.paths, self.args.exclude) {
-                d.insert("context".into(), files);
+        let name = if self.args.from.is_none() {
+            "context"
+        } else {
+            "from-content"
+        };
+        if let Some(source) = self.source.filter(|_| !self.paths.is_empty()) {
+            if let Some(files) = listing(source, &self.paths, self.args.exclude) {
+                d.insert(name.into(), files);
             }
         }
         d
