@@ -161,6 +161,7 @@ impl Builder {
     pub fn unpack(&self, image: &str) -> Result<(), BuildError> {
         let session = self.session(SessionOptions {
             runtime: None,
+            isolation: Default::default(),
             insecure_registries: Vec::new(),
         })?;
         let bases = BaseImages::new(&session, false, Platform::host());
