@@ -121,7 +121,8 @@ pub fn collect(
                 }
                 other => other?,
             }
-            let (digest, size, media_type) = compressed_for_export(&session.store, &session.cache, &layer, compression)?;
+            let (digest, size, media_type) =
+                compressed_for_export(&session.store, &session.cache, &layer, compression)?;
             let media_type = crate::compress::oci_media_type(&media_type);
             if blobs.insert(digest) {
                 layers.push(serde_json::json!({
