@@ -30,6 +30,8 @@ mod chroot;
 mod error;
 pub mod helper;
 mod host;
+#[cfg(target_env = "musl")]
+mod musl_shim;
 mod prepare;
 mod run;
 mod seccomp;

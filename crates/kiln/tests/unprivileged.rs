@@ -171,41 +171,49 @@ fn tk_tag(what: &str) -> String {
     common::unique(&format!("kiln-unpriv-{what}"))
 }
 
-/// `docker run` of the kiln binary under test, mounted at /kiln/bin/kiln
-/// in a Debian container (whose libraries it links), without
-/// `--privileged`, with `caps` (`docker run` flags).
-fn in_docker(env: &Env, store: &Path, caps: &[&str], kiln_args: &[&str]) -> String {
+/// Where kiln runs in Docker: the binary under test mounted at
+/// /kiln/bin/kiln in a Debian container (whose libraries it links), or
+/// the kiln image.
+#[derive(Clone, Copy)]
+enum Runner<'a> {
+    MountedBinary,
+    Image(&'a str),
+}
+
+/// `docker run` of kiln without `--privileged`, with `caps` (`docker run`
+/// flags), the store of the host mounted at /kiln/store.
+fn in_docker(env: &Env, runner: Runner, store: &Path, caps: &[&str], kiln_args: &[&str]) -> String {
     let out = env.path("out");
     std::fs::create_dir_all(&out).unwrap();
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_kiln"));
     let mut c = tk::docker();
-    c.args(["run", "--rm", "--network", "host"])
-        .args(caps)
-        .arg("-v")
-        .arg(format!("{}:/kiln/bin/kiln:ro", bin.display()))
-        .arg("-v")
+    c.args(["run", "--rm", "--network", "host"]).args(caps);
+    if let Runner::MountedBinary = runner {
+        c.arg("-v")
+            .arg(format!("{}:/kiln/bin/kiln:ro", bin.display()));
+    }
+    c.arg("-v")
         .arg(format!("{}:/kiln/store", store.display()))
         .arg("-v")
         .arg(format!("{}:/workspace:ro", env.ctx.display()))
         .arg("-v")
         .arg(format!("{}:/results", out.display()))
-        .args([
-            "-e",
-            "SOURCE_DATE_EPOCH=1000",
-            "--entrypoint",
-            "/kiln/bin/kiln",
-        ])
-        .args(["debian:bookworm", "--root", "/kiln/store"])
-        .args(kiln_args);
+        .args(["-e", "SOURCE_DATE_EPOCH=1000"]);
+    match runner {
+        Runner::MountedBinary => c.args(["--entrypoint", "/kiln/bin/kiln", "debian:bookworm"]),
+        Runner::Image(tag) => c.arg(tag),
+    };
+    c.args(["--root", "/kiln/store"]).args(kiln_args);
     ok(&mut c)
 }
 
-fn executor_in_docker(env: &Env, caps: &[&str], name: &str) {
+fn executor_in_docker(env: &Env, runner: Runner, caps: &[&str], name: &str) {
     let reference = env.reference();
     let store = env.store(&format!("{name}-store"));
     let dest = format!("127.0.0.1:5000/{}:1", tk_tag(name));
     let log = in_docker(
         env,
+        runner,
         &store,
         caps,
         &[
@@ -237,7 +245,7 @@ fn executor_in_docker(env: &Env, caps: &[&str], name: &str) {
 #[test]
 fn executor_in_docker_with_default_capabilities() {
     let Some(env) = env() else { return };
-    executor_in_docker(&env, &[], "default-caps");
+    executor_in_docker(&env, Runner::MountedBinary, &[], "default-caps");
 }
 
 #[test]
@@ -259,5 +267,46 @@ fn executor_in_docker_with_only_the_documented_capabilities() {
         "--cap-add",
         "SETGID",
     ];
-    executor_in_docker(&env, &caps, "few-caps");
+    executor_in_docker(&env, Runner::MountedBinary, &caps, "few-caps");
+}
+
+/// The kiln image (images/kiln/Dockerfile, built by kiln from the
+/// repository root with the static binary of `scripts/kiln-image.sh`) runs
+/// `executor` without privileges, and `build` too.
+#[test]
+#[ignore = "needs the musl build of scripts/kiln-image.sh (minutes of CPU); run with --ignored"]
+fn the_kiln_image_builds_without_privileges() {
+    let Some(env) = env() else { return };
+    let repo = common::repo_root();
+    let musl = repo.join("target/x86_64-unknown-linux-musl/release/kiln");
+    assert!(
+        musl.is_file(),
+        "{} missing: run scripts/kiln-image.sh",
+        musl.display()
+    );
+    let root = env.store("image-store");
+    ok(kiln(&root)
+        .arg("import")
+        .arg(tk::debian_rootfs_tar())
+        .arg("debian:bookworm"));
+    let tag = tk_tag("image");
+    let tar = env.path("kiln-image.tar");
+    ok(kiln(&root)
+        .args(["build", "-q", "-f"])
+        .arg(repo.join("images/kiln/Dockerfile"))
+        .args(["-t", &tag, "-o"])
+        .arg(format!("type=docker,dest={}", tar.display()))
+        .arg(&repo));
+    ok(tk::docker().arg("load").arg("-i").arg(&tar));
+    executor_in_docker(&env, Runner::Image(&tag), &[], "image");
+    let store = env.store("image-build-store");
+    let log = in_docker(
+        &env,
+        Runner::Image(&tag),
+        &store,
+        &[],
+        &["build", "-q", "/workspace"],
+    );
+    assert!(log.contains("sha256:"), "{log}");
+    let _ = tk::docker().args(["rmi", "-f", &tag]).output();
 }
