@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use kiln_oci::{Digest, Platform};
+use kiln_oci::Platform;
 use kiln_store::Store;
 
 use crate::base::BaseImages;
@@ -29,10 +29,10 @@ struct Build<'a> {
 
 /// Opens the store and caches under `root`; builds any number of times.
 pub struct Builder {
-    paths: Paths,
-    store: Store,
-    cache: Cache,
-    snapshotter: Arc<dyn kiln_fs::snapshot::Snapshotter>,
+    pub(crate) paths: Paths,
+    pub(crate) store: Store,
+    pub(crate) cache: Cache,
+    pub(crate) snapshotter: Arc<dyn kiln_fs::snapshot::Snapshotter>,
 }
 
 impl Builder {
@@ -146,7 +146,12 @@ impl Builder {
                 other => break other?,
             }
         };
-        self.keep_cached_layers();
+        let limit = req
+            .cache_max_size
+            .unwrap_or(crate::disk::DEFAULT_CACHE_MAX_SIZE);
+        if let Err(e) = self.trim_cache(limit) {
+            steps.warn(format!("trimming the build cache to {limit} bytes: {e}"));
+        }
         Ok(built)
     }
 
@@ -190,19 +195,5 @@ impl Builder {
             &target.chain,
         )?;
         Ok(built)
-    }
-
-    /// Declares the layers the cache refers to as live, so `kiln prune`
-    /// keeps them although no image names them.
-    fn keep_cached_layers(&self) {
-        let digests: Vec<Digest> = self
-            .cache
-            .referenced_blobs()
-            .iter()
-            .filter_map(|d| d.parse().ok())
-            .collect();
-        if let Err(e) = self.store.set_lease("build-cache", &digests) {
-            tracing::warn!("recording the build cache's layers: {e}");
-        }
     }
 }

@@ -174,9 +174,16 @@ pub fn lookup(
     ) else {
         return Ok(None);
     };
-    if !session.has_blob(&digest) {
+    // Retained for this build's session, so a concurrent prune that
+    // evicts the record keeps the blob while the build uses it.
+    let local = session
+        .store
+        .retain(&digest)
+        .context(|| format!("keeping cached layer {digest}"))?;
+    if !local && !session.remote.has_blob(&digest) {
         return Ok(None);
     }
+    session.cache.touch(key);
     let layer = Layer {
         digest,
         diff_id: kiln_oci::DiffId(diff_id),

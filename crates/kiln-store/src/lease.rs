@@ -139,8 +139,9 @@ impl Store {
     }
 
     /// Every digest held by a live lease. Session leases of dead processes
-    /// are deleted on the way. Caller holds the exclusive store lock.
-    pub(crate) fn lease_roots(&self) -> Result<Vec<Digest>> {
+    /// are skipped, and deleted when `remove_dead` (the caller then holds
+    /// the exclusive store lock).
+    pub(crate) fn lease_roots(&self, remove_dead: bool) -> Result<Vec<Digest>> {
         let dir = self.leases_dir();
         let mut roots = Vec::new();
         for entry in fs::read_dir(&dir).ctx("listing leases in", &dir)? {
@@ -151,7 +152,9 @@ impl Store {
                 continue;
             }
             if name.starts_with(SESSION_PREFIX) && !is_locked(&path)? {
-                fs::remove_file(&path).ctx("removing stale lease", &path)?;
+                if remove_dead {
+                    fs::remove_file(&path).ctx("removing stale lease", &path)?;
+                }
                 continue;
             }
             roots.extend(read_lease(&path)?);

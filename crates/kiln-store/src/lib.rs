@@ -23,7 +23,7 @@ mod store;
 pub use blob::{BlobWriter, PreparedBlob};
 pub use error::{Error, Result};
 pub use fsck::{FsckProblem, FsckReport};
-pub use gc::PruneReport;
+pub use gc::{BlobUsage, PruneReport};
 pub use image::{Image, ImageSummary};
 pub use kiln_oci;
 pub use meta::LayerInfo;
