@@ -9,6 +9,7 @@ use kiln_store::Store;
 use crate::base::BaseImages;
 use crate::cache::Cache;
 use crate::context::{load_context, ContextInput};
+use crate::disk::{Disk, DEFAULT_CACHE_MAX_SIZE};
 use crate::error::{BuildError, Context};
 use crate::explain::Link;
 use crate::progress::{Progress, Steps};
@@ -29,10 +30,10 @@ struct Build<'a> {
 
 /// Opens the store and caches under `root`; builds any number of times.
 pub struct Builder {
-    pub(crate) paths: Paths,
-    pub(crate) store: Store,
-    pub(crate) cache: Cache,
-    pub(crate) snapshotter: Arc<dyn kiln_fs::snapshot::Snapshotter>,
+    paths: Paths,
+    store: Store,
+    cache: Cache,
+    snapshotter: Arc<dyn kiln_fs::snapshot::Snapshotter>,
 }
 
 impl Builder {
@@ -70,6 +71,16 @@ impl Builder {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Disk use and giving it back (`kiln prune`, `kiln system df`).
+    pub fn disk(&self) -> Disk<'_> {
+        Disk {
+            store: &self.store,
+            cache: &self.cache,
+            snapshots: self.snapshotter.snapshots(),
+            paths: &self.paths,
+        }
     }
 
     /// A session over this root: the parts of one build or one `kiln run`.
@@ -146,10 +157,8 @@ impl Builder {
                 other => break other?,
             }
         };
-        let limit = req
-            .cache_max_size
-            .unwrap_or(crate::disk::DEFAULT_CACHE_MAX_SIZE);
-        if let Err(e) = self.trim_cache(limit) {
+        let limit = req.cache_max_size.unwrap_or(DEFAULT_CACHE_MAX_SIZE);
+        if let Err(e) = self.disk().trim_cache(limit) {
             steps.warn(format!("trimming the build cache to {limit} bytes: {e}"));
         }
         Ok(built)

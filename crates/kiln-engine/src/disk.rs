@@ -21,9 +21,9 @@ use kiln_fs::snapshot::SnapshotInfo;
 use kiln_oci::{DiffId, Digest};
 use kiln_store::BlobUsage;
 
-use crate::cache::Entry;
+use crate::cache::{Cache, Entry};
 use crate::error::{BuildError, Context};
-use crate::Builder;
+use crate::session::Paths;
 
 /// The build cache's default size limit (records' layer blobs and
 /// snapshots that no image holds, and the records themselves).
@@ -78,7 +78,15 @@ struct State {
     snapshots: Vec<SnapshotInfo>,
 }
 
-impl Builder {
+/// The parts of a root that hold disk (`Builder::disk`).
+pub struct Disk<'a> {
+    pub store: &'a kiln_store::Store,
+    pub cache: &'a Cache,
+    pub snapshots: &'a kiln_fs::snapshot::Snapshots,
+    pub paths: &'a Paths,
+}
+
+impl Disk<'_> {
     /// Removes what nothing needs; see [`PruneOptions`].
     pub fn prune(&self, opts: &PruneOptions) -> Result<PruneReport, BuildError> {
         let mut report = PruneReport::default();
@@ -123,7 +131,7 @@ impl Builder {
 
     /// After a build: evicts least recently used records (and what only
     /// they held) while the cache is larger than `limit`.
-    pub(crate) fn trim_cache(&self, limit: u64) -> Result<PruneReport, BuildError> {
+    pub fn trim_cache(&self, limit: u64) -> Result<PruneReport, BuildError> {
         let mut report = PruneReport::default();
         let state = self.disk_state()?;
         let evicted = lru_evict(&state, limit);
@@ -252,8 +260,7 @@ impl Builder {
         let sizes = blobs.blobs.iter().copied().collect();
         let image_chains = self.image_chains(&blobs.configs);
         let snapshots = self
-            .snapshotter
-            .snapshots()
+            .snapshots
             .list()
             .context(|| "listing the layer snapshots".to_string())?;
         Ok(State {
@@ -336,7 +343,7 @@ impl Builder {
         keep: impl Fn(&SnapshotInfo) -> bool,
         report: &mut PruneReport,
     ) -> Result<(), BuildError> {
-        let snaps = self.snapshotter.snapshots();
+        let snaps = self.snapshots;
         for s in snapshots.iter().filter(|s| !s.in_use && !keep(s)) {
             let removed = snaps
                 .remove(&s.chain_id)

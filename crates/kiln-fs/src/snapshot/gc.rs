@@ -90,10 +90,14 @@ impl Snapshots {
         let mut seen = HashSet::new();
         let n =
             tree_blocks(&dir.join(FS), &mut seen)? + tree_blocks(&dir.join(DIFF_ID), &mut seen)?;
-        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_at(dir))?;
-        std::fs::write(tmp.path(), n.to_string()).map_err(io_at(tmp.path()))?;
-        if let Err(e) = tmp.persist(&cached) {
-            tracing::debug!("remembering the size of {}: {}", dir.display(), e.error);
+        // Only a shortcut for next time: a snapshot removed meanwhile (or
+        // a full disk) just goes unremembered.
+        let remembered = tempfile::NamedTempFile::new_in(dir).and_then(|tmp| {
+            std::fs::write(tmp.path(), n.to_string())?;
+            tmp.persist(&cached).map(drop).map_err(|e| e.error)
+        });
+        if let Err(e) = remembered {
+            tracing::debug!("remembering the size of {}: {e}", dir.display());
         }
         Ok(n)
     }

@@ -23,7 +23,7 @@ pub struct Args {
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let builder = Builder::open(&global.root)?;
-    let report = builder.prune(&PruneOptions {
+    let report = builder.disk().prune(&PruneOptions {
         all: args.all,
         cache_max_size: args.cache_max_size,
     })?;

@@ -32,7 +32,7 @@ fn df(global: &Global, args: DfArgs) -> anyhow::Result<ExitCode> {
         "table" => false,
         other => anyhow::bail!("unknown --format {other:?} (use table or json)"),
     };
-    let rows = Builder::open(&global.root)?.disk_usage()?;
+    let rows = Builder::open(&global.root)?.disk().disk_usage()?;
     if !json {
         println!(
             "{:<16}{:<10}{:<10}{:<12}RECLAIMABLE",
