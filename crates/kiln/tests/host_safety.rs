@@ -5,35 +5,12 @@
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+use common::cli::{fails, kiln, ok};
 use kiln_testkit as tk;
 
-fn kiln(root: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    c.arg("--root").arg(root);
-    c
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(c: &mut Command) -> String {
-    let o = c.output().expect("run kiln");
-    assert!(o.status.success(), "{c:?} failed:\n{}", text(&o));
-    text(&o)
-}
-
-fn fails(c: &mut Command) -> String {
-    let o = c.output().expect("run kiln");
-    assert!(!o.status.success(), "{c:?} should fail:\n{}", text(&o));
-    text(&o)
-}
+mod common;
 
 /// A fresh root with busybox imported.
 fn root_with_busybox() -> Option<(tempfile::TempDir, PathBuf)> {
