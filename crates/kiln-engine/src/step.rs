@@ -155,16 +155,34 @@ pub fn hit_by_fast_key(
 }
 
 /// A cache hit: the layer (or `None` for a step that changed nothing),
-/// from this root's cache or an imported remote one. A record whose blob
-/// is neither in the store nor in a remote cache is a miss. Nothing is
-/// extracted or downloaded here: only a later step that needs the files.
+/// from this root's cache or else an imported remote one, which is then
+/// adopted into this root's. A record whose blob is neither in the store
+/// nor fetchable (or turned out wrong) is a miss. Nothing is extracted or
+/// downloaded here: only a later step that needs the files.
 pub fn lookup(
     session: &Session,
     key: &CacheKey,
 ) -> Result<Option<(Option<Layer>, Details)>, BuildError> {
-    let Some(record) = session.record(key) else {
+    if let Some(record) = session.cache.get(key) {
+        if let Some(hit) = usable(session, key, record)? {
+            return Ok(Some(hit));
+        }
+    }
+    let Some(record) = session.remote.record(key) else {
         return Ok(None);
     };
+    let Some(hit) = usable(session, key, record.clone())? else {
+        return Ok(None);
+    };
+    session.remote.adopt(key, &record);
+    Ok(Some(hit))
+}
+
+fn usable(
+    session: &Session,
+    key: &CacheKey,
+    record: CacheRecord,
+) -> Result<Option<(Option<Layer>, Details)>, BuildError> {
     let Some(l) = record.layer else {
         return Ok(Some((None, record.details)));
     };
@@ -174,6 +192,9 @@ pub fn lookup(
     ) else {
         return Ok(None);
     };
+    if session.remote.is_bad(&digest) {
+        return Ok(None);
+    }
     // Retained for this build's session, so a concurrent prune that
     // evicts the record keeps the blob while the build uses it.
     let local = session
