@@ -1,48 +1,60 @@
 #!/usr/bin/env bash
-# Build-time benchmark: kiln vs Docker 20.10 (BuildKit) vs buildah, cold
-# (--no-cache) and warm (everything cached), side by side, with hyperfine.
-# Not part of the test suite. Run as root after scripts/setup.sh and
+# Build-time benchmark: kiln vs Docker 20.10 (BuildKit) vs buildah, in one
+# interleaved run (bench/compare.py), with medians and ratios. Not part of
+# the test suite (its smoke is). Run as root after scripts/setup.sh and
 # scripts/services.sh:
 #
-#     sudo bench/run.sh            # busybox multi-stage + the examples
-#     sudo bench/run.sh --quick    # busybox multi-stage only
+#     bench/run.sh             # everything; the tables go to $OUT/results.md
+#     bench/run.sh --bigctx    # the big-context workload only (1x, 2x, 4x)
+#     bench/run.sh --smoke     # one repetition of each mode on tiny inputs:
+#                              # proves the benchmark still runs, times nothing
 #
-# Env: KILN (binary, default: cargo build --release), RUNS (default 3),
-# COLD_RUNS (default 2; the example builds download packages when cold).
+# Workloads:
+#   bigctx (bench/bigctx/: 20,000 files / ~200 MB generated deterministically)
+#       cold, cached, one file changed, build+push; 2x and 4x contexts cold
+#       (kiln's peak RSS must stay flat in the context size)
+#   multistage-busybox, go-scratch, c-static, python-venv: RUN-bound builds,
+#       cold and cached
+#
+# Env: KILN (binary, default: cargo build --release), REPS (default 3),
+# OUT (results dir, default: a temp dir that is kept).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) == 0 ]] || { echo "bench/run.sh: run as root" >&2; exit 1; }
 export PATH="$HOME/.cargo/bin:$PATH"
 
-quick=no
-[[ ${1:-} == --quick ]] && quick=yes
-RUNS=${RUNS:-3}
-COLD_RUNS=${COLD_RUNS:-2}
+what=${1:-all}
+REPS=${REPS:-3}
 cache=${KILN_TEST_CACHE:-/var/cache/kiln-test}
+[[ $what == --smoke ]] && REPS=1
 
 if [[ -z ${KILN:-} ]]; then
     cargo build --release -p kiln >&2
     KILN="${CARGO_TARGET_DIR:-$PWD/target}/release/kiln"
 fi
-docker=/usr/bin/docker
 export DOCKER_BUILDKIT=1
-
-out=$(mktemp -d)
-root=$out/kiln-root
+OUT=${OUT:-$(mktemp -d /tmp/kiln-bench-XXXX)}
+mkdir -p "$OUT"
+work=$(mktemp -d)
+root=$work/kiln-root
 # Rebuilding one tag over and over leaves untagged images behind in Docker
 # and buildah; remove the ones that were not there before the run.
-dangling() { $docker images -qf dangling=true | sort; buildah images -qf dangling=true 2>/dev/null | sed 's/^/buildah:/' | sort; }
-dangling >"$out/dangling-before"
+dangling() { /usr/bin/docker images -qf dangling=true | sort; buildah images -qf dangling=true 2>/dev/null | sed 's/^/buildah:/' | sort; }
+dangling >"$work/dangling-before"
 cleanup() {
-    $docker rmi kiln-bench >/dev/null 2>&1 || true
-    buildah rmi kiln-bench >/dev/null 2>&1 || true
-    dangling | comm -13 "$out/dangling-before" - | while read -r id; do
+    for t in kiln-bench $(/usr/bin/docker images --format '{{.Repository}}:{{.Tag}}' | grep '/bench-'); do
+        /usr/bin/docker rmi "$t" >/dev/null 2>&1 || true
+    done
+    for t in kiln-bench $(buildah images --format '{{.Name}}:{{.Tag}}' 2>/dev/null | grep '/bench-'); do
+        buildah rmi "$t" >/dev/null 2>&1 || true
+    done
+    dangling | comm -13 "$work/dangling-before" - | while read -r id; do
         case $id in
             buildah:*) buildah rmi "${id#buildah:}" >/dev/null 2>&1 || true ;;
-            *) $docker rmi "$id" >/dev/null 2>&1 || true ;;
+            *) /usr/bin/docker rmi "$id" >/dev/null 2>&1 || true ;;
         esac
     done
-    rm -rf "$out"
+    rm -rf "$work"
 }
 trap cleanup EXIT
 
@@ -54,39 +66,38 @@ for img in busybox:latest debian:bookworm; do
     buildah inspect "$img" >/dev/null 2>&1 || buildah pull -q "docker-daemon:$img" >/dev/null
 done
 
-cases=("multistage-busybox:bench/multistage-busybox")
-if [[ $quick == no ]]; then
-    cases+=("go-scratch:examples/go-scratch" "c-static:examples/c-static" "python-venv:examples/python-venv")
-fi
+compare() { # label ctx modes [extra args]
+    local label=$1 ctx=$2 modes=$3; shift 3
+    echo "== $label" >&2
+    python3 bench/compare.py --kiln "$KILN" --root "$root" --ctx "$ctx" --reps "$REPS" \
+        --label "$label" --modes "$modes" --json "$OUT/$label.json" --md "$OUT/results.md" "$@"
+}
 
-results=()
-for c in "${cases[@]}"; do
-    name=${c%%:*} dir=${c#*:}
-    kiln_cmd="$KILN --root $root build --progress plain -t kiln-bench"
-    docker_cmd="$docker build --progress plain -t kiln-bench"
-    buildah_cmd="buildah bud --quiet --pull=false --layers -t kiln-bench"
-    for mode in cold warm; do
-        echo "== $name ($mode)" >&2
-        if [[ $mode == cold ]]; then
-            flags=(--runs "$COLD_RUNS")
-            k="$kiln_cmd --no-cache $dir" d="$docker_cmd --no-cache $dir" b="$buildah_cmd --no-cache $dir"
-        else
-            flags=(--runs "$RUNS" --warmup 1)
-            k="$kiln_cmd $dir" d="$docker_cmd $dir" b="$buildah_cmd $dir"
-        fi
-        json=$out/$name-$mode.json
-        hyperfine "${flags[@]}" --export-json "$json" \
-            -n kiln "$k" -n docker "$d" -n buildah "$b" >&2
-        results+=("$(jq -r --arg c "$name" --arg m "$mode" '
-            (.results | map({(.command): .mean}) | add) as $t
-            | [$c, $m, $t.kiln, $t.docker, $t.buildah, $t.docker / $t.kiln, $t.buildah / $t.kiln]
-            | @tsv' "$json")")
-    done
-done
+bigctx() { # label gen-args modes
+    local ctx=$work/$1
+    python3 bench/bigctx/gen.py "$ctx" $2
+    compare "$1" "$ctx" "$3" --change src/pkg0/f3.txt
+    rm -rf "$ctx"
+}
 
-echo
-printf '%-20s %-5s %9s %9s %9s %14s %15s\n' case mode kiln docker buildah docker/kiln buildah/kiln
-for r in "${results[@]}"; do
-    IFS=$'\t' read -r c m k d b dk bk <<<"$r"
-    printf '%-20s %-5s %8.2fs %8.2fs %8.2fs %13.2fx %14.2fx\n' "$c" "$m" "$k" "$d" "$b" "$dk" "$bk"
-done
+case $what in
+    --smoke)
+        bigctx bigctx-smoke "--folders 2" cold,cached,changed,push
+        compare multistage-busybox bench/multistage-busybox cold,cached
+        ;;
+    --bigctx | all)
+        bigctx bigctx "--scale 1" cold,cached,changed,push
+        bigctx bigctx-2x "--scale 2" cold
+        bigctx bigctx-4x "--scale 4" cold
+        ;;&
+    all)
+        compare multistage-busybox bench/multistage-busybox cold,cached
+        for ex in go-scratch c-static python-venv; do
+            compare "$ex" "examples/$ex" cold,cached
+        done
+        ;;
+    --bigctx) ;;
+    *) echo "bench/run.sh: unknown argument $what (--smoke, --bigctx)" >&2; exit 2 ;;
+esac
+echo "bench: tables in $OUT/results.md" >&2
+cat "$OUT/results.md"

@@ -15,3 +15,7 @@ export KILN_REQUIRE_ALL=1   # tests fail, never skip, when a component is missin
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked 2>&1
+
+# The benchmark cannot rot: one repetition of each of its modes on tiny
+# inputs, with the kiln the tests just built (times are not asserted).
+KILN="${CARGO_TARGET_DIR:-$PWD/target}/debug/kiln" bench/run.sh --smoke

@@ -3,12 +3,12 @@
 //! unknown USER), what makes it fail later (TLS without CA certificates),
 //! and what must not ship (secrets, in any layer or the config).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::fs::{parent, FinalFs, Kind, Node};
 use crate::report::Analysis;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -16,15 +16,19 @@ pub enum Severity {
     Warning,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub severity: Severity,
     /// Short stable name: `elf-loader`, `elf-library`, `entrypoint`, `user`,
     /// `ca-bundle`, `secret`, `root`.
-    pub rule: &'static str,
+    pub rule: String,
     pub message: String,
     /// How to fix it.
     pub hint: String,
+    /// The files an `elf-loader`/`elf-library` finding misses (absolute
+    /// paths, or library names as DT_NEEDED has them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -64,9 +68,10 @@ pub fn check(a: &Analysis) -> Vec<Finding> {
 fn warn(rule: &'static str, message: String, hint: impl Into<String>) -> Finding {
     Finding {
         severity: Severity::Warning,
-        rule,
+        rule: rule.into(),
         message,
         hint: hint.into(),
+        missing: Vec::new(),
     }
 }
 
@@ -76,12 +81,15 @@ fn elf_guards(fs: &FinalFs, out: &mut Vec<Finding>) {
         let Some(elf) = &node.elf else { continue };
         if let Some(interp) = &elf.interp {
             if fs.resolve(interp, "").is_none() {
-                out.push(warn(
-                    "elf-loader",
-                    format!("/{path}: its ELF interpreter {interp} is not in the image, so it fails with \"no such file or directory\""),
-                    "build it statically (Go: CGO_ENABLED=0; C: -static; Rust: -C target-feature=+crt-static) \
-                     or copy the loader and libraries from the stage that built it",
-                ));
+                out.push(Finding {
+                    missing: vec![interp.clone()],
+                    ..warn(
+                        "elf-loader",
+                        format!("/{path}: its ELF interpreter {interp} is not in the image, so it fails with \"no such file or directory\""),
+                        "build it statically (Go: CGO_ENABLED=0; C: -static; Rust: -C target-feature=+crt-static) \
+                         or copy the loader and libraries from the stage that built it",
+                    )
+                });
             }
         }
         let missing: Vec<&str> = elf
@@ -91,15 +99,18 @@ fn elf_guards(fs: &FinalFs, out: &mut Vec<Finding>) {
             .map(String::as_str)
             .collect();
         if !missing.is_empty() {
-            out.push(warn(
-                "elf-library",
-                format!(
-                    "/{path}: needs {} which the image does not have",
-                    missing.join(", ")
-                ),
-                "link it statically, or COPY --from the build stage the libraries listed \
-                 (`ldd` on the binary there shows where they are)",
-            ));
+            out.push(Finding {
+                missing: missing.iter().map(|m| m.to_string()).collect(),
+                ..warn(
+                    "elf-library",
+                    format!(
+                        "/{path}: needs {} which the image does not have",
+                        missing.join(", ")
+                    ),
+                    "link it statically, or COPY --from the build stage the libraries listed \
+                     (`ldd` on the binary there shows where they are)",
+                )
+            });
         }
     }
 }
@@ -165,9 +176,10 @@ fn entrypoint_guard(fs: &FinalFs, cfg: &serde_json::Value, out: &mut Vec<Finding
     let Some(argv0) = argv.first() else {
         out.push(Finding {
             severity: Severity::Info,
-            rule: "entrypoint",
+            rule: "entrypoint".into(),
             message: "the image has no ENTRYPOINT or CMD; `docker run` needs a command".into(),
             hint: "add ENTRYPOINT [\"/app\"] to the final stage".into(),
+            missing: Vec::new(),
         });
         return;
     };
@@ -210,9 +222,10 @@ fn user_guard(fs: &FinalFs, cfg: &serde_json::Value, out: &mut Vec<Finding>) {
     if matches!(name, "" | "root" | "0") {
         out.push(Finding {
             severity: Severity::Info,
-            rule: "root",
+            rule: "root".into(),
             message: "the image runs as root".into(),
             hint: "add USER 65534:65534 (or a user the image defines) to the final stage".into(),
+            missing: Vec::new(),
         });
     }
     for (id, file, what) in [(name, "etc/passwd", "user"), (group, "etc/group", "group")] {

@@ -18,6 +18,8 @@ mod guards;
 pub mod html;
 
 mod input;
+mod locate;
+mod remember;
 mod report;
 mod secrets;
 mod walk;
@@ -26,6 +28,8 @@ pub use budget::{parse_ratio, parse_size, Budget, BudgetFailure};
 pub use error::{Error, Result};
 pub use guards::{check, Finding, Severity};
 pub use input::{open_input, Input};
+pub use locate::{locate_missing, StageLayers};
+pub use remember::remembered;
 pub use report::{
     human_size, short_command, Analysis, DirSize, FileSize, LayerReport, StageSize, Totals,
     WasteEntry, WasteReason, STAGES_ANNOTATION,

@@ -12,11 +12,12 @@ use crate::context::{load_context, ContextInput};
 use crate::error::{BuildError, Context};
 use crate::explain::Link;
 use crate::progress::{Progress, Steps};
-use crate::request::{BuildRequest, Built};
+use crate::request::{BuildRequest, Built, Compression};
 use crate::schedule::{run_all, Board};
 use crate::session::{Paths, Session, SessionOptions};
 use crate::state::{StageBuild, StageOutput};
 use crate::{cache_export, export};
+use kiln_fs::file_hashes::FileHashes;
 
 /// What one build works from, once the Dockerfile is planned.
 struct Build<'a> {
@@ -33,6 +34,9 @@ pub struct Builder {
     store: Store,
     cache: Cache,
     snapshotter: Arc<dyn kiln_fs::snapshot::Snapshotter>,
+    /// Content hashes of build-context files, kept across builds
+    /// (`ROOT/cache/file-hashes`).
+    file_hashes: Arc<FileHashes>,
 }
 
 impl Builder {
@@ -56,6 +60,7 @@ impl Builder {
         for dir in [paths.tmp(), root.join("snapshots"), paths.cache_mounts()] {
             std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
         }
+        let file_hashes = Arc::new(FileHashes::open(&root.join("cache/file-hashes")));
         let snapshots = kiln_fs::snapshot::Snapshots::open(root)
             .context(|| format!("opening snapshots in {}", root.display()))?;
         let snapshotter = kiln_fs::snapshot::snapshotter(snapshots)
@@ -65,11 +70,22 @@ impl Builder {
             store,
             cache,
             snapshotter: snapshotter.into(),
+            file_hashes,
         })
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The manifest `kiln push` sends for the stored image `name`: its
+    /// layers compressed as asked (they are stored uncompressed).
+    pub fn manifest_for_push(
+        &self,
+        name: &str,
+        compression: Compression,
+    ) -> Result<Vec<u8>, BuildError> {
+        crate::compress::manifest_for_push(&self.store, &self.cache, name, compression)
     }
 
     /// A session over this root: the parts of one build or one `kiln run`.
@@ -79,6 +95,7 @@ impl Builder {
             self.store.clone(),
             self.cache.clone(),
             self.snapshotter.clone(),
+            self.file_hashes.clone(),
             options,
         )
     }
@@ -92,7 +109,7 @@ impl Builder {
 
         // [internal] load build definition and context.
         let step = steps.start("[internal] load build definition and context".into());
-        let input: ContextInput = load_context(&self.paths.root, req)?;
+        let input: ContextInput = load_context(&self.paths.root, req, &self.file_hashes)?;
         let dockerfile = kiln_dockerfile::parse(&input.dockerfile_name, &input.dockerfile)
             .map_err(|e| BuildError::Dockerfile(e.to_string()))?;
         let plan = kiln_dockerfile::plan(
@@ -132,8 +149,9 @@ impl Builder {
             secrets: &secrets,
             platform: &platform,
         };
-        // A bad blob of an imported cache is dropped and the build runs
-        // again: what was built meanwhile is a local hit now.
+        // A bad blob of an imported cache that a stage cannot rebuild
+        // itself (another stage made it: see `run_steps`) is dropped and
+        // the build runs again: what was built meanwhile is a local hit.
         let mut attempts = 0;
         let built = loop {
             match self.build_once(&session, &build, &steps) {
@@ -147,6 +165,11 @@ impl Builder {
             }
         };
         self.keep_cached_layers();
+        let (from_index, read) = self.file_hashes.counts();
+        tracing::info!(from_index, read, "file hashes");
+        if let Err(e) = self.file_hashes.save() {
+            steps.warn(format!("saving the file-hash index: {e}"));
+        }
         Ok(built)
     }
 
@@ -177,7 +200,9 @@ impl Builder {
             .wait(plan.target)
             .ok_or_else(|| BuildError::other("building the target stage", "it did not finish"))?;
         let stages = crate::sizes::stage_sizes(session, plan, &board)?;
-        let built = export::export(session, build.req, steps, &target, &stages, build.platform)?;
+        let mut built =
+            export::export(session, build.req, steps, &target, &stages, build.platform)?;
+        built.other_stages = crate::sizes::stage_layers(plan, &board);
         let outputs: Vec<_> = stage_ids.iter().filter_map(|i| board.wait(*i)).collect();
         let chains: Vec<&[Link]> = outputs.iter().map(|o| &o.chain[..]).collect();
         let pushed = build.req.tags.first().filter(|_| build.req.push);

@@ -47,8 +47,8 @@ pub fn export_caches(
         } else {
             vec![target]
         };
-        let (config, mut layers) = collect(session, &chains, Compression::Gzip, to.cache_mounts)?;
-        layers.extend(mount_descriptors(&config));
+        let (config, mut layers) = collect(session, &chains, to.compression, to.cache_mounts)?;
+        layers.extend(mount_descriptors(&config, to.compression));
         let config_bytes = serde_json::to_vec(&config).expect("cache config serialises");
         let config_digest = session
             .store
@@ -87,7 +87,8 @@ pub fn export_caches(
 }
 
 /// The records of the steps in `chains` (each once), their layers
-/// compressed as `compression` says, and the descriptors of those layers.
+/// compressed as `compression` says, and the descriptors of those layers;
+/// with `mounts`, the cache mounts too, compressed the same way.
 pub fn collect(
     session: &Session,
     chains: &[&[Link]],
@@ -111,8 +112,17 @@ pub fn collect(
         };
         if let Some(l) = &record.layer {
             let layer = layer_of(l)?;
-            session.ensure_blob(&layer.digest)?;
-            let (digest, size, media_type) = compressed_for_export(session, &layer, compression)?;
+            match session.ensure_blob(&layer.digest) {
+                // An imported blob that is gone or wrong: the step is not
+                // exported (a later build runs it) rather than failing this one.
+                Err(BuildError::RemoteCache { digest, message }) => {
+                    tracing::warn!("not exporting the cache record of {digest}: {message}");
+                    continue;
+                }
+                other => other?,
+            }
+            let (digest, size, media_type) =
+                compressed_for_export(&session.store, &session.cache, &layer, compression)?;
             let media_type = crate::compress::oci_media_type(&media_type);
             if blobs.insert(digest) {
                 layers.push(serde_json::json!({
@@ -129,7 +139,7 @@ pub fn collect(
         config.records.push((key, record));
     }
     if mounts {
-        config.mounts = pack_mounts(session)?;
+        config.mounts = pack_mounts(session, compression)?;
     }
     Ok((config, layers))
 }
@@ -151,13 +161,22 @@ fn layer_of(l: &LayerRecord) -> Result<Layer, BuildError> {
     })
 }
 
-fn mount_descriptors(config: &CacheConfig) -> Vec<serde_json::Value> {
+/// The tar codec and OCI media type of a compression.
+fn codec(c: Compression) -> (kiln_fs::compress::Compression, &'static str) {
+    match c {
+        Compression::Gzip => (kiln_fs::compress::Compression::Gzip, mt::OCI_LAYER_GZIP),
+        Compression::Zstd => (kiln_fs::compress::Compression::Zstd, mt::OCI_LAYER_ZSTD),
+        Compression::Uncompressed => (kiln_fs::compress::Compression::None, mt::OCI_LAYER),
+    }
+}
+
+fn mount_descriptors(config: &CacheConfig, c: Compression) -> Vec<serde_json::Value> {
     config
         .mounts
         .iter()
         .map(|m| {
             serde_json::json!({
-                "mediaType": mt::OCI_LAYER_GZIP,
+                "mediaType": codec(c).1,
                 "digest": m.digest,
                 "size": m.size,
                 "annotations": {MOUNT_ANNOTATION: m.id},
@@ -166,8 +185,8 @@ fn mount_descriptors(config: &CacheConfig) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Every cache mount this build used, as a gzip tar blob in the store.
-fn pack_mounts(session: &Session) -> Result<Vec<MountBlob>, BuildError> {
+/// Every cache mount this build used, as a tar blob in the store.
+fn pack_mounts(session: &Session, c: Compression) -> Result<Vec<MountBlob>, BuildError> {
     let ids: Vec<String> = session
         .used_mounts
         .lock()
@@ -183,10 +202,7 @@ fn pack_mounts(session: &Session) -> Result<Vec<MountBlob>, BuildError> {
         }
         let pack = || -> std::io::Result<(Digest, u64)> {
             let ingest = session.store.ingest(None).map_err(std::io::Error::other)?;
-            let writer = kiln_fs::compress::CompressWriter::new(
-                ingest,
-                kiln_fs::compress::Compression::Gzip,
-            )?;
+            let writer = kiln_fs::compress::CompressWriter::new(ingest, codec(c).0)?;
             let mut tar = tar::Builder::new(writer);
             tar.follow_symlinks(false);
             tar.append_dir_all(".", &dir)?;
@@ -204,7 +220,8 @@ fn pack_mounts(session: &Session) -> Result<Vec<MountBlob>, BuildError> {
 }
 
 /// An OCI image layout holding the cache manifest and its blobs; the index
-/// is replaced last, atomically.
+/// is replaced atomically, then the blobs it no longer reaches (an earlier
+/// export's) are deleted, so a CI cache directory does not grow forever.
 fn write_layout(
     session: &Session,
     dir: &Path,
@@ -221,7 +238,7 @@ fn write_layout(
     for l in manifest["layers"].as_array().into_iter().flatten() {
         digests.push(l["digest"].as_str().unwrap_or("").to_string());
     }
-    for d in digests {
+    for d in &digests {
         let digest: Digest = d.parse().map_err(std::io::Error::other)?;
         let dest = blobs.join(digest.hex());
         if !dest.exists() {
@@ -244,5 +261,23 @@ fn write_layout(
     });
     let tmp = dir.join(".index.json.tmp");
     std::fs::write(&tmp, serde_json::to_vec(&index).expect("index serialises"))?;
-    std::fs::rename(tmp, dir.join("index.json"))
+    std::fs::rename(tmp, dir.join("index.json"))?;
+    let mut keep: BTreeSet<String> = digests
+        .iter()
+        .map(|d| d.trim_start_matches("sha256:").to_string())
+        .collect();
+    keep.insert(digest.hex());
+    collect_garbage(&blobs, &keep)
+}
+
+/// Deletes every file of `blobs` whose name `keep` does not hold.
+fn collect_garbage(blobs: &Path, keep: &BTreeSet<String>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(blobs)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !keep.contains(&name) && entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }

@@ -155,6 +155,17 @@ impl Builder {
     /// into `dest` when it is an existing directory, as `dest` otherwise.
     /// Devices, setuid/setgid bits and owners are kept only as far as `keep`
     /// allows; returns one note per entry that lost something.
+    /// Extracts the layers of the stored image `image` into snapshots now,
+    /// as `docker pull` does, so that the first build on it does not wait.
+    pub fn unpack(&self, image: &str) -> Result<(), BuildError> {
+        let session = self.session(SessionOptions {
+            runtime: None,
+            insecure_registries: Vec::new(),
+        })?;
+        let bases = BaseImages::new(&session, false, Platform::host());
+        crate::rootfs::unpack(&session, &bases.get(image)?.layers)
+    }
+
     pub fn copy_from_image(
         &self,
         image: &str,

@@ -4,7 +4,10 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use kiln_fs::context::BuildContext;
+use kiln_fs::file_hashes::FileHashes;
 
 use crate::error::{BuildError, Context};
 use crate::request::{BuildRequest, DockerfileSource};
@@ -32,7 +35,11 @@ fn looks_like_archive(data: &[u8]) -> bool {
     sniff(data) != Compression::None || is_tar_header(data)
 }
 
-pub fn load_context(root: &Path, req: &BuildRequest) -> Result<ContextInput, BuildError> {
+pub fn load_context(
+    root: &Path,
+    req: &BuildRequest,
+    hashes: &Arc<FileHashes>,
+) -> Result<ContextInput, BuildError> {
     let mut unpacked = None;
     let mut stdin_dockerfile = None;
     let context_dir: PathBuf = if req.context == "-" {
@@ -89,7 +96,8 @@ pub fn load_context(root: &Path, req: &BuildRequest) -> Result<ContextInput, Bui
     let dockerfile = String::from_utf8(text)
         .map_err(|_| BuildError::Dockerfile(format!("{name}: not valid UTF-8 text")))?;
     let context = BuildContext::open(&context_dir, dockerfile_path.as_deref())
-        .context(|| format!("opening the build context {}", context_dir.display()))?;
+        .context(|| format!("opening the build context {}", context_dir.display()))?
+        .with_hashes(hashes.clone());
     Ok(ContextInput {
         dockerfile_name: name,
         dockerfile,

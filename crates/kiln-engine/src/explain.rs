@@ -213,8 +213,9 @@ fn describe(cur: &Link, old: &CacheRecord, d: &Difference) -> String {
         }
         "instruction" => format!("instruction changed: {} → {}", show(&d.old), show(&d.new)),
         "argv" => format!("command changed: {} → {}", show(&d.old), show(&d.new)),
-        "context" => files(old.details.get("context"), cur.details.get("context")),
-        "from-content" => "the files it reads from the --from source changed".into(),
+        "context" | "from-content" => {
+            files(d.name, old.details.get(d.name), cur.details.get(d.name))
+        }
         "platform" => format!("platform changed {} → {}", text(d.old), text(d.new)),
         n if n.ends_with(".source-key") => format!(
             "the files mounted by --mount {} changed",
@@ -254,10 +255,19 @@ fn vars(what: &str, old: &[String], new: &[String]) -> String {
     }
 }
 
-/// Which files a COPY read differently, from the per-file details.
-fn files(old: Option<&Vec<(String, String)>>, new: Option<&Vec<(String, String)>>) -> String {
+/// Which files a COPY read differently, from the per-file details of its
+/// `input` (`context` or `from-content`).
+fn files(
+    input: &str,
+    old: Option<&Vec<(String, String)>>,
+    new: Option<&Vec<(String, String)>>,
+) -> String {
+    let vague = match input {
+        "context" => "the files it reads from the build context changed",
+        _ => "the files it reads from the --from source changed",
+    };
     let (Some(old), Some(new)) = (old, new) else {
-        return "the files it reads from the build context changed".into();
+        return vague.into();
     };
     let o: BTreeMap<&str, &str> = old.iter().map(|(p, h)| (p.as_str(), h.as_str())).collect();
     let n: BTreeMap<&str, &str> = new.iter().map(|(p, h)| (p.as_str(), h.as_str())).collect();
@@ -273,7 +283,7 @@ fn files(old: Option<&Vec<(String, String)>>, new: Option<&Vec<(String, String)>
         out.push(format!("file {p} removed"));
     }
     match out.len() {
-        0 => "the files it reads from the build context changed".into(),
+        0 => vague.into(),
         1..=3 => out.join(", "),
         k => format!("{} and {} more", out[..3].join(", "), k - 3),
     }

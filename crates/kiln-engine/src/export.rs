@@ -50,14 +50,14 @@ pub fn export(
         .map(|l| l.diff_id.digest().to_string())
         .collect();
 
-    // Built layers are stored uncompressed; an image that leaves through
-    // the store, an archive or a push gets them compressed (once).
-    let compression = if req.tags.is_empty()
-        && !req.push
+    // Built layers stay uncompressed in the store, also under a tag (as
+    // Docker's do); an image that leaves through a push or an archive gets
+    // them compressed (once; `kiln push` compresses at push time).
+    let compression = if !req.push
         && req
             .outputs
             .iter()
-            .all(|o| matches!(o, Output::Local { .. } | Output::Tar { .. }))
+            .all(|o| matches!(o, Output::Image | Output::Local { .. } | Output::Tar { .. }))
     {
         Compression::Uncompressed
     } else {
@@ -183,6 +183,7 @@ pub fn export(
         image_id: config_digest,
         manifest_digest,
         stages: stages.to_vec(),
+        other_stages: Vec::new(),
     })
 }
 
@@ -198,7 +199,8 @@ fn image_layers(
         .iter()
         .map(|l| {
             session.ensure_blob(&l.digest)?;
-            let (digest, size, media_type) = compressed_for_export(session, l, compression)?;
+            let (digest, size, media_type) =
+                compressed_for_export(&session.store, &session.cache, l, compression)?;
             Ok(serde_json::json!({
                 "mediaType": oci_media_type(&media_type),
                 "digest": digest.to_string(),

@@ -229,6 +229,8 @@ pub struct CacheTo {
     pub max: bool,
     /// `cache-mounts=true`: `RUN --mount=type=cache` contents too.
     pub cache_mounts: bool,
+    /// `compression=`: how the exported layer blobs are compressed.
+    pub compression: crate::request::Compression,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -284,6 +286,7 @@ impl CacheTo {
         let bad = |why: &str| OptionError::new("--cache-to", spec, why);
         let (mut kind, mut reference, mut dest, mut max, mut mounts) =
             (None, None, None, false, false);
+        let mut compression = crate::request::Compression::Gzip;
         for (k, v) in cache_fields("--cache-to", spec)? {
             match k {
                 "type" => kind = Some(v),
@@ -297,11 +300,15 @@ impl CacheTo {
                     }
                 }
                 "cache-mounts" => mounts = v == "true",
-                // Layers are exported as the build compresses them (gzip).
-                "compression" | "image-manifest" | "oci-mediatypes" | "ignore-error" => {}
+                "compression" => {
+                    compression = clap::ValueEnum::from_str(v, false)
+                        .map_err(|_| bad("compression is gzip, zstd or uncompressed"))?
+                }
+                // BuildKit's: kiln always writes the OCI image-manifest form.
+                "image-manifest" | "oci-mediatypes" | "ignore-error" => {}
                 other => {
                     return Err(bad(&format!(
-                        "unknown field {other:?} (known: type, ref, dest, mode, cache-mounts)"
+                        "unknown field {other:?} (known: type, ref, dest, mode, cache-mounts, compression)"
                     )))
                 }
             }
@@ -323,6 +330,7 @@ impl CacheTo {
             max: max && target != CacheTarget::Inline,
             target,
             cache_mounts: mounts,
+            compression,
         })
     }
 }
@@ -407,10 +415,19 @@ mod tests {
     fn cache_options() {
         let t = CacheTo::parse("type=registry,ref=127.0.0.1:5000/app/cache:main,mode=max").unwrap();
         assert!(t.max && !t.cache_mounts);
+        assert_eq!(t.compression, crate::request::Compression::Gzip);
         assert!(matches!(t.target, CacheTarget::Registry(ref r) if r.repository() == "app/cache"));
         let t = CacheTo::parse("type=local,dest=/tmp/c,cache-mounts=true").unwrap();
         assert_eq!(t.target, CacheTarget::Local("/tmp/c".into()));
         assert!(t.cache_mounts && !t.max);
+        let t = CacheTo::parse("type=local,dest=/tmp/c,compression=zstd").unwrap();
+        assert_eq!(t.compression, crate::request::Compression::Zstd);
+        let t = CacheTo::parse("type=local,dest=/tmp/c,compression=uncompressed").unwrap();
+        assert_eq!(t.compression, crate::request::Compression::Uncompressed);
+        let e = CacheTo::parse("type=local,dest=/tmp/c,compression=estargz")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gzip, zstd or uncompressed"), "{e}");
         assert!(!CacheTo::parse("type=inline,mode=max").unwrap().max);
         let e = CacheTo::parse("type=registry,mode=max")
             .unwrap_err()

@@ -74,4 +74,7 @@ pub struct Built {
     pub manifest_digest: Digest,
     /// Size of every stage that was built, the target among them.
     pub stages: Vec<kiln_analyze::StageSize>,
+    /// The layers of every other stage (where the ELF guard looks for
+    /// the libraries the image misses).
+    pub other_stages: Vec<kiln_analyze::StageLayers>,
 }

@@ -28,6 +28,11 @@ fn snapshot_paths(session: &Session, layers: &[Layer]) -> Result<Vec<PathBuf>, B
     Ok(out)
 }
 
+/// Extracts the snapshots of `layers` that are not on disk yet.
+pub(crate) fn unpack(session: &Session, layers: &[Layer]) -> Result<(), BuildError> {
+    snapshot_paths(session, layers).map(drop)
+}
+
 /// A writable root for one step. Dropping it unmounts and deletes it.
 pub struct WorkingRootfs<'a> {
     snapshotter: &'a dyn Snapshotter,
@@ -138,22 +143,37 @@ pub(crate) fn layer_options() -> kiln_fs::layer::LayerOptions {
 pub struct ReadonlyRootfs<'a> {
     snapshotter: &'a dyn Snapshotter,
     active: Option<ActiveSnapshot>,
+    /// The layer snapshots it shows, top-most first.
+    layers: Vec<PathBuf>,
 }
 
 impl<'a> ReadonlyRootfs<'a> {
     pub fn mount(session: &'a Session, layers: &[Layer]) -> Result<ReadonlyRootfs<'a>, BuildError> {
         let snapshotter = session.snapshotter.as_ref();
+        let layers = snapshot_paths(session, layers)?;
         let active = snapshotter
-            .view(&snapshot_paths(session, layers)?)
+            .view(&layers)
             .context(|| format!("preparing a {} view of a stage", snapshotter.name()))?;
         Ok(ReadonlyRootfs {
             snapshotter,
             active: Some(active),
+            layers,
         })
     }
 
     pub fn path(&self) -> &Path {
         self.active.as_ref().expect("active until dropped").rootfs()
+    }
+
+    /// The content hashes its layers' snapshots recorded when they were
+    /// committed: hashing its files then reads only the others.
+    pub fn file_hashes(&self) -> kiln_fs::file_hashes::FileHashes {
+        let files: Vec<PathBuf> = self
+            .layers
+            .iter()
+            .map(|fs| kiln_fs::snapshot::Snapshots::hashes_of(fs))
+            .collect();
+        kiln_fs::file_hashes::FileHashes::of_layers(&files)
     }
 }
 

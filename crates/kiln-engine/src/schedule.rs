@@ -42,6 +42,11 @@ impl<T> Board<T> {
         self.state.lock().unwrap().failed
     }
 
+    /// The result of `stage` if it is done, without waiting.
+    pub fn get(&self, stage: usize) -> Option<Arc<T>> {
+        self.state.lock().unwrap().done.get(&stage).cloned()
+    }
+
     /// Waits for `stage`; `None` if the build failed meanwhile.
     pub fn wait(&self, stage: usize) -> Option<Arc<T>> {
         let mut s = self.state.lock().unwrap();

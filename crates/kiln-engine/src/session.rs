@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use kiln_fs::file_hashes::FileHashes;
 use kiln_fs::snapshot::Snapshotter;
 use kiln_oci::Digest;
 use kiln_store::Store;
@@ -63,6 +64,9 @@ pub struct Session {
     pub store: Store,
     pub cache: Cache,
     pub snapshotter: Arc<dyn Snapshotter>,
+    /// Content hashes of build-context files, kept across builds (see
+    /// kiln_fs::file_hashes; each layer snapshot keeps its own).
+    pub file_hashes: Arc<FileHashes>,
     /// One client for every pull and push, so auth tokens are reused.
     pub registry: kiln_registry::Client,
     /// Registry transfers and downloads are async; build threads block on them.
@@ -80,6 +84,7 @@ impl Session {
         store: Store,
         cache: Cache,
         snapshotter: Arc<dyn Snapshotter>,
+        file_hashes: Arc<FileHashes>,
         options: SessionOptions,
     ) -> Result<Session, BuildError> {
         let executor = match options.runtime {
@@ -89,19 +94,22 @@ impl Session {
         Ok(Session {
             paths,
             store,
+            remote: RemoteCache::new(cache.clone()),
             cache,
             snapshotter,
+            file_hashes,
             registry: registry_client(&options.insecure_registries),
             runtime: async_runtime()?,
             executor,
-            remote: RemoteCache::default(),
             used_mounts: Mutex::new(BTreeSet::new()),
         })
     }
 
     /// Reads the `--cache-from` sources; an unusable one is a warning.
     pub fn import_remote(&mut self, froms: &[CacheFrom], warn: &dyn Fn(String)) {
-        self.remote = RemoteCache::import(froms, &self.transport(), warn);
+        let mut remote = std::mem::replace(&mut self.remote, RemoteCache::new(self.cache.clone()));
+        remote.import(froms, &self.transport(), warn);
+        self.remote = remote;
     }
 
     fn transport(&self) -> Transport<'_> {
@@ -122,9 +130,10 @@ impl Session {
         self.cache.alias(fast).or_else(|| self.remote.alias(fast))
     }
 
-    /// Whether a blob is in the store or can be fetched from a remote cache.
+    /// Whether a blob is in the store or can be fetched from a remote
+    /// cache, and not found to be wrong.
     pub fn has_blob(&self, digest: &Digest) -> bool {
-        self.store.has_blob(digest) || self.remote.has_blob(digest)
+        !self.remote.is_bad(digest) && (self.store.has_blob(digest) || self.remote.has_blob(digest))
     }
 
     /// Makes sure a blob is in the store, fetching it from a remote cache.
@@ -187,7 +196,7 @@ impl Session {
         if self.remote.reject(digest) {
             return BuildError::RemoteCache {
                 digest: digest.to_string(),
-                message: text,
+                message: format!("from {}: {text}", self.remote.origin_name(digest)),
             };
         }
         BuildError::other(format!("extracting layer {digest}"), e)
@@ -213,7 +222,13 @@ impl Session {
 fn find_remote(e: &(dyn std::error::Error + 'static)) -> Option<BuildError> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        if let Some(BuildError::RemoteCache { digest, message }) = err.downcast_ref::<BuildError>()
+        // An io::Error's source() skips the error it wraps: look inside.
+        let wrapped = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<BuildError>());
+        if let Some(BuildError::RemoteCache { digest, message }) =
+            err.downcast_ref::<BuildError>().or(wrapped)
         {
             return Some(BuildError::RemoteCache {
                 digest: digest.clone(),

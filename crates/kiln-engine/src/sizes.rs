@@ -2,7 +2,7 @@
 //! printed at the end of `kiln build` and kept in the manifest annotation
 //! [`kiln_analyze::STAGES_ANNOTATION`] for `kiln analyze`.
 
-use kiln_analyze::StageSize;
+use kiln_analyze::{StageLayers, StageSize};
 use kiln_dockerfile::Plan;
 use kiln_oci::oci_spec::image::Descriptor;
 
@@ -37,16 +37,38 @@ pub fn stage_sizes(
         }
         out.push(StageSize {
             index: stage.index,
-            name: stage
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("stage-{}", stage.index)),
+            name: stage_name(stage),
             size,
             layers: built.layers.len(),
             is_final: stage.index == plan.target,
         });
     }
     Ok(out)
+}
+
+/// The layers of every stage but the target, by name.
+pub fn stage_layers(plan: &Plan, board: &Board<StageOutput>) -> Vec<StageLayers> {
+    plan.stages
+        .iter()
+        .filter(|s| s.index != plan.target)
+        .filter_map(|s| {
+            let built = board.wait(s.index)?;
+            Some(StageLayers {
+                name: stage_name(s),
+                layers: built
+                    .layers
+                    .iter()
+                    .map(|l| Descriptor::new(l.media_type.as_str().into(), l.size, l.digest))
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+fn stage_name(s: &kiln_dockerfile::PlannedStage) -> String {
+    s.name
+        .clone()
+        .unwrap_or_else(|| format!("stage-{}", s.index))
 }
 
 fn uncompressed_size(builder: &Session, l: &Layer) -> Result<u64, BuildError> {

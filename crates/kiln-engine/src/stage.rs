@@ -8,20 +8,67 @@ use crate::error::BuildError;
 use crate::explain::{record_link, Link};
 use crate::image::{ImageConfig, DEFAULT_PATH};
 use crate::ops;
-use crate::state::{add_history, StageBuild, StageOutput, StageState};
+use crate::state::{add_history, Mark, StageBuild, StageOutput, StageState};
 
 impl StageBuild<'_> {
+    /// Builds stage `index`. When a blob of an imported cache that another
+    /// stage made turns out unusable, that stage is built again (only the
+    /// step that made the blob misses) and this one starts over on it.
     pub fn build_stage(&self, index: usize) -> Result<StageOutput, BuildError> {
+        loop {
+            match self.build_stage_once(index) {
+                Err(BuildError::RemoteCache { digest, message }) => {
+                    if !self.rebuild_maker(index, &digest, &message)? {
+                        return Err(BuildError::RemoteCache { digest, message });
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Builds again the finished stage whose own steps made the layer
+    /// `digest`, and publishes the result; `false` when no stage did.
+    fn rebuild_maker(&self, index: usize, digest: &str, message: &str) -> Result<bool, BuildError> {
+        let Ok(d) = digest.parse::<kiln_oci::Digest>() else {
+            return Ok(false);
+        };
+        let maker = self.plan.stages.iter().map(|s| s.index).find(|&i| {
+            i != index
+                && self
+                    .board
+                    .get(i)
+                    .is_some_and(|o| o.layers[o.base_layers..].iter().any(|l| l.digest == d))
+        });
+        let Some(maker) = maker else {
+            return Ok(false);
+        };
+        self.steps.warn(format!(
+            "imported cache blob {digest} is unusable ({message}); rebuilding the step of stage {} that made it",
+            self.stage_name(maker)
+        ));
+        let out = self.build_stage(maker)?;
+        self.board.publish(maker, out);
+        Ok(true)
+    }
+
+    fn stage_name(&self, index: usize) -> String {
+        self.plan
+            .stages
+            .iter()
+            .find(|s| s.index == index)
+            .and_then(|s| s.name.clone())
+            .unwrap_or_else(|| format!("stage-{index}"))
+    }
+
+    fn build_stage_once(&self, index: usize) -> Result<StageOutput, BuildError> {
         let stage = self
             .plan
             .stages
             .iter()
             .find(|s| s.index == index)
             .expect("planned stage");
-        let stage_name = stage
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("stage-{index}"));
+        let stage_name = self.stage_name(index);
 
         let base_link = |inputs, label: String| {
             let link = Link {
@@ -71,7 +118,7 @@ impl StageBuild<'_> {
         let steps = kiln_dockerfile::lower(self.plan, index, &base_config)
             .map_err(|e| BuildError::Dockerfile(e.to_string()))?;
 
-        let mut state = StageState {
+        let state = StageState {
             config,
             layers,
             key,
@@ -81,19 +128,7 @@ impl StageBuild<'_> {
             index: 0,
             chain,
         };
-        let total = steps.iter().filter(|s| !is_meta(&s.kind)).count();
-        let mut n = 0;
-        for (i, step) in steps.iter().enumerate() {
-            state.index = i;
-            if self.board.has_failed() || crate::interrupted() {
-                return Err(BuildError::Interrupted);
-            }
-            if !is_meta(&step.kind) {
-                n += 1;
-            }
-            state.label = format!("[{stage_name} {n}/{total}]");
-            self.apply(&mut state, step)?;
-        }
+        let state = self.run_steps(&steps, state, base_layers, index == self.plan.target)?;
         Ok(StageOutput {
             config: state.config,
             layers: state.layers,
@@ -102,6 +137,65 @@ impl StageBuild<'_> {
             base_layers,
             base_history,
         })
+    }
+
+    /// Carries out `steps` on `state`. A blob of an imported cache that
+    /// turns out unusable (when a step needs its files, or, in the target
+    /// stage, at the end: the image carries it) is warned about once, and
+    /// the stage goes on again from the step that made it, which now
+    /// misses; later steps keep their hits (their keys did not change).
+    fn run_steps(
+        &self,
+        steps: &[Step],
+        mut state: StageState,
+        base_layers: usize,
+        target: bool,
+    ) -> Result<StageState, BuildError> {
+        let total = steps.iter().filter(|s| !is_meta(&s.kind)).count();
+        // before[i]: the state before step i (a restart point).
+        let mut before: Vec<Mark> = Vec::new();
+        let mut i = 0;
+        loop {
+            let result = match steps.get(i) {
+                Some(step) => {
+                    before.truncate(i);
+                    before.push(state.mark());
+                    state.index = i;
+                    if self.board.has_failed() || crate::interrupted() {
+                        return Err(BuildError::Interrupted);
+                    }
+                    let n = steps[..=i].iter().filter(|s| !is_meta(&s.kind)).count();
+                    state.label = format!("[{} {n}/{total}]", state.stage_name);
+                    self.apply(&mut state, step)
+                }
+                None if target => self.fetch_own_layers(&state, base_layers),
+                None => return Ok(state),
+            };
+            match result {
+                Ok(()) if i == steps.len() => return Ok(state),
+                Ok(()) => i += 1,
+                Err(BuildError::RemoteCache { digest, message }) => {
+                    let Some(j) = producer(&before, &state, &digest, base_layers) else {
+                        return Err(BuildError::RemoteCache { digest, message });
+                    };
+                    self.steps.warn(format!(
+                        "imported cache blob {digest} is unusable ({message}); rebuilding {}",
+                        self.label(&steps[j])
+                    ));
+                    state.rewind(&before[j]);
+                    i = j;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Makes sure the blobs of the layers this stage added are in the store.
+    fn fetch_own_layers(&self, state: &StageState, base_layers: usize) -> Result<(), BuildError> {
+        for l in &state.layers[base_layers..] {
+            self.session.ensure_blob(&l.digest)?;
+        }
+        Ok(())
     }
 
     fn apply(&self, state: &mut StageState, step: &Step) -> Result<(), BuildError> {
@@ -140,6 +234,17 @@ impl StageBuild<'_> {
             add_history(&mut state.config, &step.created_by, true);
         }
     }
+}
+
+/// Which step (an index into `before`, the states before each step) added
+/// the layer `digest` to the stage; `None` when the stage's base has it.
+fn producer(before: &[Mark], now: &StageState, digest: &str, base_layers: usize) -> Option<usize> {
+    let digest: kiln_oci::Digest = digest.parse().ok()?;
+    let p = now.layers.iter().position(|l| l.digest == digest)?;
+    if p < base_layers {
+        return None;
+    }
+    (0..before.len()).rev().find(|&j| before[j].layers <= p)
 }
 
 /// Steps that only change the config: they get no `[n/total]` number.

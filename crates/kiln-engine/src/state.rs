@@ -63,6 +63,16 @@ pub struct StageState {
     pub chain: Vec<Link>,
 }
 
+/// The state of a stage before one of its steps (see `StageState::mark`).
+pub struct Mark {
+    config: ImageConfig,
+    key: CacheKey,
+    cmd_set: bool,
+    /// How many layers the stage had.
+    pub layers: usize,
+    chain: usize,
+}
+
 impl StageState {
     /// Takes a file step's result: its layer (none when it changed nothing),
     /// its history entry and its inputs.
@@ -71,6 +81,27 @@ impl StageState {
         self.layers.extend(layer);
         self.key = link.inputs.key();
         self.chain.push(link);
+    }
+
+    /// A point to come back to: steps only append to the layers and the
+    /// chain, so their lengths and the config are enough.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            config: self.config.clone(),
+            key: self.key,
+            cmd_set: self.cmd_set,
+            layers: self.layers.len(),
+            chain: self.chain.len(),
+        }
+    }
+
+    /// Back to the state `mark` was taken in.
+    pub fn rewind(&mut self, mark: &Mark) {
+        self.config = mark.config.clone();
+        self.key = mark.key;
+        self.cmd_set = mark.cmd_set;
+        self.layers.truncate(mark.layers);
+        self.chain.truncate(mark.chain);
     }
 
     /// Names the cache index keeps the current step under: its stage and

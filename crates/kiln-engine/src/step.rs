@@ -155,27 +155,35 @@ pub fn hit_by_fast_key(
 }
 
 /// A cache hit: the layer (or `None` for a step that changed nothing),
-/// from this root's cache or an imported remote one. A record whose blob
-/// is neither in the store nor in a remote cache is a miss. Nothing is
-/// extracted or downloaded here: only a later step that needs the files.
+/// from this root's cache or else an imported remote one, which is then
+/// adopted into this root's. A record whose blob is neither in the store
+/// nor fetchable (or turned out wrong) is a miss. Nothing is extracted or
+/// downloaded here: only a later step that needs the files.
 pub fn lookup(
     session: &Session,
     key: &CacheKey,
 ) -> Result<Option<(Option<Layer>, Details)>, BuildError> {
-    let Some(record) = session.record(key) else {
+    if let Some(hit) = session.cache.get(key).and_then(|r| usable(session, r)) {
+        return Ok(Some(hit));
+    }
+    let Some(record) = session.remote.record(key) else {
         return Ok(None);
     };
+    let Some(hit) = usable(session, record.clone()) else {
+        return Ok(None);
+    };
+    session.remote.adopt(key, &record);
+    Ok(Some(hit))
+}
+
+fn usable(session: &Session, record: CacheRecord) -> Option<(Option<Layer>, Details)> {
     let Some(l) = record.layer else {
-        return Ok(Some((None, record.details)));
+        return Some((None, record.details));
     };
-    let (Ok(digest), Ok(diff_id)) = (
-        l.digest.parse::<kiln_oci::Digest>(),
-        l.diff_id.parse::<kiln_oci::Digest>(),
-    ) else {
-        return Ok(None);
-    };
+    let digest = l.digest.parse::<kiln_oci::Digest>().ok()?;
+    let diff_id = l.diff_id.parse::<kiln_oci::Digest>().ok()?;
     if !session.has_blob(&digest) {
-        return Ok(None);
+        return None;
     }
     let layer = Layer {
         digest,
@@ -183,7 +191,7 @@ pub fn lookup(
         size: l.size,
         media_type: l.media_type,
     };
-    Ok(Some((Some(layer), record.details)))
+    Some((Some(layer), record.details))
 }
 
 fn layer_record(l: &Layer) -> LayerRecord {

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod compress;
 pub mod context;
 pub mod copy;
+pub mod file_hashes;
 mod hashio;
 pub mod layer;
 pub mod mount;

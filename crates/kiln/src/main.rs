@@ -80,6 +80,7 @@ fn main() -> ExitCode {
     // take over before anything else starts (no threads, no tokio).
     kiln_exec::helper::run_if_helper();
 
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -119,6 +120,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `kiln inspect IMAGE | head`: printing to a pipe whose reader is gone
+/// panics in `println!`; exit quietly instead, with the status a process
+/// killed by SIGPIPE has (as `cat` and `git` do). SIGPIPE itself stays
+/// ignored, so a closed socket or helper pipe is an error, not a death.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.starts_with("failed printing to std") && text.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 /// A message made safe for the terminal line by line: whatever untrusted

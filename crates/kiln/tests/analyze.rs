@@ -407,3 +407,60 @@ fn guards_catch_broken_lean_finals_and_pass_good_ones() {
         "{out}"
     );
 }
+
+/// The ELF guard names the stage that has what the final image misses; a
+/// rebuild of the same image takes the guards' results from
+/// ROOT/cache/guards instead of reading its layers again; `--no-guards`
+/// turns them off.
+#[test]
+fn the_elf_guard_points_at_the_stage_with_the_libraries_and_is_remembered() {
+    let dockerfile = "FROM debian:bookworm AS build\n\
+                      FROM scratch\n\
+                      COPY --from=build /usr/bin/true /app\n\
+                      USER 65534:65534\n\
+                      ENTRYPOINT [\"/app\"]\n";
+    let Some((_tmp, root, ctx)) = setup(true, &[("Dockerfile", dockerfile)]) else {
+        return;
+    };
+    let build = |extra: &[&str]| {
+        ok(kiln(&root)
+            .args(["build", "--progress", "plain", "-t", "true-in-scratch"])
+            .args(extra)
+            .arg(&ctx))
+    };
+    let out = build(&[]);
+    assert!(
+        out.contains(
+            "warning[elf-library]: /app: needs libc.so.6 which the image does not have \
+             (found in stage build at /usr/lib/x86_64-linux-gnu/libc.so.6)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("(found in stage build at /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("COPY --from=build /usr/lib/x86_64-linux-gnu/libc.so.6"),
+        "the hint says what to copy:\n{out}"
+    );
+
+    // Remembered: an entry changed by hand is what the rebuild prints.
+    let dir = root.join("cache/guards");
+    let entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let text = std::fs::read_to_string(&entries[0]).unwrap();
+    std::fs::write(
+        &entries[0],
+        text.replace("needs libc.so.6", "needs remembered.so"),
+    )
+    .unwrap();
+    let out = build(&[]);
+    assert!(out.contains("/app: needs remembered.so"), "{out}");
+
+    let out = build(&["--no-guards"]);
+    assert!(!out.contains("warning["), "{out}");
+}

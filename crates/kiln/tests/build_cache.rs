@@ -123,7 +123,7 @@ fn a_rebuild_says_which_file_arg_or_base_changed() {
             ),
             (
                 "[stage-1 1/1] COPY --from=build /app /app".into(),
-                "the files it reads from the --from source changed".into()
+                "file app changed".into()
             ),
         ],
         "{log}"
@@ -420,10 +420,62 @@ fn a_fresh_root_builds_from_the_registry_cache_pulling_only_the_final_layers() {
             &from,
         ])
         .arg(&env.ctx));
-    assert!(log.contains("WARNING: imported cache blob"), "{log}");
+    // Once, naming the blob and the cache; the builder's steps are not
+    // walked again (only the target stage goes on from the step that made it).
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("imported cache blob"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains(finals[0].as_str()) && warnings[0].contains(&cache),
+        "{log}"
+    );
+    assert!(
+        warnings[0].contains("rebuilding COPY at Dockerfile:7"),
+        "{log}"
+    );
+    let builder_steps = log
+        .lines()
+        .filter(|l| {
+            l.split_once(' ')
+                .is_some_and(|(_, r)| r.starts_with("[build "))
+        })
+        .count();
+    assert_eq!(builder_steps, 4, "each builder step once:\n{log}");
     assert_eq!(
         env.file_of(&c, "app:c", "/app"),
         format!("module x\n{main_go}")
+    );
+
+    // A corrupt builder layer (COPY go.mod's) that a miss builds on: only
+    // that step runs again, then the steps the change reaches.
+    let go_mod_layer = cache_record_layer(&cache, "COPY at Dockerfile:3");
+    corrupt_registry_blob(&go_mod_layer);
+    env.write("main.go", &format!("package main // {nonce} v3\n"));
+    let d = env.fresh_root("d");
+    let log = ok(kiln(&d)
+        .args([
+            "build",
+            "--progress",
+            "json",
+            "-t",
+            "app:d",
+            "--cache-from",
+            &from,
+        ])
+        .arg(&env.ctx));
+    let ran_d = ran(&log);
+    assert_eq!(
+        ran_d.iter().filter(|n| n.contains("COPY go.mod")).count(),
+        1,
+        "{ran_d:#?}\n{log}"
+    );
+    assert!(!ran_d.iter().any(|n| n.contains("WORKDIR")), "{ran_d:#?}");
+    assert_eq!(log.matches("imported cache blob").count(), 1, "{log}");
+    assert_eq!(
+        env.file_of(&d, "app:d", "/app"),
+        format!("module x\npackage main // {nonce} v3\n")
     );
 
     // An unreachable cache registry is a warning, not a failure.
@@ -440,6 +492,48 @@ fn a_fresh_root_builds_from_the_registry_cache_pulling_only_the_final_layers() {
         log.contains("WARNING: --cache-from 127.0.0.1:1/none:x"),
         "{log}"
     );
+}
+
+/// A manifest or blob of the open test registry, read through `addr/repo`
+/// as a cache reference names it.
+fn registry_get(reference: &str, what: &str) -> Vec<u8> {
+    let (addr, rest) = reference.split_once('/').unwrap();
+    let repo = rest.rsplit_once(':').map_or(rest, |(r, _)| r);
+    let o = Command::new("curl")
+        .args([
+            "-sf",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+        ])
+        .arg(format!("http://{addr}/v2/{repo}/{what}"))
+        .output()
+        .expect("curl");
+    assert!(o.status.success(), "GET {what} from {reference}");
+    o.stdout
+}
+
+fn cache_manifest(reference: &str) -> serde_json::Value {
+    let tag = reference.rsplit_once(':').unwrap().1;
+    serde_json::from_slice(&registry_get(reference, &format!("manifests/{tag}"))).unwrap()
+}
+
+/// The layer digest of the record a cache in the registry has for `label`.
+fn cache_record_layer(reference: &str, label: &str) -> String {
+    let config = cache_manifest(reference)["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let config: serde_json::Value =
+        serde_json::from_slice(&registry_get(reference, &format!("blobs/{config}"))).unwrap();
+    config["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[1]["step"]["label"] == label && r[1]["layer"].is_object())
+        .unwrap_or_else(|| panic!("no record for {label}: {config}"))[1]["layer"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// Overwrites a blob's bytes in the open test registry's storage (the
@@ -513,6 +607,111 @@ fn a_local_cache_directory_round_trips() {
     assert_eq!(
         env.file_of(&b, "app:b", "/app"),
         "module x\npackage main\n1.2\n"
+    );
+
+    // A second export after a change keeps only the blobs its index names.
+    env.write("main.go", "package main // 2\n");
+    ok(kiln(&env.root("a"))
+        .args(["build", "-q", "--cache-to", &to])
+        .arg(&env.ctx));
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let manifest = index["manifests"][0]["digest"].as_str().unwrap();
+    let blob = |d: &str| {
+        dir.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(manifest)).unwrap()).unwrap();
+    let mut named: Vec<String> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    named.push(manifest["config"]["digest"].as_str().unwrap().to_string());
+    named.push(
+        index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    let mut named: Vec<String> = named
+        .iter()
+        .map(|d| d.trim_start_matches("sha256:").to_string())
+        .collect();
+    named.sort();
+    named.dedup();
+    let mut present: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    present.sort();
+    assert_eq!(present, named, "unreferenced blobs are collected");
+}
+
+/// `compression=zstd`: the cache's layers go out zstd through the real
+/// registry, and a fresh root hits every step from it. The records it used
+/// are adopted: its next build, without `--cache-from`, runs nothing and
+/// downloads nothing, and a later miss fetches the builder layers it needs
+/// from the registry the records came from.
+#[test]
+fn a_zstd_cache_round_trips_and_a_fresh_root_adopts_it() {
+    assert!(tk::require_registries());
+    let nonce = format!("{}-{:?}", std::process::id(), std::time::SystemTime::now());
+    let env = Env::new(MULTI, &[("go.mod", "module x\n"), ("main.go", &nonce)]);
+    let proxy = Proxy::start();
+    let cache = format!("{}/kiln-zstd-{}/app:cache", proxy.addr, std::process::id());
+    ok(kiln(&env.root("a"))
+        .args(["build", "-q", "--cache-to"])
+        .arg(format!(
+            "type=registry,ref={cache},mode=max,compression=zstd"
+        ))
+        .arg(&env.ctx));
+    let manifest = cache_manifest(&cache);
+    let types: Vec<&str> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.len() >= 4
+            && types
+                .iter()
+                .all(|t| *t == "application/vnd.oci.image.layer.v1.tar+zstd"),
+        "{manifest}"
+    );
+
+    let b = env.fresh_root("b");
+    let build = |tag: &str, extra: &[&str]| {
+        ok(kiln(&b)
+            .args(["build", "--progress", "json", "-t", tag])
+            .args(extra)
+            .arg(&env.ctx))
+    };
+    let log = build("app:b", &["--cache-from", &cache]);
+    assert_eq!(ran(&log), Vec::<String>::new(), "{log}");
+    assert_eq!(
+        env.file_of(&b, "app:b", "/app"),
+        format!("module x\n{nonce}1.2\n")
+    );
+    proxy.take();
+    let log = build("app:b2", &[]);
+    assert_eq!(
+        ran(&log),
+        Vec::<String>::new(),
+        "adopted records hit:\n{log}"
+    );
+    assert_eq!(proxy.take(), Vec::<String>::new(), "nothing downloaded");
+
+    env.write("main.go", &format!("{nonce} v2"));
+    let log = build("app:b3", &[]);
+    assert_eq!(ran(&log).len(), 3, "COPY main.go, RUN, COPY --from:\n{log}");
+    assert!(!proxy.take().is_empty(), "the builder's layers came down");
+    assert_eq!(
+        env.file_of(&b, "app:b3", "/app"),
+        format!("module x\n{nonce} v21.2\n")
     );
 }
 
@@ -625,4 +824,70 @@ fn copy_from_fast_key_tells_sources_apart() {
         .args(["build", "-q", "-t", "fk:2"])
         .arg(&env.ctx));
     assert_eq!(env.file_of(&root, "fk:2", "/x"), "two\n");
+}
+
+/// (hashes found in the file-hash index, files read) of one build, from
+/// the engine's log line.
+fn file_hash_counts(log: &str) -> (u64, u64) {
+    let line = log
+        .lines()
+        .find(|l| l.contains("file hashes"))
+        .unwrap_or_else(|| panic!("no file-hash line in:\n{log}"));
+    let num = |field: &str| -> u64 {
+        let at = line.find(field).expect(field) + field.len();
+        let digits: String = line[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().unwrap()
+    };
+    (num("from_index="), num("read="))
+}
+
+#[test]
+fn the_file_hash_index_reads_only_what_changed() {
+    let env = Env::new(
+        "FROM busybox:latest\nCOPY . /app\nRUN ls /app > /list\n\
+         FROM busybox:latest\nCOPY --from=0 /app /app\n",
+        &[],
+    );
+    for i in 0..40 {
+        env.write(&format!("f{i:02}.txt"), &format!("file {i:02}\n"));
+    }
+    // Files changed in the last seconds are never kept in the index (they
+    // could change again within one timestamp tick).
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let build = || {
+        let root = env.root("a");
+        ok(kiln(&root)
+            .env("KILN_LOG", "kiln_engine=info")
+            .args(["build", "--progress", "plain"])
+            .arg(&env.ctx))
+    };
+    // 41 context files (with the Dockerfile) read once; the COPY --from
+    // finds all 41 hashed when the COPY's layer was committed.
+    assert_eq!(file_hash_counts(&build()), (41, 41));
+    // Nothing changed: every context file is only stat-ed, and the
+    // COPY --from is a hit by its source stage's key.
+    assert_eq!(file_hash_counts(&build()), (41, 0));
+
+    // Same size, same mtime, other bytes: the ctime moved, so it is read.
+    let path = env.ctx.join("f03.txt");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    env.write("f03.txt", "file XX\n");
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let log = build();
+    // 40 context files from the index, 1 read; the new COPY layer's 41
+    // files come from the index again for the COPY --from.
+    assert_eq!(file_hash_counts(&log), (40 + 41, 1), "{log}");
+    let why = rebuilt(&log);
+    assert!(
+        why.iter().any(|(_, r)| r == "file f03.txt changed"),
+        "the changed file is rebuilt: {why:?}"
+    );
 }

@@ -186,3 +186,28 @@ fn lint_fails_on_what_build_rejects() {
         assert!(err.contains(says), "{dockerfile}: {err}");
     }
 }
+
+/// `kiln … | head`: a reader that went away makes kiln exit quietly with
+/// the status of a SIGPIPE death (141), as `cat` does, not panic.
+#[test]
+fn a_closed_stdout_exits_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "debug",
+            "plan",
+            "-f",
+            &testdata("corpus/many-stages-parallel.Dockerfile"),
+        ])
+        .env(
+            "KILN_ROOT",
+            std::env::temp_dir().join("kiln-frontend-cli-root"),
+        )
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(141), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+}

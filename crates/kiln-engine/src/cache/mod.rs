@@ -73,6 +73,7 @@ impl Cache {
         std::fs::create_dir_all(&dir)?;
         std::fs::create_dir_all(root.join("cache/index"))?;
         std::fs::create_dir_all(root.join("cache/aliases"))?;
+        std::fs::create_dir_all(root.join("cache/origins"))?;
         Ok(Cache { dir })
     }
 
@@ -145,6 +146,21 @@ impl Cache {
     pub fn latest(&self, identity: &str) -> Option<CacheKey> {
         let hex = std::fs::read_to_string(self.index_path(identity)).ok()?;
         CacheKey::from_hex(hex.trim())
+    }
+
+    fn origin_path(&self, digest: &kiln_oci::Digest) -> PathBuf {
+        self.dir.with_file_name("origins").join(digest.hex())
+    }
+
+    /// Where the blob of a record adopted from a remote cache can be
+    /// fetched (the remote cache's own JSON; see `RemoteCache::adopt`).
+    pub fn origin(&self, digest: &kiln_oci::Digest) -> Option<Vec<u8>> {
+        std::fs::read(self.origin_path(digest)).ok()
+    }
+
+    pub fn put_origin(&self, digest: &kiln_oci::Digest, origin: &[u8]) -> std::io::Result<()> {
+        let path = self.origin_path(digest);
+        write_atomically(path.parent().expect("origins dir"), &path, origin)
     }
 
     fn compressed_path(&self, diff_id: &str, compression: &str) -> PathBuf {

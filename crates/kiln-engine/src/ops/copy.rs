@@ -120,9 +120,10 @@ pub fn copy(
                     .context(|| "opening the --from source".to_string())?;
                 // Keyed by the content of the files read, like a context
                 // COPY, so a change elsewhere in that stage keeps this cached.
-                let hash =
-                    kiln_fs::context::checksum(&from_root, &Default::default(), &paths, &hash_opts)
-                        .map_err(|e| fail(e.to_string()))?;
+                let hashes = view.file_hashes();
+                let hash = kiln_fs::context::checksum(&from_root, &hashes, &paths, &hash_opts)
+                    .map_err(|e| fail(e.to_string()))?;
+                b.session.file_hashes.add_counts(&hashes);
                 _view = Some(view);
                 (Some(&from_root), inputs::CopySource::Stage(hash.0))
             }
@@ -182,13 +183,18 @@ impl Op for Copy<'_, '_> {
         self.fast_key
     }
 
-    /// Which context files it read, so a later miss can name the one
-    /// that changed.
+    /// Which files it read (from the context, or the `--from` source, under
+    /// the input's name), so a later miss can name the one that changed.
     fn details(&self) -> Details {
         let mut d = Details::new();
-        if self.args.from.is_none() && !self.paths.is_empty() {
-            if let Some(files) = listing(self.b.context.source(), &self.paths, &self.args.exclude) {
-                d.insert("context".into(), files);
+        let name = if self.args.from.is_none() {
+            "context"
+        } else {
+            "from-content"
+        };
+        if let Some(source) = self.source.filter(|_| !self.paths.is_empty()) {
+            if let Some(files) = listing(source, &self.paths, &self.args.exclude) {
+                d.insert(name.into(), files);
             }
         }
         d

@@ -6,7 +6,12 @@
 //! A record found here is a cache hit without any download; a layer blob
 //! is fetched only when a later step needs its files or the exported image
 //! carries it. A blob that cannot be fetched or does not verify is marked
-//! bad: its records stop matching, and the build is retried without them.
+//! bad: its records stop matching, and the step that made it runs again.
+//!
+//! A record that hits is adopted: written to this root's cache together
+//! with where its blob can be fetched (`Cache::origin`), so the next build
+//! on the root hits without `--cache-from` and still downloads nothing
+//! it does not need.
 
 mod format;
 
@@ -16,20 +21,31 @@ use std::sync::Mutex;
 
 use kiln_oci::{Digest, Reference};
 use kiln_store::Store;
+use serde::{Deserialize, Serialize};
 
-use crate::cache::{CacheKey, CacheRecord};
+use crate::cache::{Cache, CacheKey, CacheRecord};
 use crate::options::CacheFrom;
 
 pub use format::{CacheConfig, MountBlob, CONFIG_MEDIA_TYPE, INLINE_FIELD};
 
 /// Where an imported blob can be fetched from.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum Source {
     Registry(Reference),
     Local(PathBuf),
 }
 
-#[derive(Clone, Debug)]
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Registry(r) => write!(f, "{r}"),
+            Source::Local(d) => write!(f, "{}", d.display()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct BlobAt {
     source: Source,
     size: u64,
@@ -42,8 +58,9 @@ pub struct Transport<'a> {
     pub store: &'a Store,
 }
 
-#[derive(Default)]
 pub struct RemoteCache {
+    /// This root's cache, which adopted records and blob origins go to.
+    local: Cache,
     records: HashMap<CacheKey, CacheRecord>,
     /// Fast key (a COPY --from keyed by its source stage) → record key.
     aliases: HashMap<CacheKey, CacheKey>,
@@ -58,23 +75,35 @@ pub struct RemoteCache {
 }
 
 impl RemoteCache {
+    /// No imported cache yet, but the blob origins `local` remembers.
+    pub fn new(local: Cache) -> RemoteCache {
+        RemoteCache {
+            local,
+            records: HashMap::new(),
+            aliases: HashMap::new(),
+            index: HashMap::new(),
+            blobs: HashMap::new(),
+            mounts: HashMap::new(),
+            bad: Mutex::default(),
+            fetched: Mutex::default(),
+        }
+    }
+
     /// Imports every source; one that cannot be read is a warning (passed
     /// to `warn`) and imports nothing.
-    pub fn import(froms: &[CacheFrom], t: &Transport, warn: &dyn Fn(String)) -> RemoteCache {
-        let mut cache = RemoteCache::default();
+    pub fn import(&mut self, froms: &[CacheFrom], t: &Transport, warn: &dyn Fn(String)) {
         for from in froms {
             let (what, source) = match from {
                 CacheFrom::Registry(r) => (r.to_string(), Source::Registry(r.clone())),
                 CacheFrom::Local(d) => (d.display().to_string(), Source::Local(d.clone())),
             };
             match format::read(&source, t) {
-                Ok((config, sizes)) => cache.add(config, sizes, &source),
+                Ok((config, sizes)) => self.add(config, sizes, &source),
                 Err(e) => warn(format!(
                     "--cache-from {what}: {e}; building without this cache"
                 )),
             }
         }
-        cache
     }
 
     fn add(&mut self, config: CacheConfig, sizes: HashMap<Digest, u64>, source: &Source) {
@@ -110,6 +139,37 @@ impl RemoteCache {
         }
     }
 
+    /// Writes a record that hit into this root's cache, with where its
+    /// blob comes from (fetched only when needed); a failure is logged.
+    pub fn adopt(&self, key: &CacheKey, record: &CacheRecord) {
+        let digest = record.layer.as_ref().and_then(|l| l.digest.parse().ok());
+        let origin = digest.and_then(|d| Some((d, self.blobs.get(&d)?)));
+        let written = origin
+            .map_or(Ok(()), |(d, at)| {
+                let json = serde_json::to_vec(at).expect("blob origin serialises");
+                self.local.put_origin(&d, &json)
+            })
+            .and_then(|()| self.local.put(key, record));
+        if let Err(e) = written {
+            tracing::warn!("adopting an imported cache record: {e}");
+        }
+    }
+
+    /// Where `digest` can be fetched: an imported cache, or the one an
+    /// adopted record's blob came from.
+    fn locate(&self, digest: &Digest) -> Option<BlobAt> {
+        if let Some(at) = self.blobs.get(digest) {
+            return Some(at.clone());
+        }
+        serde_json::from_slice(&self.local.origin(digest)?).ok()
+    }
+
+    /// The cache a blob comes from, for messages.
+    pub fn origin_name(&self, digest: &Digest) -> String {
+        self.locate(digest)
+            .map_or_else(|| "no imported cache".into(), |at| at.source.to_string())
+    }
+
     pub fn alias(&self, fast: &CacheKey) -> Option<CacheKey> {
         self.aliases.get(fast).copied()
     }
@@ -118,9 +178,9 @@ impl RemoteCache {
         self.index.get(identity).copied()
     }
 
-    /// Whether `digest` can be fetched (it is listed and not known bad).
+    /// Whether `digest` can be fetched (it is known and not known bad).
     pub fn has_blob(&self, digest: &Digest) -> bool {
-        self.blobs.contains_key(digest) && !self.is_bad(digest)
+        !self.is_bad(digest) && self.locate(digest).is_some()
     }
 
     pub fn is_bad(&self, digest: &Digest) -> bool {
@@ -143,9 +203,9 @@ impl RemoteCache {
     }
 
     /// Downloads `digest` into the store (verified there); a failure marks
-    /// it bad and says why.
+    /// it bad and says why, naming the cache it came from.
     pub fn fetch(&self, digest: &Digest, t: &Transport) -> Result<(), String> {
-        let Some(at) = self.blobs.get(digest).filter(|_| !self.is_bad(digest)) else {
+        let Some(at) = self.locate(digest).filter(|_| !self.is_bad(digest)) else {
             return Err(format!("blob {digest} is not in any imported cache"));
         };
         let result = match &at.source {
@@ -169,7 +229,7 @@ impl RemoteCache {
             }
             Err(e) => {
                 self.bad.lock().unwrap().insert(*digest);
-                Err(e)
+                Err(format!("from {}: {e}", at.source))
             }
         }
     }

@@ -7,15 +7,15 @@
 //! machine, under another umask, after a `git clone`.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::Mutex;
 
-use rustix::fs::{FileType, Stat};
+use rustix::fs::FileType;
 
 use super::ignore::PathFilter;
-use super::source::{Matched, SourceError, SourceRoot};
+use super::source::{Confinement, Matched, SourceError, SourceRoot};
 use super::walk::{self, Entry, Kind, Visitor};
+use crate::file_hashes::{hash_reader, FileHashes, FileKey, ROOTFS};
 
 /// A 32-byte BLAKE3 digest.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,44 +42,10 @@ pub struct CopyHashOptions {
     pub parents: bool,
 }
 
-/// File content digests of one build, keyed by what identifies an unchanged
-/// file, so each file is read once however many COPY steps name it.
-#[derive(Default)]
-pub struct HashCache {
-    files: Mutex<HashMap<FileKey, [u8; 32]>>,
-}
-
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct FileKey {
-    path: String,
-    dev: u64,
-    ino: u64,
-    size: i64,
-    mtime: (i64, u64),
-    ctime: (i64, u64),
-}
-
-impl HashCache {
-    fn get(&self, key: &FileKey) -> Option<[u8; 32]> {
-        self.files
-            .lock()
-            .expect("hash cache lock")
-            .get(key)
-            .copied()
-    }
-
-    fn put(&self, key: FileKey, hash: [u8; 32]) {
-        self.files
-            .lock()
-            .expect("hash cache lock")
-            .insert(key, hash);
-    }
-}
-
 /// Hashes `sources` (COPY source patterns) read from `root`.
 pub fn checksum(
     root: &SourceRoot,
-    cache: &HashCache,
+    hashes: &FileHashes,
     sources: &[String],
     opts: &CopyHashOptions,
 ) -> Result<ContentHash, SourceError> {
@@ -94,7 +60,7 @@ pub fn checksum(
         field(&mut h, b"source", source.as_bytes());
         for m in root.expand(source)? {
             field(&mut h, b"match", m.path.as_bytes());
-            hash_matched(root, cache, &m, exclude.as_ref(), &mut h)?;
+            hash_matched(root, hashes, &m, exclude.as_ref(), &mut h)?;
         }
     }
     Ok(ContentHash(*h.finalize().as_bytes()))
@@ -102,14 +68,14 @@ pub fn checksum(
 
 fn hash_matched(
     root: &SourceRoot,
-    cache: &HashCache,
+    hashes: &FileHashes,
     m: &Matched,
     exclude: Option<&PathFilter>,
     h: &mut blake3::Hasher,
 ) -> Result<(), SourceError> {
     let mut v = HashVisitor {
         root,
-        cache,
+        hashes,
         source_path: &m.path,
         h,
         links: HashMap::new(),
@@ -120,7 +86,7 @@ fn hash_matched(
 
 struct HashVisitor<'a> {
     root: &'a SourceRoot,
-    cache: &'a HashCache,
+    hashes: &'a FileHashes,
     source_path: &'a str,
     h: &'a mut blake3::Hasher,
     /// (dev, ino) of multiply-linked files → index of the first entry.
@@ -178,8 +144,8 @@ impl Visitor for HashVisitor<'_> {
 impl HashVisitor<'_> {
     fn file_digest(&mut self, e: &Entry<'_>) -> Result<[u8; 32], SourceError> {
         let path = super::source::join(self.source_path, e.rel);
-        let key = file_key(&path, e.stat);
-        if let Some(d) = self.cache.get(&key) {
+        let key = FileKey::new(&root_name(self.root), path.as_bytes(), e.stat);
+        if let Some(d) = self.hashes.get(&key) {
             return Ok(d);
         }
         let io = |source: io::Error| SourceError::Io {
@@ -188,31 +154,17 @@ impl HashVisitor<'_> {
             source,
         };
         let fd = e.at.open_read().map_err(io)?;
-        let mut file = std::fs::File::from(fd);
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 128 * 1024];
-        loop {
-            let n = file.read(&mut buf).map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        let d = *hasher.finalize().as_bytes();
-        self.cache.put(key, d);
+        let d = hash_reader(std::fs::File::from(fd)).map_err(io)?;
+        self.hashes.put(key, d);
         Ok(d)
     }
 }
 
-// The stat field types differ between architectures; the casts are needed on some.
-#[allow(clippy::unnecessary_cast)]
-fn file_key(path: &str, st: &Stat) -> FileKey {
-    FileKey {
-        path: path.to_string(),
-        dev: st.st_dev,
-        ino: st.st_ino,
-        size: st.st_size,
-        mtime: (st.st_mtime, st.st_mtime_nsec as u64),
-        ctime: (st.st_ctime, st.st_ctime_nsec as u64),
+/// How the file-hash index names `root`: a context by its directory; every
+/// image or stage file system alike, as their files' keys hold their inodes.
+fn root_name(root: &SourceRoot) -> String {
+    match root.confinement() {
+        Confinement::Chroot => ROOTFS.to_string(),
+        Confinement::Context => root.path().to_string_lossy().into_owned(),
     }
 }

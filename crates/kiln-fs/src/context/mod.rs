@@ -20,8 +20,11 @@ pub mod walk;
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-pub use hash::{ContentHash, CopyHashOptions, HashCache};
+use crate::file_hashes::FileHashes;
+
+pub use hash::{ContentHash, CopyHashOptions};
 pub use ignore::PathFilter;
 pub use source::{clean_rel, Confinement, Matched, SourceError, SourceRoot};
 pub use suggest::{close_names, distance};
@@ -40,7 +43,7 @@ pub enum ContextError {
 
 pub struct BuildContext {
     root: SourceRoot,
-    cache: HashCache,
+    hashes: Arc<FileHashes>,
     /// Where `.dockerignore` rules came from, if anywhere.
     ignore_file: Option<PathBuf>,
     /// Keeps an unpacked stdin context alive for the build.
@@ -87,7 +90,7 @@ impl BuildContext {
         })?;
         Ok(BuildContext {
             root,
-            cache: HashCache::default(),
+            hashes: Arc::default(),
             ignore_file,
             _tmp: None,
         })
@@ -126,6 +129,13 @@ impl BuildContext {
         Ok(ctx)
     }
 
+    /// Keeps content hashes in `hashes` (the store's persistent index)
+    /// instead of an index of this build alone.
+    pub fn with_hashes(mut self, hashes: Arc<FileHashes>) -> BuildContext {
+        self.hashes = hashes;
+        self
+    }
+
     pub fn path(&self) -> &Path {
         self.root.path()
     }
@@ -152,7 +162,7 @@ impl BuildContext {
         sources: &[String],
         opts: &CopyHashOptions,
     ) -> Result<ContentHash, SourceError> {
-        hash::checksum(&self.root, &self.cache, sources, opts)
+        hash::checksum(&self.root, &self.hashes, sources, opts)
     }
 
     /// Reads a whole file of the context (e.g. the Dockerfile of a tar
@@ -185,9 +195,9 @@ impl BuildContext {
 /// Hashes COPY sources of any source root (e.g. a heredoc scratch dir).
 pub fn checksum(
     root: &SourceRoot,
-    cache: &HashCache,
+    hashes: &FileHashes,
     sources: &[String],
     opts: &CopyHashOptions,
 ) -> Result<ContentHash, SourceError> {
-    hash::checksum(root, cache, sources, opts)
+    hash::checksum(root, hashes, sources, opts)
 }

@@ -125,9 +125,9 @@ impl TreeWriter<'_> {
         let (dir, name, shown) = self.place(rel);
         let dir = rustix::io::dup(dir).map_err(|err| ioe(&shown, "dup", err))?;
         let name = name.to_os_string();
-        Self::clear_for_file(dir.as_fd(), &name, &shown)?;
         if e.stat.st_nlink > 1 {
             if let Some((first_dir, first_name)) = self.links.get(&(e.stat.st_dev, e.stat.st_ino)) {
+                Self::clear_for_file(dir.as_fd(), &name, &shown)?;
                 linkat(first_dir, first_name, &dir, &name, AtFlags::empty())
                     .map_err(|err| ioe(&shown, "hardlink", err))?;
                 self.stats.hardlinks += 1;
@@ -137,12 +137,22 @@ impl TreeWriter<'_> {
         let src =
             e.at.open_read()
                 .map_err(|err| ioe(&shown, "open source", err))?;
-        let dst = openat(
-            &dir,
-            &name,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
+        let create = || {
+            openat(
+                &dir,
+                &name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+        };
+        // Most destinations are new: create first, clear only what is there.
+        let dst = match create() {
+            Err(rustix::io::Errno::EXIST) => {
+                Self::clear_for_file(dir.as_fd(), &name, &shown)?;
+                create()
+            }
+            other => other,
+        }
         .map_err(|err| ioe(&shown, "create", err))?;
         let mut r = std::fs::File::from(src);
         let mut w = std::fs::File::from(dst);

@@ -8,6 +8,9 @@ mod writer;
 use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::file_hashes::FileHashes;
 
 pub use compare::write_layer_from_compare;
 pub(crate) use writer::{get_xattr, read_xattrs, sorted_children, LayerWriter};
@@ -57,7 +60,18 @@ pub fn write_layer_from_upper(
     out: impl Write,
     opts: &LayerOptions,
 ) -> Result<LayerInfo, LayerError> {
-    let mut w = LayerWriter::new(out, opts);
+    write_upper_recording(upper, out, opts, None)
+}
+
+/// [`write_layer_from_upper`], recording each file's content hash in
+/// `hashes` (the upper dir is about to become a snapshot).
+pub(crate) fn write_upper_recording(
+    upper: &Path,
+    out: impl Write,
+    opts: &LayerOptions,
+    hashes: Option<Arc<FileHashes>>,
+) -> Result<LayerInfo, LayerError> {
+    let mut w = LayerWriter::new(out, opts).recording_hashes(hashes);
     walk_upper(upper, Path::new(""), &mut w)?;
     w.finish().map(|(info, _)| info).map_err(at(upper))
 }

@@ -12,10 +12,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tar::{EntryType, Header};
 
 use super::{LayerInfo, LayerOptions};
+use crate::file_hashes::{FileHashes, FileKey, ROOTFS};
 use crate::hashio::HashingWriter;
 
 pub(crate) struct LayerWriter<W: Write> {
@@ -24,6 +26,9 @@ pub(crate) struct LayerWriter<W: Write> {
     /// (dev, ino) of multiply linked files already written → their name.
     links: HashMap<(u64, u64), Vec<u8>>,
     pub entries: u64,
+    /// Where the content hash of each file written is recorded, for files
+    /// that stay as they are (a snapshot being committed).
+    hashes: Option<Arc<FileHashes>>,
 }
 
 const USTAR_MAX_ID: u64 = 0o7_777_777;
@@ -38,7 +43,14 @@ impl<W: Write> LayerWriter<W> {
             opts: opts.clone(),
             links: HashMap::new(),
             entries: 0,
+            hashes: None,
         }
+    }
+
+    /// Records every regular file's BLAKE3 in `hashes` as it is written.
+    pub fn recording_hashes(mut self, hashes: Option<Arc<FileHashes>>) -> Self {
+        self.hashes = hashes;
+        self
     }
 
     fn clamp(&self, mtime: i64) -> i64 {
@@ -139,8 +151,16 @@ impl<W: Write> LayerWriter<W> {
                 .open(full)?;
             // Exactly `size` bytes: a file that changed length under us
             // would corrupt the stream otherwise.
-            let mut r = io::Read::take(f, size);
-            self.append(h, pax, &mut r, size)
+            let mut r = HashingReader {
+                inner: io::Read::take(f, size),
+                hasher: self.hashes.as_ref().map(|_| blake3::Hasher::new()),
+            };
+            self.append(h, pax, &mut r, size)?;
+            if let (Some(hashes), Some(hasher)) = (&self.hashes, r.hasher) {
+                let key = FileKey::from_metadata(ROOTFS, rel, md);
+                hashes.put_frozen(key, *hasher.finalize().as_bytes());
+            }
+            Ok(())
         } else {
             self.append(h, pax, &mut io::empty(), 0)
         }
@@ -208,6 +228,22 @@ impl<W: Write> LayerWriter<W> {
             },
             out,
         ))
+    }
+}
+
+/// Hashes what passes through, when asked to.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Option<blake3::Hasher>,
+}
+
+impl<R: io::Read> io::Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
     }
 }
 

@@ -18,6 +18,8 @@ pub struct Snapshots {
 
 const FS: &str = "fs";
 const DIFF_ID: &str = "diff_id";
+/// The file-hash index of a snapshot's files (see `file_hashes`), when known.
+pub(crate) const HASHES: &str = "hashes";
 
 impl Snapshots {
     /// Opens (creating) `store_root/snapshots`.
@@ -55,6 +57,11 @@ impl Snapshots {
 
     fn dir(&self, chain_id: &Digest) -> PathBuf {
         self.root.join(chain_id.hex())
+    }
+
+    /// The file-hash index of the snapshot whose `fs` dir is `fs`.
+    pub fn hashes_of(fs: &Path) -> PathBuf {
+        fs.with_file_name(HASHES)
     }
 
     /// The `fs` dir of the snapshot for `chain_id` if it is complete.

@@ -4,10 +4,13 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::cache::create_root_dir;
+use std::sync::Arc;
+
+use super::cache::{create_root_dir, HASHES};
 use super::workdir::WorkDir;
 use super::{io_at, ActiveSnapshot, SnapshotError, Snapshots, Snapshotter};
-use crate::layer::{write_layer_from_upper, LayerInfo, LayerOptions};
+use crate::file_hashes::FileHashes;
+use crate::layer::{write_upper_recording, LayerInfo, LayerOptions};
 use crate::mount::mount_overlay;
 
 pub struct OverlaySnapshotter {
@@ -73,7 +76,12 @@ impl Snapshotter for OverlaySnapshotter {
         out: &mut dyn Write,
         opts: &LayerOptions,
     ) -> Result<LayerInfo, SnapshotError> {
-        Ok(write_layer_from_upper(&upper(active), out, opts)?)
+        // The files' hashes, kept with the snapshot if it is committed.
+        let hashes = Arc::new(FileHashes::default());
+        let info = write_upper_recording(&upper(active), out, opts, Some(hashes.clone()))?;
+        let file = active.dir.join(HASHES);
+        hashes.write_to(&file).map_err(io_at(&file))?;
+        Ok(info)
     }
 
     fn commit(
@@ -95,6 +103,11 @@ impl Snapshotter for OverlaySnapshotter {
         let from = upper(active);
         let to = staging.path().join("fs");
         std::fs::rename(&from, &to).map_err(io_at(&from))?;
+        let hashes = active.dir.join(HASHES);
+        if hashes.is_file() {
+            let to = staging.path().join(HASHES);
+            std::fs::rename(&hashes, &to).map_err(io_at(&hashes))?;
+        }
         self.snapshots.publish(staging, chain_id, diff_id)
     }
 

@@ -81,8 +81,12 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "gzip")]
     compression: Compression,
     /// Fail the build (exit 1) when a lean-final guard warns.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_guards")]
     strict: bool,
+    /// Skip the lean-final guards (the image's layers are then not read
+    /// unless a budget gate needs them).
+    #[arg(long)]
+    no_guards: bool,
     /// Merge the layers the target stage adds over its base into one layer
     #[arg(long)]
     squash: bool,
@@ -198,14 +202,29 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         }
         eprintln!("image {}", built.image_id);
     }
-    after_build(&builder, &built, args.strict, &args.gates)
+    let guards = match (args.no_guards, args.strict) {
+        (true, _) => Guards::Off,
+        (false, false) => Guards::Warn,
+        (false, true) => Guards::Strict,
+    };
+    after_build(global, &builder, &built, guards, &args.gates)
+}
+
+/// What the lean-final guards do after a build.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Guards {
+    Off,
+    Warn,
+    /// Warnings fail the build.
+    Strict,
 }
 
 /// Stage sizes, the lean-final guards and the budgets on the built image.
 fn after_build(
+    global: &Global,
     builder: &Builder,
     built: &kiln_engine::Built,
-    strict: bool,
+    guards: Guards,
     gates: &super::analyze::GateArgs,
 ) -> anyhow::Result<ExitCode> {
     if built.stages.len() > 1 {
@@ -215,25 +234,52 @@ fn after_build(
     let image = store
         .resolve(&built.manifest_digest.to_string())
         .context("reading the built image")?;
-    let analysis = kiln_analyze::analyze(store, &image, &built.image_id.to_string())
-        .context("analyzing the built image")?;
-    let findings = kiln_analyze::check(&analysis);
-    for f in &findings {
-        let level = match (f.severity, strict) {
-            (kiln_analyze::Severity::Info, _) => "info",
-            (_, false) => "warning",
-            (_, true) => "error",
-        };
-        eprintln!("{level}[{}]: {}\n  hint: {}", f.rule, f.message, f.hint);
+    let analyze = || {
+        kiln_analyze::analyze(store, &image, &built.image_id.to_string())
+            .context("analyzing the built image")
+    };
+    if guards != Guards::Off {
+        let findings = guard_findings(global, store, &image, built, analyze)?;
+        for f in &findings {
+            let level = match (f.severity, guards) {
+                (kiln_analyze::Severity::Info, _) => "info",
+                (_, Guards::Strict) => "error",
+                _ => "warning",
+            };
+            eprintln!("{level}[{}]: {}\n  hint: {}", f.rule, f.message, f.hint);
+        }
+        let warned = findings
+            .iter()
+            .any(|f| f.severity == kiln_analyze::Severity::Warning);
+        if guards == Guards::Strict && warned {
+            eprintln!("error: --strict: the image has problems (see above)");
+            return Ok(ExitCode::FAILURE);
+        }
     }
-    let warned = findings
-        .iter()
-        .any(|f| f.severity == kiln_analyze::Severity::Warning);
-    if strict && warned {
-        eprintln!("error: --strict: the image has problems (see above)");
-        return Ok(ExitCode::FAILURE);
+    let budget = gates.budget();
+    if budget.is_empty() {
+        return Ok(ExitCode::SUCCESS);
     }
-    Ok(super::analyze::enforce(&analysis, &gates.budget()))
+    Ok(super::analyze::enforce(&analyze()?, &budget))
+}
+
+/// The guards' findings on the built image, pointing at the stages that
+/// have what it misses; remembered under ROOT/cache/guards, so a rebuild
+/// that made the same image does not read its layers again.
+fn guard_findings(
+    global: &Global,
+    store: &kiln_store::Store,
+    image: &kiln_store::Image,
+    built: &kiln_engine::Built,
+    analyze: impl FnOnce() -> anyhow::Result<kiln_analyze::Analysis>,
+) -> anyhow::Result<Vec<kiln_analyze::Finding>> {
+    let dir = global.root.join("cache/guards");
+    kiln_analyze::remembered(&dir, image, &built.other_stages, || {
+        let mut findings = kiln_analyze::check(&analyze()?);
+        kiln_analyze::locate_missing(store, &built.other_stages, &mut findings)
+            .context("looking for the missing libraries in the other stages")?;
+        Ok(findings)
+    })
 }
 
 /// Ctrl-C (or SIGTERM) stops the build cleanly: containers are killed, mounts

@@ -53,6 +53,10 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("opening {}", args.source.display()))?;
         import_tar(&store, std::io::BufReader::new(f), &opts).with_context(what)?
     };
+    if let (Some(name), true) = (&opts.name, opts.platform == Platform::host()) {
+        // As `docker import` does: the first build on it need not wait.
+        kiln_engine::Builder::open(&global.root)?.unpack(&name.to_string())?;
+    }
     println!("{}", imported.config_digest);
     Ok(ExitCode::SUCCESS)
 }

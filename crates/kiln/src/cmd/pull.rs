@@ -46,6 +46,10 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         out.line(&format!("{what}: Pulling from {}", reference.repository()));
     }
     let pulled = kiln_registry::block_on(client.pull(&store, &reference, &platform, &out))?;
+    if platform == Platform::host() {
+        // As `docker pull` does: the first build on it need not wait.
+        kiln_engine::Builder::open(&global.root)?.unpack(&reference.to_string())?;
+    }
     out.finish();
     if !args.quiet {
         let digest = pulled.index_digest.unwrap_or(pulled.manifest_digest);

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use kiln_oci::Reference;
-use kiln_store::Store;
 
 use super::pull::{client, Transfer, Verb};
 use super::Global;
@@ -27,15 +26,24 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         Some(d) => Reference::parse(d)?,
         None => local.clone(),
     };
-    let store = Store::open(&global.root)
+    // Built layers are kept uncompressed; the registry gets them gzipped.
+    let builder = kiln_engine::Builder::open(&global.root)
         .with_context(|| format!("opening the store at {}", global.root.display()))?;
+    let store = builder.store();
+    let manifest = builder.manifest_for_push(&local.to_string(), kiln_engine::Compression::Gzip)?;
     let client = client(global);
     let out = Transfer::new(Verb::Push, args.quiet);
     out.line(&format!(
         "The push refers to repository [{}]",
         remote.familiar_name()
     ));
-    let digest = kiln_registry::block_on(client.push(&store, &local, &remote, &out))?;
+    let digest = kiln_registry::block_on(client.push_manifest(
+        store,
+        &manifest,
+        Some(&local),
+        &remote,
+        &out,
+    ))?;
     out.finish();
     if args.quiet {
         println!("{digest}");

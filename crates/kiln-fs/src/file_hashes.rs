@@ -1,0 +1,433 @@
+//! A persistent index of file content hashes (BLAKE3), keyed by what
+//! identifies an unchanged file without reading it — path, inode, size,
+//! mtime and ctime, as git's index does — so a rebuild stats files instead
+//! of reading them.
+//!
+//! Two kinds of index: one per store for build-context files (hashed when a
+//! COPY reads them, `ROOT/cache/file-hashes`), and one per committed layer
+//! snapshot for its files (hashed as the layer writer reads them anyway,
+//! kept beside the snapshot and removed with it), so a later `COPY --from`
+//! of that stage finds their hashes without reading them again (overlay
+//! views keep the lower files' inode numbers).
+//!
+//! Racy entries are never persisted: a context file changed within the
+//! last seconds could change again within one timestamp tick and keep its
+//! key (git's "racily clean" problem). Committed snapshot files never
+//! change, so theirs are always kept.
+//!
+//! Written by hand rather than with a serde format: the file is read on
+//! every build and holds tens of thousands of entries; a flat binary
+//! layout loads in a few milliseconds.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustix::fs::Stat;
+
+const MAGIC: &[u8] = b"kiln-file-hashes-v1\n";
+/// Entries unused for this many days are dropped when the index is saved.
+const KEEP_DAYS: u32 = 14;
+/// A context file whose ctime is this close to now is not persisted.
+const RACY_SECS: i64 = 2;
+
+/// What identifies an unchanged file: `root` names the tree it is in
+/// (a context directory, or [`ROOTFS`] for image and stage file systems).
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct FileKey {
+    path: Vec<u8>,
+    stamp: Stamp,
+}
+
+/// What changes when a file's content can have changed.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct Stamp {
+    ino: u64,
+    size: u64,
+    mtime: (i64, u32),
+    ctime: (i64, u32),
+}
+
+/// The root name of files inside image and stage file systems.
+pub const ROOTFS: &str = "rootfs:";
+
+impl FileKey {
+    /// `rel` is the path inside `root`, without a leading `/`.
+    // The stat field types differ between architectures; the casts are needed on some.
+    #[allow(clippy::unnecessary_cast)]
+    pub fn new(root: &str, rel: &[u8], st: &Stat) -> FileKey {
+        let mut path = Vec::with_capacity(root.len() + 1 + rel.len());
+        path.extend_from_slice(root.as_bytes());
+        path.push(0);
+        path.extend_from_slice(rel);
+        let stamp = Stamp {
+            ino: st.st_ino as u64,
+            size: st.st_size as u64,
+            mtime: (st.st_mtime as i64, st.st_mtime_nsec as u32),
+            ctime: (st.st_ctime as i64, st.st_ctime_nsec as u32),
+        };
+        FileKey { path, stamp }
+    }
+
+    /// The key of a file already `std::fs`-stat'ed.
+    pub fn from_metadata(root: &str, rel: &Path, md: &std::fs::Metadata) -> FileKey {
+        use std::os::unix::fs::MetadataExt;
+        let mut path = Vec::new();
+        path.extend_from_slice(root.as_bytes());
+        path.push(0);
+        path.extend_from_slice(rel.as_os_str().as_bytes());
+        let stamp = Stamp {
+            ino: md.ino(),
+            size: md.size(),
+            mtime: (md.mtime(), md.mtime_nsec() as u32),
+            ctime: (md.ctime(), md.ctime_nsec() as u32),
+        };
+        FileKey { path, stamp }
+    }
+}
+
+/// The last hash seen for one path: one entry per path, so the index grows
+/// with the number of paths, not with the number of builds.
+#[derive(Clone, Copy)]
+struct Entry {
+    stamp: Stamp,
+    hash: [u8; 32],
+    /// Days since the epoch when it was last looked up or recorded.
+    day: u32,
+    /// Whether it may be written to disk (not racy).
+    keep: bool,
+}
+
+/// The index, shared by every COPY and commit of a build.
+pub struct FileHashes {
+    file: Option<PathBuf>,
+    entries: Mutex<HashMap<Vec<u8>, Entry>>,
+    changed: AtomicU64,
+    /// Lookups answered without reading the file, and files read.
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl std::fmt::Debug for FileHashes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileHashes")
+            .field("file", &self.file)
+            .finish()
+    }
+}
+
+impl Default for FileHashes {
+    /// An index that lives only as long as the process.
+    fn default() -> Self {
+        FileHashes::with_entries(None, HashMap::new())
+    }
+}
+
+impl FileHashes {
+    fn with_entries(file: Option<PathBuf>, entries: HashMap<Vec<u8>, Entry>) -> FileHashes {
+        FileHashes {
+            file,
+            entries: Mutex::new(entries),
+            changed: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// Loads the index kept in `file` (none yet, or unreadable: empty —
+    /// it is only a cache).
+    pub fn open(file: &Path) -> FileHashes {
+        let entries = match read_file(file) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => HashMap::new(),
+            Err(e) => {
+                tracing::warn!("ignoring the file-hash index {}: {e}", file.display());
+                HashMap::new()
+            }
+        };
+        FileHashes::with_entries(Some(file.to_path_buf()), entries)
+    }
+
+    pub fn get(&self, key: &FileKey) -> Option<[u8; 32]> {
+        let mut entries = self.entries.lock().expect("file hash lock");
+        let today = today();
+        let found = entries
+            .get_mut(&key.path)
+            .filter(|e| e.stamp == key.stamp)
+            .map(|e| {
+                if e.day != today {
+                    // Worth a write: it keeps the entry from expiring.
+                    e.day = today;
+                    self.changed.fetch_add(1, Ordering::Relaxed);
+                }
+                e.hash
+            });
+        drop(entries);
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// Records the hash of a file that may still change (a context file).
+    pub fn put(&self, key: FileKey, hash: [u8; 32]) {
+        let settled = now_secs() - RACY_SECS;
+        let keep = key.stamp.ctime.0 < settled && key.stamp.mtime.0 < settled;
+        self.insert(key, hash, keep);
+    }
+
+    /// Records the hash of a file that never changes again (a file of a
+    /// committed layer snapshot).
+    pub fn put_frozen(&self, key: FileKey, hash: [u8; 32]) {
+        self.insert(key, hash, true);
+    }
+
+    fn insert(&self, key: FileKey, hash: [u8; 32], keep: bool) {
+        let e = Entry {
+            stamp: key.stamp,
+            hash,
+            day: today(),
+            keep,
+        };
+        self.entries
+            .lock()
+            .expect("file hash lock")
+            .insert(key.path, e);
+        self.changed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (lookups answered from the index, files that had to be read).
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Adds the lookups of `other` (the index of a view) to this one's counts.
+    pub fn add_counts(&self, other: &FileHashes) {
+        let (hits, misses) = other.counts();
+        self.hits.fetch_add(hits, Ordering::Relaxed);
+        self.misses.fetch_add(misses, Ordering::Relaxed);
+    }
+
+    /// Writes the index back (merged with what other builds wrote since it
+    /// was loaded), dropping entries unused for two weeks. A no-op for an
+    /// in-memory index or when nothing new was recorded (a rebuild that
+    /// found every hash writes nothing).
+    pub fn save(&self) -> io::Result<()> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        if self.changed.load(Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
+        let dir = file.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        // One writer at a time; readers see the old or the new file whole.
+        let lock = std::fs::File::create(dir.join("file-hashes.lock"))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
+        let mut merged = read_file(file).unwrap_or_default();
+        let ours = self.entries.lock().expect("file hash lock");
+        for (path, e) in ours.iter().filter(|(_, e)| e.keep) {
+            merged.insert(path.clone(), *e);
+        }
+        drop(ours);
+        let oldest = today().saturating_sub(KEEP_DAYS);
+        merged.retain(|_, e| e.day >= oldest);
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        {
+            let mut w = io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+            write_entries(&mut w, &merged)?;
+            w.flush()?;
+        }
+        tmp.persist(file).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+impl FileHashes {
+    /// Writes every entry to `file` as it is (no merge, no expiry): the
+    /// index of one committed snapshot, which lives and goes with it.
+    pub fn write_to(&self, file: &Path) -> io::Result<()> {
+        let dir = file.parent().unwrap_or(Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        {
+            let entries = self.entries.lock().expect("file hash lock");
+            let mut w = io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+            write_entries(&mut w, &entries)?;
+            w.flush()?;
+        }
+        tmp.persist(file).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// The indexes of the layers of one file system view, top-most first:
+    /// where two layers hold a path, the upper one's file is the one seen.
+    /// Missing or unreadable files add nothing. Never saved.
+    pub fn of_layers(files: &[PathBuf]) -> FileHashes {
+        let mut all = HashMap::new();
+        for file in files.iter().rev() {
+            if let Ok(entries) = read_file(file) {
+                all.extend(entries);
+            }
+        }
+        FileHashes::with_entries(None, all)
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn today() -> u32 {
+    (now_secs() / 86_400) as u32
+}
+
+fn write_entries(w: &mut impl Write, entries: &HashMap<Vec<u8>, Entry>) -> io::Result<()> {
+    w.write_all(MAGIC)?;
+    w.write_all(&(entries.len() as u64).to_le_bytes())?;
+    for (path, e) in entries {
+        w.write_all(&(path.len() as u32).to_le_bytes())?;
+        w.write_all(path)?;
+        for v in [e.stamp.ino, e.stamp.size] {
+            w.write_all(&v.to_le_bytes())?;
+        }
+        for (s, ns) in [e.stamp.mtime, e.stamp.ctime] {
+            w.write_all(&s.to_le_bytes())?;
+            w.write_all(&ns.to_le_bytes())?;
+        }
+        w.write_all(&e.day.to_le_bytes())?;
+        w.write_all(&e.hash)?;
+    }
+    Ok(())
+}
+
+fn read_file(file: &Path) -> io::Result<HashMap<Vec<u8>, Entry>> {
+    let data = std::fs::read(file)?;
+    parse(&data)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not a kiln file-hash index"))
+}
+
+fn parse(data: &[u8]) -> Option<HashMap<Vec<u8>, Entry>> {
+    let mut r = data.strip_prefix(MAGIC)?;
+    let n = u64::from_le_bytes(take(&mut r)?);
+    let mut out = HashMap::with_capacity(n.min(1 << 22) as usize);
+    for _ in 0..n {
+        let len = u32::from_le_bytes(take(&mut r)?) as usize;
+        let path = r.get(..len)?.to_vec();
+        r = &r[len..];
+        let ino = u64::from_le_bytes(take(&mut r)?);
+        let size = u64::from_le_bytes(take(&mut r)?);
+        let mtime = (
+            i64::from_le_bytes(take(&mut r)?),
+            u32::from_le_bytes(take(&mut r)?),
+        );
+        let ctime = (
+            i64::from_le_bytes(take(&mut r)?),
+            u32::from_le_bytes(take(&mut r)?),
+        );
+        let day = u32::from_le_bytes(take(&mut r)?);
+        let hash = take(&mut r)?;
+        let stamp = Stamp {
+            ino,
+            size,
+            mtime,
+            ctime,
+        };
+        out.insert(
+            path,
+            Entry {
+                stamp,
+                hash,
+                day,
+                keep: true,
+            },
+        );
+    }
+    r.is_empty().then_some(out)
+}
+
+fn take<const N: usize>(r: &mut &[u8]) -> Option<[u8; N]> {
+    let (head, rest) = r.split_first_chunk::<N>()?;
+    *r = rest;
+    Some(*head)
+}
+
+/// BLAKE3 of everything `r` yields.
+pub fn hash_reader(mut r: impl Read) -> io::Result<[u8; 32]> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(*hasher.finalize().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(path: &str, ctime: i64) -> FileKey {
+        let stamp = Stamp {
+            ino: 7,
+            size: 3,
+            mtime: (ctime, 0),
+            ctime: (ctime, 5),
+        };
+        FileKey {
+            path: path.as_bytes().to_vec(),
+            stamp,
+        }
+    }
+
+    #[test]
+    fn saved_entries_load_back_and_racy_ones_are_not_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file-hashes");
+        let idx = FileHashes::open(&file);
+        idx.put(key("old", 1_000), [1; 32]);
+        idx.put(key("racy", now_secs()), [2; 32]);
+        idx.put_frozen(key("frozen", now_secs()), [3; 32]);
+        idx.save().unwrap();
+
+        let again = FileHashes::open(&file);
+        assert_eq!(again.get(&key("old", 1_000)), Some([1; 32]));
+        assert_eq!(again.get(&key("racy", now_secs())), None);
+        assert_eq!(again.get(&key("frozen", now_secs())), Some([3; 32]));
+        // A changed ctime is another key.
+        assert_eq!(again.get(&key("old", 1_001)), None);
+        assert_eq!(again.counts(), (2, 2));
+    }
+
+    #[test]
+    fn two_writers_merge_and_a_corrupt_index_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file-hashes");
+        let a = FileHashes::open(&file);
+        let b = FileHashes::open(&file);
+        a.put(key("a", 1_000), [1; 32]);
+        b.put(key("b", 1_000), [2; 32]);
+        a.save().unwrap();
+        b.save().unwrap();
+        let both = FileHashes::open(&file);
+        assert!(both.get(&key("a", 1_000)).is_some() && both.get(&key("b", 1_000)).is_some());
+
+        let bytes = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &bytes[..bytes.len() - 3]).unwrap();
+        assert_eq!(FileHashes::open(&file).get(&key("a", 1_000)), None);
+    }
+}
