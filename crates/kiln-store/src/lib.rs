@@ -12,6 +12,7 @@ mod blob;
 mod compress;
 mod error;
 mod fsck;
+mod fsio;
 mod gc;
 mod image;
 pub mod import;
