@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::ast::{Dockerfile, Instruction};
+use crate::instructions::{Dockerfile, Instruction};
 
 /// One JSON object per instruction: lower-case name, flags, arguments as
 /// written, form (`json`/`shell`), heredocs with content, start/end line.

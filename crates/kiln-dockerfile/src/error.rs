@@ -1,9 +1,40 @@
-//! The one error type of the frontend: `file:line:col: message`, then the
-//! offending source line with a `^` marker under the bad part.
+//! Diagnostics, the floor every layer of the frontend stands on: source
+//! spans, the one error type (`file:line:col: message`, then the offending
+//! source line with a `^` marker under the bad part) and warnings.
 
 use std::fmt;
 
-use crate::ast::Span;
+use serde::Serialize;
+
+/// A source position: 1-based line and column (in characters) of the start,
+/// and of the end (exclusive column) of the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Span {
+    pub line: usize,
+    pub col: usize,
+    pub end_line: usize,
+    pub end_col: usize,
+}
+
+impl Span {
+    pub fn point(line: usize, col: usize) -> Span {
+        Span {
+            line,
+            col,
+            end_line: line,
+            end_col: col + 1,
+        }
+    }
+}
+
+/// Something worth telling the user that does not stop the build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    /// A short rule name (`UnusedBuildArg`, `NoEmptyContinuation`).
+    pub rule: String,
+    pub message: String,
+    pub span: Option<Span>,
+}
 
 /// A Dockerfile (or `.dockerignore`, or option) error. Its fields are
 /// reachable through `Deref` ([`ErrorDetail`]); boxed to keep `Result` small.

@@ -6,10 +6,11 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::ast::{Dockerfile, Instruction, InstructionKind, Span};
-use crate::error::Error;
-use crate::shell::Lexer;
-use crate::Warning;
+use crate::error::{Error, Span, Warning};
+use crate::instructions::mount;
+use crate::instructions::{Dockerfile, Instruction, InstructionKind};
+use crate::suggest::did_you_mean;
+use crate::syntax::shell::Lexer;
 
 /// What `plan` needs besides the Dockerfile.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -144,7 +145,7 @@ pub(crate) fn split(df: &Dockerfile) -> Result<Split<'_>, Error> {
         }
     }
     if froms.is_empty() {
-        return Err(crate::Error::new(
+        return Err(Error::new(
             &df.file_name,
             "missing FROM: the Dockerfile has no FROM instruction",
         )
@@ -308,7 +309,7 @@ pub fn plan(df: &Dockerfile, opts: &PlanOptions) -> Result<Plan, Error> {
                 }
                 InstructionKind::Run(r) => {
                     for m in &r.mounts {
-                        let raw = crate::mount::parse(&m.value, None)
+                        let raw = mount::parse(&m.value, None)
                             .map_err(|e| Error::at(&df.file_name, &df.lines, m.span, e))?;
                         if let Some(from) = raw.from {
                             refs.push((from, "RUN --mount from="));
@@ -359,7 +360,7 @@ pub fn plan(df: &Dockerfile, opts: &PlanOptions) -> Result<Plan, Error> {
             None => {
                 let named: Vec<&str> = names.iter().filter_map(|(_, n)| n.as_deref()).collect();
                 let mut msg = format!("target stage {t:?} could not be found");
-                if let Some(s) = crate::suggest::did_you_mean(t, named.iter().copied()) {
+                if let Some(s) = did_you_mean(t, named.iter().copied()) {
                     msg.push_str(&format!(" (did you mean {s:?}?)"));
                 }
                 let note = if named.is_empty() {
@@ -403,7 +404,7 @@ pub fn plan(df: &Dockerfile, opts: &PlanOptions) -> Result<Plan, Error> {
     let mut warnings = df.warnings.clone();
     let mut seen = BTreeSet::new();
     for (k, _) in &opts.build_args {
-        if !declared.contains(k) && !crate::is_proxy_arg(k) && seen.insert(k.clone()) {
+        if !declared.contains(k) && !is_proxy_arg(k) && seen.insert(k.clone()) {
             warnings.push(Warning {
                 rule: "UnusedBuildArg".into(),
                 message: format!(
@@ -430,4 +431,18 @@ pub(crate) fn stage_label(index: usize, name: &Option<String>) -> String {
         Some(n) => format!("stage {index} ({n})"),
         None => format!("stage {index}"),
     }
+}
+
+/// The predefined proxy build args, usable without `ARG` and kept out of
+/// the image history (matched case-insensitively, as BuildKit does).
+pub const PROXY_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "FTP_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+];
+
+pub fn is_proxy_arg(name: &str) -> bool {
+    PROXY_ARGS.iter().any(|p| p.eq_ignore_ascii_case(name))
 }

@@ -106,7 +106,7 @@ fn env_shadows_arg_and_base_env_is_in_scope() {
     let steps = lower(&p, 0, &base).unwrap();
     assert_eq!(steps[2].created_by, "ENV B=env-/root");
     match &steps[3].kind {
-        StepKind::Run { build_env, .. } => {
+        StepKind::Run(kiln_dockerfile::RunStep { build_env, .. }) => {
             assert!(build_env.is_empty(), "A is shadowed by ENV: {build_env:?}")
         }
         k => panic!("{k:?}"),
@@ -133,11 +133,11 @@ fn proxy_args_and_platform_args() {
     assert_eq!(steps[0].created_by, "ARG TARGETARCH=arm64");
     assert_eq!(steps[1].created_by, "ARG BUILDPLATFORM=linux/amd64");
     match &steps[2].kind {
-        StepKind::Run {
+        StepKind::Run(kiln_dockerfile::RunStep {
             proxy_env,
             build_env,
             ..
-        } => {
+        }) => {
             // Both spellings, as BuildKit's proxyEnvList sets them.
             assert_eq!(
                 proxy_env,
@@ -223,11 +223,15 @@ fn copy_workdir_and_history_texts() {
         ]
     );
     match &steps[4].kind {
-        StepKind::Copy { heredocs, .. } => assert_eq!(heredocs[0].content, "hi /app\n"),
+        StepKind::Copy(kiln_dockerfile::CopyStep { heredocs, .. }) => {
+            assert_eq!(heredocs[0].content, "hi /app\n")
+        }
         k => panic!("{k:?}"),
     }
     match &steps[3].kind {
-        StepKind::Copy { from, .. } => assert_eq!(from, &Some(kiln_dockerfile::CopyFrom::Stage(0))),
+        StepKind::Copy(kiln_dockerfile::CopyStep { from, .. }) => {
+            assert_eq!(from, &Some(kiln_dockerfile::CopyFrom::Stage(0)))
+        }
         k => panic!("{k:?}"),
     }
     assert!(steps[3].creates_layer && !steps[0].creates_layer && steps[1].creates_layer);
@@ -243,7 +247,7 @@ fn run_heredoc_forms_and_mounts() {
         "RUN |1 C=/cache /bin/sh -c echo one\n # buildkit"
     );
     match &steps[2].kind {
-        StepKind::Run { cmd, mounts, .. } => {
+        StepKind::Run(kiln_dockerfile::RunStep { cmd, mounts, .. }) => {
             assert_eq!(cmd, &Command::Shell("/dev/pipes/EOF".into()));
             assert!(
                 matches!(&mounts[0], kiln_dockerfile::RunMount::HeredocFile { name, mode: 0o755, .. } if name == "EOF")
@@ -252,7 +256,7 @@ fn run_heredoc_forms_and_mounts() {
         k => panic!("{k:?}"),
     }
     match &steps[3].kind {
-        StepKind::Run { cmd, mounts, .. } => {
+        StepKind::Run(kiln_dockerfile::RunStep { cmd, mounts, .. }) => {
             assert_eq!(cmd, &Command::Shell("cat <<X\nbody\nX".into()));
             use kiln_dockerfile::{CacheSharing, RunMount};
             assert!(
@@ -289,7 +293,7 @@ fn arg_redeclared_after_env_wins_until_the_next_env() {
         k => panic!("{k:?}"),
     };
     let run_env = |i: usize| match &steps[i].kind {
-        StepKind::Run { build_env, .. } => build_env.clone(),
+        StepKind::Run(kiln_dockerfile::RunStep { build_env, .. }) => build_env.clone(),
         k => panic!("{k:?}"),
     };
     assert_eq!(label(2), "arg");

@@ -3,12 +3,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use kiln_oci::{Digest, Platform};
+use kiln_oci::Platform;
 use kiln_store::Store;
 
 use crate::base::BaseImages;
 use crate::cache::Cache;
 use crate::context::{load_context, ContextInput};
+use crate::disk::{Disk, DEFAULT_CACHE_MAX_SIZE};
 use crate::error::{BuildError, Context};
 use crate::explain::Link;
 use crate::progress::{Progress, Steps};
@@ -76,6 +77,16 @@ impl Builder {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Disk use and giving it back (`kiln prune`, `kiln system df`).
+    pub fn disk(&self) -> Disk<'_> {
+        Disk {
+            store: &self.store,
+            cache: &self.cache,
+            snapshots: self.snapshotter.snapshots(),
+            paths: &self.paths,
+        }
     }
 
     /// The manifest `kiln push` sends for the stored image `name`: its
@@ -165,7 +176,10 @@ impl Builder {
                 other => break other?,
             }
         };
-        self.keep_cached_layers();
+        let limit = req.cache_max_size.unwrap_or(DEFAULT_CACHE_MAX_SIZE);
+        if let Err(e) = self.disk().trim_cache(limit) {
+            steps.warn(format!("trimming the build cache to {limit} bytes: {e}"));
+        }
         let (from_index, read) = self.file_hashes.counts();
         tracing::info!(from_index, read, "file hashes");
         if let Err(e) = self.file_hashes.save() {
@@ -216,19 +230,5 @@ impl Builder {
             &target.chain,
         )?;
         Ok(built)
-    }
-
-    /// Declares the layers the cache refers to as live, so `kiln prune`
-    /// keeps them although no image names them.
-    fn keep_cached_layers(&self) {
-        let digests: Vec<Digest> = self
-            .cache
-            .referenced_blobs()
-            .iter()
-            .filter_map(|d| d.parse().ok())
-            .collect();
-        if let Err(e) = self.store.set_lease("build-cache", &digests) {
-            tracing::warn!("recording the build cache's layers: {e}");
-        }
     }
 }

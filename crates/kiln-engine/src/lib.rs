@@ -11,6 +11,7 @@ mod cache_export;
 mod compress;
 pub mod container;
 mod context;
+pub mod disk;
 pub mod error;
 mod explain;
 mod export;

@@ -66,6 +66,9 @@ pub struct BuildRequest {
     pub cache_from: Vec<CacheFrom>,
     /// `--cache-to`: where to export this build's cache.
     pub cache_to: Vec<CacheTo>,
+    /// `--cache-max-size`: the build cache's limit, enforced after the
+    /// build (`None`: `disk::DEFAULT_CACHE_MAX_SIZE`).
+    pub cache_max_size: Option<u64>,
 }
 
 /// The result of a build.

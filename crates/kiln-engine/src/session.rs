@@ -146,12 +146,6 @@ impl Session {
         self.cache.alias(fast).or_else(|| self.remote.alias(fast))
     }
 
-    /// Whether a blob is in the store or can be fetched from a remote
-    /// cache, and not found to be wrong.
-    pub fn has_blob(&self, digest: &Digest) -> bool {
-        !self.remote.is_bad(digest) && (self.store.has_blob(digest) || self.remote.has_blob(digest))
-    }
-
     /// Makes sure a blob is in the store, fetching it from a remote cache.
     pub fn ensure_blob(&self, digest: &Digest) -> Result<(), BuildError> {
         if self.store.has_blob(digest) {

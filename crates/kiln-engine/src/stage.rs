@@ -200,60 +200,8 @@ impl StageBuild<'_> {
 
     fn apply(&self, state: &mut StageState, step: &Step) -> Result<(), BuildError> {
         match &step.kind {
-            StepKind::Run {
-                cmd,
-                shell,
-                mounts,
-                network,
-                build_env,
-                proxy_env,
-                ..
-            } => ops::run::run(
-                self,
-                state,
-                step,
-                ops::run::RunArgs {
-                    cmd,
-                    shell,
-                    mounts,
-                    network: *network,
-                    build_env,
-                    proxy_env,
-                },
-            ),
-            StepKind::Copy {
-                is_add,
-                sources,
-                heredocs,
-                dest,
-                from,
-                chown,
-                chmod,
-                link,
-                exclude,
-                parents,
-                checksum,
-                unpack,
-                ..
-            } => ops::copy::copy(
-                self,
-                state,
-                step,
-                ops::copy::CopyArgs {
-                    is_add: *is_add,
-                    sources,
-                    heredocs,
-                    dest,
-                    from: from.as_ref(),
-                    chown: chown.as_deref(),
-                    chmod: chmod.as_deref(),
-                    link: *link,
-                    exclude,
-                    parents: *parents,
-                    checksum: checksum.as_deref(),
-                    unpack: *unpack,
-                },
-            ),
+            StepKind::Run(run) => ops::run::run(self, state, step, run),
+            StepKind::Copy(copy) => ops::copy::copy(self, state, step, copy),
             StepKind::Workdir(dir) => ops::workdir::workdir(self, state, step, dir),
             StepKind::Maintainer(name) => {
                 state
@@ -303,7 +251,7 @@ fn producer(before: &[Mark], now: &StageState, digest: &str, base_layers: usize)
 fn is_meta(kind: &StepKind) -> bool {
     !matches!(
         kind,
-        StepKind::Run { .. } | StepKind::Copy { .. } | StepKind::Workdir(_)
+        StepKind::Run(_) | StepKind::Copy(_) | StepKind::Workdir(_)
     )
 }
 

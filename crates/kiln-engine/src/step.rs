@@ -163,35 +163,55 @@ pub fn lookup(
     session: &Session,
     key: &CacheKey,
 ) -> Result<Option<(Option<Layer>, Details)>, BuildError> {
-    if let Some(hit) = session.cache.get(key).and_then(|r| usable(session, r)) {
-        return Ok(Some(hit));
+    if let Some(record) = session.cache.get(key) {
+        if let Some(hit) = usable(session, key, record)? {
+            return Ok(Some(hit));
+        }
     }
     let Some(record) = session.remote.record(key) else {
         return Ok(None);
     };
-    let Some(hit) = usable(session, record.clone()) else {
+    let Some(hit) = usable(session, key, record.clone())? else {
         return Ok(None);
     };
     session.remote.adopt(key, &record);
     Ok(Some(hit))
 }
 
-fn usable(session: &Session, record: CacheRecord) -> Option<(Option<Layer>, Details)> {
+fn usable(
+    session: &Session,
+    key: &CacheKey,
+    record: CacheRecord,
+) -> Result<Option<(Option<Layer>, Details)>, BuildError> {
     let Some(l) = record.layer else {
-        return Some((None, record.details));
+        return Ok(Some((None, record.details)));
     };
-    let digest = l.digest.parse::<kiln_oci::Digest>().ok()?;
-    let diff_id = l.diff_id.parse::<kiln_oci::Digest>().ok()?;
-    if !session.has_blob(&digest) {
-        return None;
+    let (Ok(digest), Ok(diff_id)) = (
+        l.digest.parse::<kiln_oci::Digest>(),
+        l.diff_id.parse::<kiln_oci::Digest>(),
+    ) else {
+        return Ok(None);
+    };
+    if session.remote.is_bad(&digest) {
+        return Ok(None);
     }
+    // Retained for this build's session, so a concurrent prune that
+    // evicts the record keeps the blob while the build uses it.
+    let local = session
+        .store
+        .retain(&digest)
+        .context(|| format!("keeping cached layer {digest}"))?;
+    if !local && !session.remote.has_blob(&digest) {
+        return Ok(None);
+    }
+    session.cache.touch(key);
     let layer = Layer {
         digest,
         diff_id: kiln_oci::DiffId(diff_id),
         size: l.size,
         media_type: l.media_type,
     };
-    Some((Some(layer), record.details))
+    Ok(Some((Some(layer), record.details)))
 }
 
 fn layer_record(l: &Layer) -> LayerRecord {

@@ -12,7 +12,8 @@ use rustix::fs::{flock, FlockOperation};
 use tempfile::NamedTempFile;
 
 use crate::error::{Error, IoContext, Result};
-use crate::store::{sync_dir, Store};
+use crate::fsio::sync_dir;
+use crate::store::Store;
 
 /// An in-progress blob. Write the content, then [`BlobWriter::commit`].
 /// Dropping it uncommitted removes the temp file.

@@ -10,7 +10,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file-system operation failed; `action` says what kiln was doing.
-    #[error("{action} {}", kiln_oci::escape(&path.to_string_lossy()))]
+    /// A full or read-only disk says so (EACCES may be an input's).
+    #[error("{action} {}{}", kiln_oci::escape(&path.to_string_lossy()), full_hint(source.kind()))]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -95,6 +96,13 @@ pub fn is_disk_error(kind: io::ErrorKind) -> bool {
         kind,
         StorageFull | QuotaExceeded | ReadOnlyFilesystem | PermissionDenied
     )
+}
+
+fn full_hint(kind: io::ErrorKind) -> &'static str {
+    match kind {
+        io::ErrorKind::PermissionDenied => "",
+        k => disk_hint(k),
+    }
 }
 
 fn disk_hint(kind: io::ErrorKind) -> &'static str {

@@ -1,6 +1,7 @@
 //! `prune`: delete blobs that no image name, lease or caller-given root
 //! reaches. Runs entirely under the exclusive store lock, so no blob commit,
-//! lease update or tag can interleave with it.
+//! lease update or tag can interleave with it. `blob_usage` says, for
+//! `kiln system df`, which blobs are named, leased or neither.
 
 use std::collections::HashSet;
 use std::fs;
@@ -28,41 +29,49 @@ const TEMP_GRACE: Duration = Duration::from_secs(60);
 /// Blobs larger than this are never manifests or indexes.
 const MAX_JSON_BLOB: u64 = 16 << 20;
 
+/// Which blobs are kept by what (see [`Store::blob_usage`]).
+#[derive(Debug, Default, Clone)]
+pub struct BlobUsage {
+    /// Every blob in the store and its size.
+    pub blobs: Vec<(Digest, u64)>,
+    /// Reachable from an image name (index.json).
+    pub named: HashSet<Digest>,
+    /// Reachable from a live lease (running builds, named leases).
+    pub leased: HashSet<Digest>,
+    /// The config of every image manifest reachable from a name.
+    pub configs: Vec<Digest>,
+}
+
 impl Store {
     /// Removes every blob not reachable from an index entry, a lease (see
     /// `lease.rs`) or `extra_roots`. Manifests and indexes among the roots
     /// keep their children.
     pub fn prune(&self, extra_roots: &[Digest]) -> Result<PruneReport> {
+        self.prune_with(None, || Ok(extra_roots.to_vec()))
+    }
+
+    /// [`Store::prune`] with extra roots computed under the exclusive lock,
+    /// so that whatever they are read from (the build cache's records) is
+    /// seen as it is when the sweep runs; with `only`, unreachable blobs
+    /// outside it stay.
+    pub fn prune_with(
+        &self,
+        only: Option<&HashSet<Digest>>,
+        extra_roots: impl FnOnce() -> Result<Vec<Digest>>,
+    ) -> Result<PruneReport> {
         let _lock = self.lock(true)?;
-        let mut roots: Vec<Digest> = Vec::new();
-        for e in self.entries()? {
-            let d = e.digest().ok_or_else(|| {
-                Error::invalid(
-                    "index.json",
-                    format!("entry with unsupported digest {}", e.descriptor.digest()),
-                )
-            })?;
-            roots.push(d);
-        }
+        let mut roots = self.named_roots()?;
         let named = roots.len();
-        roots.extend(self.lease_roots()?);
-        roots.extend_from_slice(extra_roots);
+        roots.extend(self.lease_roots(true)?);
+        roots.extend(extra_roots()?);
         let live = self.mark(&roots, named)?;
 
         let mut report = PruneReport::default();
-        let dir = self.root().join("blobs/sha256");
-        for entry in fs::read_dir(&dir).ctx("listing blobs in", &dir)? {
-            let entry = entry.ctx("listing blobs in", &dir)?;
-            let name = entry.file_name();
-            // Only files named like blobs; anything else is not ours to delete.
-            let Ok(digest) = Digest::from_hex(&name.to_string_lossy()) else {
-                continue;
-            };
-            if live.contains(&digest) {
+        for (digest, size) in self.all_blobs()? {
+            if live.contains(&digest) || only.is_some_and(|o| !o.contains(&digest)) {
                 continue;
             }
-            let path = entry.path();
-            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            let path = self.blob_path(&digest);
             fs::remove_file(&path).ctx("removing blob", &path)?;
             self.forget_meta(&digest);
             report.bytes_freed += size;
@@ -70,6 +79,71 @@ impl Store {
         }
         report.stale_temp_files = self.remove_stale_temps()?;
         Ok(report)
+    }
+
+    /// Which blobs images and leases keep, as a prune would see them now.
+    pub fn blob_usage(&self) -> Result<BlobUsage> {
+        let _lock = self.lock(false)?;
+        let roots = self.named_roots()?;
+        let named = self.mark(&roots, roots.len())?;
+        let leased = self.mark(&self.lease_roots(false)?, 0)?;
+        let mut configs = Vec::new();
+        for d in &named {
+            if let Some(c) = self.config_of(d) {
+                configs.push(c);
+            }
+        }
+        configs.sort();
+        Ok(BlobUsage {
+            blobs: self.all_blobs()?,
+            named,
+            leased,
+            configs,
+        })
+    }
+
+    /// The digests index.json names.
+    fn named_roots(&self) -> Result<Vec<Digest>> {
+        self.entries()?
+            .iter()
+            .map(|e| {
+                e.digest().ok_or_else(|| {
+                    Error::invalid(
+                        "index.json",
+                        format!("entry with unsupported digest {}", e.descriptor.digest()),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Every file in `blobs/sha256` named like a blob, with its size.
+    fn all_blobs(&self) -> Result<Vec<(Digest, u64)>> {
+        let dir = self.root().join("blobs/sha256");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).ctx("listing blobs in", &dir)? {
+            let entry = entry.ctx("listing blobs in", &dir)?;
+            // Only files named like blobs; anything else is not ours.
+            let Ok(digest) = Digest::from_hex(&entry.file_name().to_string_lossy()) else {
+                continue;
+            };
+            out.push((digest, entry.metadata().map(|m| m.len()).unwrap_or(0)));
+        }
+        Ok(out)
+    }
+
+    /// The config digest of `digest` if it is an image manifest.
+    fn config_of(&self, digest: &Digest) -> Option<Digest> {
+        if self.blob_size(digest).ok()? > MAX_JSON_BLOB {
+            return None;
+        }
+        let data = self.read_blob(digest).ok()?;
+        if data.first() != Some(&b'{') {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&data).ok()?;
+        v.get("layers")?;
+        v.get("config")?.get("digest")?.as_str()?.parse().ok()
     }
 
     /// Everything reachable from `roots`. The first `named` roots are index

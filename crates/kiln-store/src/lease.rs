@@ -1,26 +1,27 @@
 //! Leases: blobs that are live although no image name refers to them yet.
 //!
 //! `ROOT/leases/<name>` holds one digest per line. Two kinds:
-//! - session leases (`session-<pid>-<random>`): one per open [`Store`],
+//! - session leases (`session-<pid>-<random>`): one per open `Store`,
 //!   created on its first blob commit; every blob committed or retained
 //!   through that store is appended. The owner holds an exclusive flock on
 //!   the file, so prune can tell a live session (lock busy) from one left by
 //!   a crashed process (lock free; the file is deleted). This is what keeps
 //!   build layers written before their manifest exists safe from prune.
 //! - named leases (any other name), set by other components with
-//!   [`Store::set_lease`] — e.g. the build cache declares the blobs it
-//!   refers to. They last until [`Store::remove_lease`].
+//!   `Store::set_lease` — e.g. the build cache declares the blobs it
+//!   refers to. They last until `Store::remove_lease`.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use kiln_oci::Digest;
 use rustix::fs::{flock, FlockOperation};
 
 use crate::error::{Error, IoContext, Result};
-use crate::store::{sync_dir, write_temp, Store};
+use crate::fsio::{sync_dir, write_temp};
 
 const SESSION_PREFIX: &str = "session-";
 
@@ -37,16 +38,24 @@ impl Drop for SessionLease {
     }
 }
 
-impl Store {
-    fn leases_dir(&self) -> PathBuf {
-        self.root().join("leases")
+/// `ROOT/leases/`, and this process's session lease once it has one. The
+/// store takes its lock around these calls; leases know nothing of blobs.
+pub(crate) struct Leases {
+    dir: PathBuf,
+    session: Mutex<Option<SessionLease>>,
+}
+
+impl Leases {
+    pub fn new(dir: PathBuf) -> Leases {
+        Leases {
+            dir,
+            session: Mutex::new(None),
+        }
     }
 
-    /// Records `digest` in this store's session lease. Callers hold the
-    /// store lock (shared) so a prune cannot run between the blob appearing
-    /// and the lease naming it.
-    pub(crate) fn hold(&self, digest: &Digest) -> Result<()> {
-        let mut session = self.inner.session.lock().unwrap_or_else(|e| e.into_inner());
+    /// Records `digest` in the session lease, creating it on first use.
+    pub fn hold(&self, digest: &Digest) -> Result<()> {
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
         if session.is_none() {
             *session = Some(self.new_session()?);
         }
@@ -62,16 +71,16 @@ impl Store {
     }
 
     fn new_session(&self) -> Result<SessionLease> {
-        let dir = self.leases_dir();
+        let dir = &self.dir;
         let pid = rustix::process::getpid().as_raw_nonzero();
         let tmp = tempfile::Builder::new()
             .prefix(&format!("{SESSION_PREFIX}{pid}-"))
             .append(true)
-            .tempfile_in(&dir)
-            .ctx("creating session lease in", &dir)?;
+            .tempfile_in(dir)
+            .ctx("creating session lease in", dir)?;
         let (file, path) = tmp
             .keep()
-            .map_err(|e| Error::io("keeping lease", &dir, e.error))?;
+            .map_err(|e| Error::io("keeping lease", dir, e.error))?;
         flock(&file, FlockOperation::LockExclusive)
             .map_err(|e| Error::io("locking lease", &path, e.into()))?;
         Ok(SessionLease {
@@ -81,41 +90,25 @@ impl Store {
         })
     }
 
-    /// Keeps an existing blob alive for this store's session (e.g. a pull
-    /// that found a layer already present and will reference it from a new
-    /// manifest). Returns whether the blob exists.
-    pub fn retain(&self, digest: &Digest) -> Result<bool> {
-        let _lock = self.lock(false)?;
-        if !self.has_blob(digest) {
-            return Ok(false);
-        }
-        self.hold(digest)?;
-        Ok(true)
-    }
-
-    /// Declares the blobs named lease `name` keeps alive, replacing its
-    /// previous content. Manifests and indexes keep their children alive too.
-    pub fn set_lease(&self, name: &str, digests: &[Digest]) -> Result<()> {
+    /// Replaces named lease `name` with `digests`.
+    pub fn set(&self, name: &str, digests: &[Digest]) -> Result<()> {
         validate_lease_name(name)?;
         let mut text = String::new();
         for d in digests {
             text.push_str(&d.to_string());
             text.push('\n');
         }
-        let _lock = self.lock(false)?;
-        let dir = self.leases_dir();
-        let tmp = write_temp(&dir, text.as_bytes())?;
-        let dest = dir.join(name);
+        let tmp = write_temp(&self.dir, text.as_bytes())?;
+        let dest = self.dir.join(name);
         tmp.persist(&dest)
             .map_err(|e| Error::io("writing lease", &dest, e.error))?;
-        sync_dir(&dir)
+        sync_dir(&self.dir)
     }
 
-    /// Removes named lease `name`; its blobs become prunable unless
-    /// something else refers to them. Removing a missing lease is not an error.
-    pub fn remove_lease(&self, name: &str) -> Result<()> {
+    /// Removes named lease `name`; a missing lease is not an error.
+    pub fn remove(&self, name: &str) -> Result<()> {
         validate_lease_name(name)?;
-        let p = self.leases_dir().join(name);
+        let p = self.dir.join(name);
         match fs::remove_file(&p) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -124,11 +117,11 @@ impl Store {
     }
 
     /// Names of the named (non-session) leases.
-    pub fn lease_names(&self) -> Result<Vec<String>> {
+    pub fn names(&self) -> Result<Vec<String>> {
         let mut names = Vec::new();
-        let dir = self.leases_dir();
-        for entry in fs::read_dir(&dir).ctx("listing leases in", &dir)? {
-            let name = entry.ctx("listing leases in", &dir)?.file_name();
+        let dir = &self.dir;
+        for entry in fs::read_dir(dir).ctx("listing leases in", dir)? {
+            let name = entry.ctx("listing leases in", dir)?.file_name();
             let name = name.to_string_lossy();
             if !name.starts_with(SESSION_PREFIX) && !name.starts_with(".tmp-") {
                 names.push(name.into_owned());
@@ -139,19 +132,22 @@ impl Store {
     }
 
     /// Every digest held by a live lease. Session leases of dead processes
-    /// are deleted on the way. Caller holds the exclusive store lock.
-    pub(crate) fn lease_roots(&self) -> Result<Vec<Digest>> {
-        let dir = self.leases_dir();
+    /// are skipped, and deleted when `remove_dead` (the caller then holds
+    /// the exclusive store lock).
+    pub fn roots(&self, remove_dead: bool) -> Result<Vec<Digest>> {
+        let dir = &self.dir;
         let mut roots = Vec::new();
-        for entry in fs::read_dir(&dir).ctx("listing leases in", &dir)? {
-            let entry = entry.ctx("listing leases in", &dir)?;
+        for entry in fs::read_dir(dir).ctx("listing leases in", dir)? {
+            let entry = entry.ctx("listing leases in", dir)?;
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(".tmp-") {
                 continue;
             }
             if name.starts_with(SESSION_PREFIX) && !is_locked(&path)? {
-                fs::remove_file(&path).ctx("removing stale lease", &path)?;
+                if remove_dead {
+                    fs::remove_file(&path).ctx("removing stale lease", &path)?;
+                }
                 continue;
             }
             roots.extend(read_lease(&path)?);

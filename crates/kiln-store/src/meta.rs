@@ -11,8 +11,8 @@ use kiln_oci::{DiffId, Digest, HashingWriter};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
+use crate::fsio::write_temp;
 use crate::names::checked_digest;
-use crate::store::write_temp;
 use crate::Store;
 
 /// What a layer blob holds once decompressed.

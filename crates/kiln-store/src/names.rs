@@ -9,7 +9,8 @@ use kiln_oci::oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use kiln_oci::{Digest, Platform, Reference};
 
 use crate::error::{Error, IoContext, Result};
-use crate::store::{sync_dir, write_temp, Store};
+use crate::fsio::{sync_dir, write_temp};
+use crate::store::Store;
 
 /// containerd's annotation for the full image name.
 pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";

@@ -1,15 +1,16 @@
 //! Opening a store root, its paths, and the lock that serialises commits.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use kiln_oci::Digest;
 use rustix::fs::{flock, FlockOperation};
 
 use crate::error::{Error, IoContext, Result};
-use crate::lease::SessionLease;
+use crate::fsio::{sync_dir, write_temp};
+use crate::lease::Leases;
 
 const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 const EMPTY_INDEX: &str = r#"{"schemaVersion":2,"manifests":[]}"#;
@@ -28,7 +29,7 @@ pub struct Store {
 
 pub(crate) struct Inner {
     pub(crate) root: PathBuf,
-    pub(crate) session: Mutex<Option<SessionLease>>,
+    pub(crate) leases: Leases,
 }
 
 /// Holds `ROOT/store.lock` (flock) until dropped.
@@ -47,8 +48,8 @@ impl Store {
         }
         let store = Store {
             inner: Arc::new(Inner {
+                leases: Leases::new(root.join("leases")),
                 root,
-                session: Mutex::new(None),
             }),
         };
         store.create_if_absent("oci-layout", OCI_LAYOUT)?;
@@ -179,22 +180,47 @@ impl Store {
     }
 }
 
-/// Writes `data` to a new temp file in `dir` and fsyncs it. The file is
-/// removed when the returned handle drops unless persisted.
-pub(crate) fn write_temp(dir: &Path, data: &[u8]) -> Result<tempfile::NamedTempFile> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .ctx("creating temporary file in", dir)?;
-    let path = tmp.path().to_path_buf();
-    tmp.write_all(data).ctx("writing", &path)?;
-    tmp.as_file().sync_all().ctx("syncing", &path)?;
-    Ok(tmp)
-}
+/// Leases (`lease.rs`), under the store lock.
+impl Store {
+    /// Records `digest` in this store's session lease. Callers hold the
+    /// store lock (shared) so a prune cannot run between the blob appearing
+    /// and the lease naming it.
+    pub(crate) fn hold(&self, digest: &Digest) -> Result<()> {
+        self.inner.leases.hold(digest)
+    }
 
-/// fsync a directory so a rename in it survives a crash.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .ctx("syncing directory", dir)
+    /// Keeps an existing blob alive for this store's session (e.g. a pull
+    /// that found a layer already present and will reference it from a new
+    /// manifest). Returns whether the blob exists.
+    pub fn retain(&self, digest: &Digest) -> Result<bool> {
+        let _lock = self.lock(false)?;
+        if !self.has_blob(digest) {
+            return Ok(false);
+        }
+        self.hold(digest)?;
+        Ok(true)
+    }
+
+    /// Declares the blobs named lease `name` keeps alive, replacing its
+    /// previous content. Manifests and indexes keep their children alive too.
+    pub fn set_lease(&self, name: &str, digests: &[Digest]) -> Result<()> {
+        let _lock = self.lock(false)?;
+        self.inner.leases.set(name, digests)
+    }
+
+    /// Removes named lease `name`; its blobs become prunable unless
+    /// something else refers to them. Removing a missing lease is not an error.
+    pub fn remove_lease(&self, name: &str) -> Result<()> {
+        self.inner.leases.remove(name)
+    }
+
+    /// Names of the named (non-session) leases.
+    pub fn lease_names(&self) -> Result<Vec<String>> {
+        self.inner.leases.names()
+    }
+
+    /// Every digest held by a live lease. Caller holds the exclusive lock.
+    pub(crate) fn lease_roots(&self, remove_dead: bool) -> Result<Vec<Digest>> {
+        self.inner.leases.roots(remove_dead)
+    }
 }

@@ -58,8 +58,11 @@ enum Command {
     Tag(cmd::tag::Args),
     /// Remove image names
     Rm(cmd::rm::Args),
-    /// Remove blobs no image refers to
+    /// Remove blobs, layer snapshots and build cache nothing needs
     Prune(cmd::prune::Args),
+    /// Disk use of the store and caches
+    #[command(subcommand)]
+    System(cmd::system::Command),
     /// Verify every blob in the store
     Fsck(cmd::fsck::Args),
     /// Write images to a tar archive (docker-archive and OCI layout at once)
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
         Command::Tag(a) => cmd::tag::run(&global, a),
         Command::Rm(a) => cmd::rm::run(&global, a),
         Command::Prune(a) => cmd::prune::run(&global, a),
+        Command::System(c) => cmd::system::run(&global, c),
         Command::Fsck(a) => cmd::fsck::run(&global, a),
         Command::Save(a) => cmd::save::run(&global, a),
         Command::Load(a) => cmd::load::run(&global, a),

@@ -5,35 +5,12 @@
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+use common::cli::{fails, kiln, ok};
 use kiln_testkit as tk;
 
-fn kiln(root: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    c.arg("--root").arg(root);
-    c
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(c: &mut Command) -> String {
-    let o = c.output().expect("run kiln");
-    assert!(o.status.success(), "{c:?} failed:\n{}", text(&o));
-    text(&o)
-}
-
-fn fails(c: &mut Command) -> String {
-    let o = c.output().expect("run kiln");
-    assert!(!o.status.success(), "{c:?} should fail:\n{}", text(&o));
-    text(&o)
-}
+mod common;
 
 /// A fresh root with busybox imported.
 fn root_with_busybox() -> Option<(tempfile::TempDir, PathBuf)> {
@@ -357,6 +334,49 @@ fn import_on_a_full_disk_names_the_disk() {
     );
     assert!(!err.contains("not a readable tar"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+/// `kiln load` onto a full disk blames the disk (naming the store path),
+/// never the archive, whether the archive comes from a file or stdin.
+#[test]
+fn load_on_a_full_disk_names_the_disk() {
+    let Some((tmp, big)) = root_with_busybox() else {
+        return;
+    };
+    let archive = tmp.path().join("busybox.tar");
+    ok(kiln(&big)
+        .args(["save", "-o"])
+        .arg(&archive)
+        .arg("busybox:latest"));
+    let mnt = tmp.path().join("small");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=600k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mounting a tmpfs");
+    let _guard = Tmpfs(mnt.clone());
+    let root = mnt.join("root");
+    let from_file = fails(kiln(&root).arg("load").arg("-i").arg(&archive));
+    let from_stdin = fails(
+        kiln(&root)
+            .arg("load")
+            .stdin(std::fs::File::open(&archive).unwrap()),
+    );
+    for err in [from_file, from_stdin] {
+        assert!(err.contains("the disk is full"), "{err}");
+        assert!(
+            err.contains(root.to_str().unwrap()),
+            "store path missing: {err}"
+        );
+        assert!(
+            !err.contains("corrupt") && !err.contains("not valid"),
+            "{err}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(root.join("ingest")).unwrap().collect();
+    assert!(left.is_empty(), "temp files left in the store: {left:?}");
 }
 
 #[test]

@@ -3,9 +3,9 @@
 use std::collections::BTreeSet;
 
 use super::{push, Finding, Origin};
-use crate::ast::{Dockerfile, Instruction, InstructionKind, Span};
-use crate::shell::Lexer;
+use crate::instructions::{Dockerfile, Instruction, InstructionKind, Span};
 use crate::suggest::did_you_mean;
+use crate::syntax::shell::Lexer;
 
 const B: Origin = Origin::Buildkit;
 
@@ -218,8 +218,8 @@ pub(super) fn check(df: &Dockerfile, out: &mut Vec<Finding>) {
                     "Maintainer instruction is deprecated in favor of using label".into(),
                 ),
                 InstructionKind::Shell(_) => shell_set = true,
-                InstructionKind::Cmd(crate::Command::Shell(_))
-                | InstructionKind::Entrypoint(crate::Command::Shell(_))
+                InstructionKind::Cmd(crate::instructions::Command::Shell(_))
+                | InstructionKind::Entrypoint(crate::instructions::Command::Shell(_))
                     if !shell_set =>
                 {
                     push(out, "JSONArgsRecommended", B, ins.span, format!(
@@ -272,7 +272,7 @@ pub(super) fn check(df: &Dockerfile, out: &mut Vec<Finding>) {
                 };
                 for v in e.unmatched {
                     if COMMON_BASE_ENV.contains(&v.as_str())
-                        || crate::is_proxy_arg(&v)
+                        || crate::plan::is_proxy_arg(&v)
                         || guarded(w, &v)
                     {
                         continue;

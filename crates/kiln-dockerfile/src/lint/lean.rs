@@ -3,7 +3,7 @@
 //! exec forms that silently became shell forms.
 
 use super::{push, Finding, Origin};
-use crate::ast::{Command, Dockerfile, InstructionKind};
+use crate::instructions::{Command, Dockerfile, InstructionKind};
 
 const K: Origin = Origin::Kiln;
 
@@ -56,7 +56,9 @@ pub(super) fn check(df: &Dockerfile, out: &mut Vec<Finding>) {
             InstructionKind::Cmd(_) | InstructionKind::Entrypoint(_) | InstructionKind::Run(_)
         );
         if cmdlike && !ins.json && ins.args.trim_start().starts_with('[') {
-            if let Err(crate::words::JsonError::Invalid(e)) = crate::words::parse_json(&ins.args) {
+            if let Err(crate::syntax::words::JsonError::Invalid(e)) =
+                crate::syntax::words::parse_json(&ins.args)
+            {
                 push(out, "MalformedJSONForm", K, ins.span, format!(
                     "{} arguments start with '[' but are not valid JSON ({e}); they run as a shell command. Use double quotes: [\"executable\", \"arg\"]",
                     ins.name()

@@ -6,7 +6,7 @@ mod lean;
 
 use serde::Serialize;
 
-use crate::ast::{Dockerfile, Span};
+use crate::instructions::{Dockerfile, Span};
 
 /// Who defines a rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

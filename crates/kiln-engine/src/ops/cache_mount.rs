@@ -164,6 +164,81 @@ fn set_owner_mode(dir: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), Build
         .context(|| format!("chmod {}", dir.display()))
 }
 
+/// What the cache mounts under `dir` use (`kiln system df`).
+#[derive(Debug, Default)]
+pub struct MountUsage {
+    pub total: usize,
+    /// In use by a running step.
+    pub active: usize,
+    pub bytes: u64,
+    pub reclaimable: u64,
+}
+
+/// The instance directories under `dir` (and leftovers of interrupted
+/// seeding), each with its lock file.
+fn instances(dir: &Path) -> Vec<(PathBuf, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| (e.path(), e.path().with_extension("lock")))
+        .collect()
+}
+
+/// Takes the lock of an instance exclusively, `None` while a step uses it.
+fn try_lock(lock_path: &Path) -> Result<Option<File>, BuildError> {
+    let lock = open_lock(&lock_path.with_extension(""))?;
+    match flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(lock)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(std::io::Error::from(e))
+            .context(|| format!("locking cache mount {}", lock_path.display())),
+    }
+}
+
+pub fn usage(dir: &Path) -> Result<MountUsage, BuildError> {
+    let mut u = MountUsage::default();
+    for (path, lock) in instances(dir) {
+        let bytes = kiln_fs::snapshot::tree_bytes(&path)
+            .context(|| format!("measuring cache mount {}", path.display()))?;
+        u.total += 1;
+        u.bytes += bytes;
+        match try_lock(&lock)? {
+            Some(_) => u.reclaimable += bytes,
+            None => u.active += 1,
+        }
+    }
+    Ok(u)
+}
+
+/// Removes every cache mount under `dir` no step is using (moved into a
+/// temp dir under `tmp` first, so a removal cut short leaves no half cache).
+/// Returns how many and their bytes.
+pub fn remove_unused(dir: &Path, tmp: &Path) -> Result<(usize, u64), BuildError> {
+    let (mut n, mut bytes) = (0, 0);
+    for (path, lock) in instances(dir) {
+        let Some(_lock) = try_lock(&lock)? else {
+            continue;
+        };
+        let size = kiln_fs::snapshot::tree_bytes(&path)
+            .context(|| format!("measuring cache mount {}", path.display()))?;
+        let trash = tempfile::Builder::new()
+            .prefix("prune-")
+            .tempdir_in(tmp)
+            .context(|| format!("creating a directory in {}", tmp.display()))?;
+        std::fs::rename(&path, trash.path().join("old"))
+            .context(|| format!("removing cache mount {}", path.display()))?;
+        trash
+            .close()
+            .context(|| format!("removing cache mount {}", path.display()))?;
+        n += 1;
+        bytes += size;
+    }
+    Ok((n, bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

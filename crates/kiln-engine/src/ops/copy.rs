@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use kiln_dockerfile::{CopyFrom, Heredoc, Step};
+use kiln_dockerfile::{CopyFrom, CopyStep, Step};
 use kiln_fs::context::{CopyHashOptions, SourceRoot};
 use kiln_fs::copy::url::Download;
 use kiln_fs::copy::{copy_into, CopyOptions};
@@ -16,24 +16,6 @@ use crate::rootfs::ReadonlyRootfs;
 use crate::state::{StageBuild, StageState};
 use crate::step::{drive, hit_by_fast_key, Op};
 
-/// The fields of a `StepKind::Copy`.
-pub struct CopyArgs<'a> {
-    pub is_add: bool,
-    pub sources: &'a [String],
-    pub heredocs: &'a [Heredoc],
-    pub dest: &'a str,
-    pub from: Option<&'a CopyFrom>,
-    pub chown: Option<&'a str>,
-    pub chmod: Option<&'a str>,
-    /// `--link`: every layer is already made independently of what is
-    /// below it (the diff of a fresh upper dir), so it changes nothing here.
-    pub link: bool,
-    pub exclude: &'a [String],
-    pub parents: bool,
-    pub checksum: Option<&'a str>,
-    pub unpack: Option<bool>,
-}
-
 fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
 }
@@ -42,7 +24,7 @@ fn is_url(s: &str) -> bool {
 struct Copy<'a, 'b> {
     b: &'a StageBuild<'b>,
     step: &'a Step,
-    args: CopyArgs<'a>,
+    args: &'a CopyStep,
     paths: Vec<String>,
     /// Where `paths` are read from (context, or a stage's or image's view).
     source: Option<&'a SourceRoot>,
@@ -56,7 +38,7 @@ pub fn copy(
     b: &StageBuild,
     state: &mut StageState,
     step: &Step,
-    c: CopyArgs,
+    c: &CopyStep,
 ) -> Result<(), BuildError> {
     let fail = |m: String| b.step_error(step, m);
     let (urls, paths): (Vec<String>, Vec<String>) =
@@ -82,16 +64,16 @@ pub fn copy(
         inputs::copy(&inputs::Copy {
             parent,
             is_add: c.is_add,
-            sources: c.sources,
-            dest: c.dest,
+            sources: &c.sources,
+            dest: &c.dest,
             workdir: &workdir,
-            chown: c.chown,
-            chmod: c.chmod,
+            chown: c.chown.as_deref(),
+            chmod: c.chmod.as_deref(),
             link: c.link,
-            exclude: c.exclude,
+            exclude: &c.exclude,
             parents: c.parents,
             unpack: c.unpack,
-            heredocs: c.heredocs,
+            heredocs: &c.heredocs,
             source,
             urls,
         })
@@ -104,7 +86,7 @@ pub fn copy(
     let (source, source_key) = if paths.is_empty() {
         (None, inputs::CopySource::None)
     } else {
-        match c.from {
+        match &c.from {
             None => {
                 let hash = b
                     .context
@@ -151,7 +133,7 @@ pub fn copy(
     // Started only now: waiting for a --from stage is not this step's time.
     let progress = b.steps.start(name);
     // URLs are fetched every time (as BuildKit does); their content is the key.
-    let downloads = download(b, step, &urls, c.checksum)?;
+    let downloads = download(b, step, &urls, c.checksum.as_deref())?;
     let fetched: Vec<(String, String)> = urls
         .iter()
         .zip(&downloads)
@@ -211,7 +193,7 @@ impl Op for Copy<'_, '_> {
             "from-content"
         };
         if let Some(source) = self.source.filter(|_| !self.paths.is_empty()) {
-            if let Some(files) = listing(source, &self.paths, self.args.exclude) {
+            if let Some(files) = listing(source, &self.paths, &self.args.exclude) {
                 d.insert(name.into(), files);
             }
         }
@@ -226,8 +208,8 @@ impl Op for Copy<'_, '_> {
             sources: self.paths.clone(),
             dest: c.dest.to_string(),
             workdir: self.workdir.clone(),
-            chown: c.chown.map(str::to_string),
-            chmod: c.chmod.map(str::to_string),
+            chown: c.chown.clone(),
+            chmod: c.chmod.clone(),
             exclude: c.exclude.to_vec(),
             parents: c.parents,
             unpack: c.is_add && c.unpack.unwrap_or(true),
@@ -242,7 +224,7 @@ impl Op for Copy<'_, '_> {
                 .prefix("heredoc-")
                 .tempdir_in(&tmp)
                 .context(|| "creating a here-document directory".to_string())?;
-            for h in c.heredocs {
+            for h in &c.heredocs {
                 kiln_fs::copy::write_heredoc(dir.path(), &h.name, h.content.as_bytes())
                     .map_err(|e| fail(format!("writing here-document {}: {e}", h.name)))?;
             }

@@ -75,7 +75,7 @@ pub fn apply(config: &mut RunConfig, step: &StepKind, cmd_set: &mut bool) {
             .push(trigger.clone()),
         // MAINTAINER sets the deprecated Author field, outside Config.
         StepKind::Maintainer(_) | StepKind::Arg(_) => {}
-        StepKind::Run { .. } | StepKind::Copy { .. } | StepKind::Workdir(_) => {
+        StepKind::Run(_) | StepKind::Copy(_) | StepKind::Workdir(_) => {
             unreachable!("not a config-only step")
         }
     }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_dockerfile::{Command, MountFrom, RunMount, Step};
+use kiln_dockerfile::{Command, MountFrom, RunMount, RunStep, Step};
 use kiln_exec::{Mount, Network, RunSpec, Stdio};
 
 use crate::cache::{inputs, CacheKey, Inputs};
@@ -12,16 +12,6 @@ use crate::options::NetworkMode;
 use crate::progress::{Step as StepProgress, Stream};
 use crate::state::{StageBuild, StageState};
 use crate::step::{drive, Op};
-
-/// The fields of a `StepKind::Run`.
-pub struct RunArgs<'a> {
-    pub cmd: &'a Command,
-    pub shell: &'a [String],
-    pub mounts: &'a [RunMount],
-    pub network: Option<kiln_dockerfile::Network>,
-    pub build_env: &'a [(String, String)],
-    pub proxy_env: &'a [(String, String)],
-}
 
 /// A RUN with its command, environment and mount sources resolved.
 struct Run<'a, 'b> {
@@ -43,7 +33,7 @@ pub fn run(
     b: &StageBuild,
     state: &mut StageState,
     step: &Step,
-    run: RunArgs,
+    run: &RunStep,
 ) -> Result<(), BuildError> {
     let host = kiln_oci::Platform::host();
     if !b.platform.matches(&host) {
@@ -55,7 +45,7 @@ pub fn run(
             ),
         ));
     }
-    let argv = match run.cmd {
+    let argv = match &run.cmd {
         Command::Exec(args) => args.clone(),
         Command::Shell(line) => {
             let mut a = run.shell.to_vec();
@@ -107,7 +97,7 @@ pub fn run(
     let mut env = config_env;
     env.extend(build_args);
     // Proxy settings reach the process but never the key or the history.
-    for (k, v) in run.proxy_env {
+    for (k, v) in &run.proxy_env {
         env.push(format!("{k}={v}"));
     }
     for (m, source) in run.mounts.iter().zip(&sources) {
@@ -132,7 +122,7 @@ pub fn run(
         user: config.user.clone(),
         cwd,
         network,
-        mounts: run.mounts,
+        mounts: &run.mounts,
         sources,
         inputs,
     };

@@ -1,8 +1,8 @@
 //! Path filters: `.dockerignore` rules (paths relative to the context root)
 //! and `COPY --exclude` patterns (paths relative to the copied source). Both
-//! use Docker's pattern rules through the frontend's matcher.
+//! use Docker's pattern rules (`dockerignore`).
 
-use kiln_dockerfile::dockerignore::Matcher;
+use super::dockerignore::Matcher;
 
 pub struct PathFilter {
     matcher: Matcher,

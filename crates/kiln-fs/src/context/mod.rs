@@ -10,6 +10,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod dockerignore;
 pub mod glob;
 mod hash;
 mod ignore;

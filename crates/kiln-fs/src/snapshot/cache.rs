@@ -1,23 +1,34 @@
 //! The layer-snapshot cache: each image layer extracted once (overlay-lower
 //! form) under `ROOT/snapshots/<chain-id hex>/`, created atomically so that
 //! concurrent builders can race for the same layer safely.
+//!
+//! A process that uses a snapshot holds a shared `flock` on its `diff_id`
+//! file until it ends; `kiln prune` (`gc.rs`) removes only snapshots whose
+//! lock it can take exclusively, so a running build never loses a lower dir.
 
+use std::collections::HashMap;
+use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use kiln_oci::{DiffId, Digest};
+use rustix::fs::{flock, FlockOperation};
 
 use super::workdir::{cleanup_stale, WorkDir};
-use super::{io_at, remove_tree, SnapshotError};
+use super::{io_at, SnapshotError};
 use crate::apply::{apply_compressed_layer, ApplyMode};
 
 #[derive(Clone, Debug)]
 pub struct Snapshots {
     root: PathBuf,
+    /// The shared locks this process holds on the snapshots it used.
+    held: Arc<Mutex<HashMap<Digest, File>>>,
 }
 
-const FS: &str = "fs";
-const DIFF_ID: &str = "diff_id";
+pub(crate) const FS: &str = "fs";
+pub(crate) const DIFF_ID: &str = "diff_id";
 /// The file-hash index of a snapshot's files (see `file_hashes`), when known.
 pub(crate) const HASHES: &str = "hashes";
 
@@ -28,7 +39,10 @@ impl Snapshots {
         for d in [root.clone(), root.join("active"), root.join("tmp")] {
             std::fs::create_dir_all(&d).map_err(io_at(&d))?;
         }
-        let snaps = Snapshots { root };
+        let snaps = Snapshots {
+            root,
+            held: Arc::default(),
+        };
         let stale = snaps.cleanup_stale()?;
         if stale > 0 {
             tracing::info!("removed {stale} snapshot dirs left by processes that are gone");
@@ -55,7 +69,7 @@ impl Snapshots {
         self.root.join("active")
     }
 
-    fn dir(&self, chain_id: &Digest) -> PathBuf {
+    pub(crate) fn dir(&self, chain_id: &Digest) -> PathBuf {
         self.root.join(chain_id.hex())
     }
 
@@ -64,10 +78,42 @@ impl Snapshots {
         fs.with_file_name(HASHES)
     }
 
-    /// The `fs` dir of the snapshot for `chain_id` if it is complete.
+    /// The `fs` dir of the snapshot for `chain_id` if it is complete; it
+    /// stays (prune leaves it alone) until this process ends.
     pub fn get(&self, chain_id: &Digest) -> Option<PathBuf> {
-        let dir = self.dir(chain_id);
-        dir.join(DIFF_ID).is_file().then(|| dir.join(FS))
+        match self.hold(chain_id) {
+            Ok(true) => Some(self.dir(chain_id).join(FS)),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::debug!("snapshot {chain_id}: {e}; extracting it again");
+                None
+            }
+        }
+    }
+
+    /// Takes a shared lock on the snapshot for `chain_id`; `false` when
+    /// there is none (or prune just moved it away).
+    fn hold(&self, chain_id: &Digest) -> io::Result<bool> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.contains_key(chain_id) {
+            return Ok(true);
+        }
+        let marker = self.dir(chain_id).join(DIFF_ID);
+        let Some(file) = open_if_present(&marker)? else {
+            return Ok(false);
+        };
+        flock(&file, FlockOperation::LockShared)?;
+        // Prune renames a snapshot away while it holds the lock: the file
+        // locked must still be the one in place.
+        let Some(now) = metadata_if_present(&marker)? else {
+            return Ok(false);
+        };
+        let locked = file.metadata()?;
+        if (now.dev(), now.ino()) != (locked.dev(), locked.ino()) {
+            return Ok(false);
+        }
+        held.insert(*chain_id, file);
+        Ok(true)
     }
 
     /// The `fs` dir for `chain_id`, extracting the layer (`open` gives its
@@ -109,8 +155,9 @@ impl Snapshots {
         WorkDir::create(&self.tmp_dir(), "snap-")
     }
 
-    /// Moves a complete staging dir (holding `fs/`) into place. When another
-    /// process got there first, ours is discarded and theirs is used.
+    /// Moves a complete staging dir (holding `fs/`) into place, locked for
+    /// this process before it becomes visible. When another process got
+    /// there first, ours is discarded and theirs is used.
     pub(crate) fn publish(
         &self,
         mut staging: WorkDir,
@@ -119,32 +166,50 @@ impl Snapshots {
     ) -> Result<PathBuf, SnapshotError> {
         let marker = staging.path().join(DIFF_ID);
         std::fs::write(&marker, diff_id.to_string()).map_err(io_at(&marker))?;
+        let lock = File::open(&marker).map_err(io_at(&marker))?;
+        flock(&lock, FlockOperation::LockShared).map_err(|e| io_at(&marker)(e.into()))?;
         let dest = self.dir(chain_id);
-        match std::fs::rename(staging.path(), &dest) {
-            Ok(()) => {
-                staging.disarm();
-                Ok(dest.join(FS))
+        // Theirs can be pruned between our failed rename and our lock on
+        // it (its process gone): then ours goes in after all.
+        for _ in 0..3 {
+            match std::fs::rename(staging.path(), &dest) {
+                Ok(()) => {
+                    staging.disarm();
+                    let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                    held.insert(*chain_id, lock);
+                    return Ok(dest.join(FS));
+                }
+                Err(e) if dest.exists() => {
+                    tracing::debug!(
+                        "snapshot {chain_id} created concurrently ({e}); using that one"
+                    );
+                    if self.hold(chain_id).map_err(io_at(&dest))? {
+                        staging.remove()?;
+                        return Ok(dest.join(FS));
+                    }
+                }
+                Err(e) => return Err(io_at(&dest)(e)),
             }
-            Err(e) if dest.join(DIFF_ID).is_file() => {
-                tracing::debug!("snapshot {chain_id} created concurrently ({e}); using that one");
-                staging.remove()?;
-                Ok(dest.join(FS))
-            }
-            Err(e) => Err(io_at(&dest)(e)),
         }
+        Err(io_at(&dest)(io::Error::other(
+            "it keeps appearing and disappearing (a concurrent prune?)",
+        )))
     }
+}
 
-    /// Deletes the snapshot for `chain_id` (nothing may be using it).
-    pub fn remove(&self, chain_id: &Digest) -> Result<(), SnapshotError> {
-        let dir = self.dir(chain_id);
-        // Rename first so a half-deleted snapshot never looks complete.
-        let trash = self.staging()?;
-        let to = trash.path().join("old");
-        match std::fs::rename(&dir, &to) {
-            Ok(()) => remove_tree(&to),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_at(&dir)(e)),
-        }
+fn open_if_present(path: &Path) -> io::Result<Option<File>> {
+    match File::open(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn metadata_if_present(path: &Path) -> io::Result<Option<std::fs::Metadata>> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -8,6 +8,9 @@
 //! - `active/<id>/` — a step's writable snapshot (backend specific).
 //! - `tmp/` — extractions in progress, renamed into place when complete.
 //!
+//! A process holds a shared lock on every layer snapshot it used until it
+//! ends; [`Snapshots::remove`] removes only one that nobody holds.
+//!
 //! Lifecycle of a step with a [`Snapshotter`]:
 //! `prepare(parents)` → run the step in `active.rootfs()` → `diff(active,
 //! out)` (the layer tar) → optionally `commit(active, chain_id, diff_id)` to
@@ -15,6 +18,7 @@
 
 mod cache;
 mod copy;
+mod gc;
 mod overlay;
 mod root;
 mod scan;
@@ -26,6 +30,7 @@ use std::sync::OnceLock;
 
 pub use cache::Snapshots;
 pub use copy::CopySnapshotter;
+pub use gc::{tree_bytes, SnapshotInfo};
 pub use overlay::OverlaySnapshotter;
 pub use root::RootSnapshotter;
 pub use scan::{Index, Stamp};

@@ -535,7 +535,12 @@ fn docker_layer(
     let info = verify::verify_layer(store, blob.reopen()?, kind, &want, &what)?;
     let (media_type, digest, size) = if kind == Compression::None {
         let mut gz = compress::gzip(store.ingest(None)?);
-        io::copy(&mut blob.reopen()?, &mut gz).map_err(|e| Error::invalid(&what, e))?;
+        // Both ends are in the store (the layer is staged already): a
+        // failure here is the store's disk, not the archive.
+        io::copy(&mut blob.reopen()?, &mut gz).map_err(|e| match e.kind() {
+            k if crate::error::is_disk_error(k) => Error::Write(e),
+            _ => Error::io("compressing staged layer in", store.root(), e),
+        })?;
         let prepared = gz.finish().map_err(Error::Write)?.finish()?;
         let r = (mt::OCI_LAYER_GZIP, prepared.digest(), prepared.size());
         out.made.push(prepared);

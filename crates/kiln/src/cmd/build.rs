@@ -103,6 +103,10 @@ pub struct Args {
     /// Merge the layers the target stage adds over its base into one layer
     #[arg(long)]
     squash: bool,
+    /// Limit of the build cache, enforced after the build by evicting the
+    /// least recently used records (e.g. 5GB, 500MiB; default 10GB)
+    #[arg(long = "cache-max-size", value_name = "SIZE", value_parser = parse_size)]
+    cache_max_size: Option<u64>,
     #[command(flatten)]
     gates: super::analyze::GateArgs,
 }
@@ -186,6 +190,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|c| options::CacheTo::parse(c))
             .collect::<Result<_, _>>()?,
+        cache_max_size: args.cache_max_size,
     };
 
     stop_on_signals()?;
@@ -384,4 +389,9 @@ fn stop_on_signals() -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// `--cache-max-size` values: `10GB`, `500MiB`, `1048576`.
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    kiln_analyze::parse_size(text)
 }

@@ -24,6 +24,7 @@ pub mod push;
 pub mod rm;
 pub mod run;
 pub mod save;
+pub mod system;
 pub mod tag;
 
 /// Flags every subcommand shares.

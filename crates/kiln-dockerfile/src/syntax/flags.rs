@@ -1,12 +1,44 @@
-//! Instruction flags (`--from=…`), validated like BuildKit's `BFlags`, with
-//! a suggestion for misspelled names.
+//! Instruction flags (`--from=…`): extracted like BuildKit's
+//! `extractBuilderFlags`, validated like its `BFlags`, with a suggestion for
+//! misspelled names.
 
 use std::collections::BTreeMap;
 
-use crate::ast::Flag;
-use crate::error::Error;
-use crate::instruction::LineCtx;
+use serde::Serialize;
+
+use super::line::LineCtx;
+use crate::error::{Error, Span};
 use crate::suggest::did_you_mean;
+
+/// A `--name[=value]` flag, quotes removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Flag {
+    pub name: String,
+    pub value: Option<String>,
+    pub span: Span,
+}
+
+/// The leading flags of the arguments starting at `start`, and where the
+/// rest of the arguments start.
+pub(crate) fn flags_at(ctx: &LineCtx, start: usize) -> (Vec<Flag>, usize) {
+    let (raw, rest) = extract_flags(ctx.text, start);
+    let flags = raw
+        .iter()
+        .map(|(w, s, e)| {
+            let body = w.strip_prefix("--").unwrap_or(w);
+            let (name, value) = match body.split_once('=') {
+                Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                None => (body.to_string(), None),
+            };
+            Flag {
+                name,
+                value,
+                span: ctx.span(*s, *e),
+            }
+        })
+        .collect();
+    (flags, rest)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -128,4 +160,105 @@ impl<'a> FlagSet<'a> {
         }
         Ok(out)
     }
+}
+
+/// `extractBuilderFlags`: leading `--flag[=value]` words (quotes and
+/// backslashes processed), with their byte ranges; returns where the
+/// arguments start.
+pub(crate) fn extract_flags(text: &str, start: usize) -> (Vec<(String, usize, usize)>, usize) {
+    #[derive(PartialEq)]
+    enum Phase {
+        Spaces,
+        Word,
+        Quote,
+    }
+    let bytes: Vec<(usize, char)> = text[start..]
+        .char_indices()
+        .map(|(i, c)| (i + start, c))
+        .collect();
+    let mut words = Vec::new();
+    let mut phase = Phase::Spaces;
+    let mut word = String::new();
+    let mut word_start = start;
+    let mut quote = '\0';
+    let mut blank_ok = false;
+    let mut k = 0;
+    let at = |k: usize| bytes.get(k).map_or(text.len(), |b| b.0);
+    while k <= bytes.len() {
+        let end = k == bytes.len();
+        let ch = if end { '\0' } else { bytes[k].1 };
+        if phase == Phase::Spaces {
+            if end {
+                break;
+            }
+            if ch.is_whitespace() {
+                k += 1;
+                continue;
+            }
+            if ch != '-' || bytes.get(k + 1).map(|b| b.1) != Some('-') {
+                return (words, at(k));
+            }
+            phase = Phase::Word;
+            word_start = at(k);
+        }
+        if end {
+            if word != "--" && (blank_ok || !word.is_empty()) {
+                words.push((word, word_start, text.len()));
+            }
+            return (words, text.len());
+        }
+        if phase == Phase::Word {
+            if ch.is_whitespace() {
+                phase = Phase::Spaces;
+                if word == "--" {
+                    return (words, at(k));
+                }
+                if blank_ok || !word.is_empty() {
+                    words.push((std::mem::take(&mut word), word_start, at(k)));
+                }
+                word.clear();
+                blank_ok = false;
+                k += 1;
+                continue;
+            }
+            if ch == '\'' || ch == '"' {
+                quote = ch;
+                blank_ok = true;
+                phase = Phase::Quote;
+                k += 1;
+                continue;
+            }
+            let mut c = ch;
+            if ch == '\\' {
+                if k + 1 == bytes.len() {
+                    k += 1;
+                    continue;
+                }
+                k += 1;
+                c = bytes[k].1;
+            }
+            word.push(c);
+            k += 1;
+            continue;
+        }
+        // in a quote
+        if ch == quote {
+            phase = Phase::Word;
+            k += 1;
+            continue;
+        }
+        let mut c = ch;
+        if ch == '\\' {
+            if k + 1 == bytes.len() {
+                phase = Phase::Word;
+                k += 1;
+                continue;
+            }
+            k += 1;
+            c = bytes[k].1;
+        }
+        word.push(c);
+        k += 1;
+    }
+    (words, text.len())
 }

@@ -1,21 +1,11 @@
 //! COPY and ADD: expanded sources, destination and flags, inline here-doc
 //! files, and the `--from` source resolved to a stage or an image.
 
-use serde::Serialize;
-
-use crate::ast::CopyInstr;
-use crate::lower::{Scope, StepKind};
+use super::scope::Scope;
+use super::step::{CopyFrom, CopyStep, StepKind};
+use crate::instructions::{CopyInstr, Heredoc};
 use crate::plan::{resolve_ref, StageRef};
-use crate::shell::Lexer;
-use crate::Heredoc;
-
-/// Where COPY --from reads.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", content = "value", rename_all = "lowercase")]
-pub enum CopyFrom {
-    Stage(usize),
-    Image(String),
-}
+use crate::syntax::shell::Lexer;
 
 pub(crate) fn lower_copy(scope: &mut Scope, c: &CopyInstr) -> Result<(StepKind, String), String> {
     let mut sources = Vec::new();
@@ -116,7 +106,7 @@ pub(crate) fn lower_copy(scope: &mut Scope, c: &CopyInstr) -> Result<(StepKind, 
     msg.push_str(&dest);
     msg.push_str(" # buildkit");
     Ok((
-        StepKind::Copy {
+        StepKind::Copy(CopyStep {
             is_add: c.is_add,
             sources,
             heredocs,
@@ -130,7 +120,7 @@ pub(crate) fn lower_copy(scope: &mut Scope, c: &CopyInstr) -> Result<(StepKind, 
             checksum,
             keep_git_dir: c.keep_git_dir,
             unpack: c.unpack,
-        },
+        }),
         msg,
     ))
 }

@@ -1,28 +1,22 @@
-//! The parsed Dockerfile: every instruction with its span, its flags and
-//! arguments as written, and a typed but still unexpanded form.
+//! The middle layer: one typed struct per instruction, built from the
+//! logical lines and flags of [`crate::syntax`]. A [`Dockerfile`] holds every
+//! instruction with its span, its flags and arguments as written, and a typed
+//! but still unexpanded form.
+
+mod document;
+mod kinds;
+pub(crate) mod mount;
+mod parse;
+mod request;
 
 use serde::Serialize;
 
-/// A source position: 1-based line and column (in characters) of the start,
-/// and of the end (exclusive column) of the node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct Span {
-    pub line: usize,
-    pub col: usize,
-    pub end_line: usize,
-    pub end_col: usize,
-}
-
-impl Span {
-    pub fn point(line: usize, col: usize) -> Span {
-        Span {
-            line,
-            col,
-            end_line: line,
-            end_col: col + 1,
-        }
-    }
-}
+pub use crate::error::Span;
+use crate::error::{Error, Warning};
+pub use crate::syntax::flags::Flag;
+pub use crate::syntax::heredoc::Heredoc;
+pub use crate::syntax::lines::Directive;
+pub(crate) use document::parse_fragment;
 
 /// A whole Dockerfile.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +28,7 @@ pub struct Dockerfile {
     pub directives: Vec<Directive>,
     pub instructions: Vec<Instruction>,
     /// Problems that are not errors (empty continuation lines).
-    pub warnings: Vec<crate::Warning>,
+    pub warnings: Vec<Warning>,
     /// Physical source lines (without line endings), for error snippets.
     pub lines: Vec<String>,
 }
@@ -48,16 +42,9 @@ impl Dockerfile {
             .map(|d| d.value.as_str())
     }
 
-    pub(crate) fn error(&self, span: Span, msg: impl Into<String>) -> crate::Error {
-        crate::Error::at(&self.file_name, &self.lines, span, msg)
+    pub(crate) fn error(&self, span: Span, msg: impl Into<String>) -> Error {
+        Error::at(&self.file_name, &self.lines, span, msg)
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Directive {
-    pub name: String,
-    pub value: String,
-    pub line: usize,
 }
 
 /// One instruction as written plus its typed form.
@@ -82,30 +69,6 @@ impl Instruction {
     pub fn name(&self) -> &'static str {
         self.kind.name()
     }
-}
-
-/// A `--name[=value]` flag, quotes removed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Flag {
-    pub name: String,
-    pub value: Option<String>,
-    pub span: Span,
-}
-
-/// A here-document body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Heredoc {
-    /// The delimiter word with quotes removed (`EOF`).
-    pub name: String,
-    /// The body, each line with its newline; leading tabs removed for `<<-`
-    /// where BuildKit removes them (COPY/ADD sources, simple RUN bodies).
-    pub content: String,
-    /// False when the delimiter was quoted: no variable expansion.
-    pub expand: bool,
-    /// `<<-`: leading tabs stripped.
-    pub chomp: bool,
-    /// File descriptor prefix (`3<<EOF`), 0 when none.
-    pub fd: u32,
 }
 
 /// Exec form or shell form of a command.

@@ -3,8 +3,29 @@
 //! `moby/patternmatcher` matching (`*`, `?`, `[…]`, `**`, escapes, a path
 //! also excluded when one of its parent directories matches).
 
-use crate::ast::Span;
-use crate::error::Error;
+use std::fmt;
+
+/// A `.dockerignore` line that is not a valid pattern, shown like the
+/// frontend's errors: `.dockerignore:3:1: message`, the line, a marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatternError {
+    /// 1-based line number.
+    pub line: usize,
+    /// The line as written.
+    pub text: String,
+    pub message: String,
+}
+
+impl fmt::Display for PatternError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let num = self.line.to_string();
+        writeln!(f, ".dockerignore:{num}:1: {}", self.message)?;
+        writeln!(f, " {num} | {}", self.text.replace('\t', " "))?;
+        write!(f, " {} | ^", " ".repeat(num.len()))
+    }
+}
+
+impl std::error::Error for PatternError {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Tok {
@@ -209,7 +230,7 @@ impl Pattern {
 
 impl Matcher {
     /// Parses `.dockerignore` contents.
-    pub fn parse(contents: &str) -> Result<Matcher, Error> {
+    pub fn parse(contents: &str) -> Result<Matcher, PatternError> {
         let contents = contents.strip_prefix('\u{feff}').unwrap_or(contents);
         let mut patterns = Vec::new();
         for (n, line) in contents.lines().enumerate() {
@@ -232,13 +253,10 @@ impl Matcher {
                     cleaned.remove(0);
                 }
             }
-            let err = |msg: String| {
-                Error::at(
-                    ".dockerignore",
-                    &contents.lines().map(str::to_string).collect::<Vec<_>>(),
-                    Span::point(lineno, 1),
-                    msg,
-                )
+            let err = |message: String| PatternError {
+                line: lineno,
+                text: line.to_string(),
+                message,
             };
             if invert && cleaned.is_empty() {
                 return Err(err("illegal exclusion pattern: \"!\"".into()));
@@ -252,15 +270,6 @@ impl Matcher {
             });
         }
         Ok(Matcher { patterns })
-    }
-
-    pub fn patterns(&self) -> &[Pattern] {
-        &self.patterns
-    }
-
-    /// Whether any `!` exception exists.
-    pub fn has_exclusions(&self) -> bool {
-        self.patterns.iter().any(|p| p.exclusion)
     }
 
     /// Whether `rel_path` (relative to the context, `/`-separated) is

@@ -1,14 +1,14 @@
 //! Argument rules of each instruction (BuildKit's `instructions/parse.go`).
 
-use crate::ast::{
+use super::request::Request;
+use super::{
     ArgDecl, Command, CopyInstr, FromInstr, HealthInstr, InstructionKind, KeyValue, MountFlag,
     RunInstr,
 };
 use crate::error::Error;
-use crate::flags::Kind;
-use crate::instruction::Request;
-use crate::parser::{chomp_heredoc, parse_heredoc_word};
-use crate::words;
+use crate::syntax::flags::Kind;
+use crate::syntax::heredoc::{chomp_heredoc, parse_heredoc_word};
+use crate::syntax::words;
 
 pub(crate) fn from(req: &mut Request) -> Result<InstructionKind, Error> {
     let v = req.flags.parse(&[("platform", Kind::Str)])?;
@@ -52,7 +52,7 @@ pub fn valid_stage_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
-pub(crate) fn run(req: &mut Request, json: &mut bool) -> Result<InstructionKind, Error> {
+pub(crate) fn run(req: &mut Request) -> Result<InstructionKind, Error> {
     let v = req.flags.parse(&[
         ("mount", Kind::Strs),
         ("network", Kind::Str),
@@ -62,7 +62,7 @@ pub(crate) fn run(req: &mut Request, json: &mut bool) -> Result<InstructionKind,
         return Err(req.missing("RUN requires at least one argument"));
     }
     let (command, j) = req.command()?;
-    *json = j;
+    req.json = j;
     let mounts = req
         .flags_list("mount")
         .into_iter()
@@ -70,7 +70,7 @@ pub(crate) fn run(req: &mut Request, json: &mut bool) -> Result<InstructionKind,
         .collect::<Vec<_>>();
     // Validate now (unexpanded) so a bad option shows at parse time.
     for m in &mounts {
-        crate::mount::validate(&m.value)
+        super::mount::validate(&m.value)
             .map_err(|e| Error::at(req.ctx.file, req.ctx.lines, m.span, e))?;
     }
     let network = v.str("network");
@@ -105,14 +105,14 @@ pub(crate) fn run(req: &mut Request, json: &mut bool) -> Result<InstructionKind,
     }))
 }
 
-pub(crate) fn maybe_json(req: &mut Request, json: &mut bool) -> Result<Command, Error> {
+pub(crate) fn maybe_json(req: &mut Request) -> Result<Command, Error> {
     req.flags.finish()?;
     let (c, j) = req.command()?;
-    *json = j;
+    req.json = j;
     Ok(c)
 }
 
-pub(crate) fn shell(req: &mut Request, json: &mut bool) -> Result<InstructionKind, Error> {
+pub(crate) fn shell(req: &mut Request) -> Result<InstructionKind, Error> {
     req.flags.finish()?;
     if req.args.is_empty() {
         return Err(req.missing("SHELL requires at least one argument"));
@@ -120,7 +120,7 @@ pub(crate) fn shell(req: &mut Request, json: &mut bool) -> Result<InstructionKin
     match words::parse_json(req.args) {
         Ok(list) if list.is_empty() => Err(req.err_args("SHELL requires at least one argument")),
         Ok(list) => {
-            *json = true;
+            req.json = true;
             Ok(InstructionKind::Shell(list))
         }
         Err(words::JsonError::Invalid(e)) => Err(req.err_args(format!(
@@ -209,11 +209,7 @@ pub(crate) fn arg(req: &mut Request) -> Result<InstructionKind, Error> {
     Ok(InstructionKind::Arg(out))
 }
 
-pub(crate) fn copy(
-    req: &mut Request,
-    is_add: bool,
-    json: &mut bool,
-) -> Result<InstructionKind, Error> {
+pub(crate) fn copy(req: &mut Request, is_add: bool) -> Result<InstructionKind, Error> {
     let v = if is_add {
         req.flags.parse(&[
             ("chown", Kind::Str),
@@ -236,7 +232,7 @@ pub(crate) fn copy(
     };
     let name = req.name.clone();
     let (list, j) = words::maybe_json_list(req.args).map_err(|e| req.err_args(e))?;
-    *json = j;
+    req.json = j;
     if list.len() < 2 {
         let msg = format!(
             "{name} requires at least two arguments, but only {} provided. Destination could not be determined.",
@@ -269,7 +265,7 @@ pub(crate) fn copy(
                     .map(|d| d.content.clone())
                     .unwrap_or_default();
                 let content = if h.chomp { chomp_heredoc(&body) } else { body };
-                heredocs.push(crate::ast::Heredoc { content, ..h });
+                heredocs.push(crate::syntax::heredoc::Heredoc { content, ..h });
             }
             None => sources.push(src.clone()),
         }
@@ -291,7 +287,7 @@ pub(crate) fn copy(
     }))
 }
 
-pub(crate) fn healthcheck(req: &mut Request, json: &mut bool) -> Result<InstructionKind, Error> {
+pub(crate) fn healthcheck(req: &mut Request) -> Result<InstructionKind, Error> {
     let args = req.args;
     let sep = args.find(char::is_whitespace).unwrap_or(args.len());
     if sep == 0 {
@@ -327,7 +323,7 @@ pub(crate) fn healthcheck(req: &mut Request, json: &mut bool) -> Result<Instruct
     }
     let test = match words::parse_json(rest) {
         Ok(list) => {
-            *json = true;
+            req.json = true;
             let mut t = vec!["CMD".to_string()];
             t.extend(list);
             t
@@ -399,4 +395,39 @@ pub(crate) fn healthcheck(req: &mut Request, json: &mut bool) -> Result<Instruct
         start_interval: dur("start-interval")?,
         retries,
     }))
+}
+
+/// MAINTAINER, USER, WORKDIR, STOPSIGNAL: one argument, no flags.
+pub(crate) fn single(req: &mut Request) -> Result<InstructionKind, Error> {
+    req.flags.finish()?;
+    let name = req.name.as_str();
+    if req.args.is_empty() {
+        return Err(req.missing(format!("{name} requires exactly one argument")));
+    }
+    let arg = req.args.to_string();
+    Ok(match name {
+        "MAINTAINER" => InstructionKind::Maintainer(arg),
+        "USER" => InstructionKind::User(arg),
+        "WORKDIR" => InstructionKind::Workdir(arg),
+        _ => InstructionKind::StopSignal(arg),
+    })
+}
+
+pub(crate) fn expose(req: &mut Request) -> Result<InstructionKind, Error> {
+    req.flags.finish()?;
+    let ports = words::split_ws(req.args);
+    if ports.is_empty() {
+        return Err(req.missing("EXPOSE requires at least one argument"));
+    }
+    Ok(InstructionKind::Expose(ports))
+}
+
+pub(crate) fn volume(req: &mut Request) -> Result<InstructionKind, Error> {
+    req.flags.finish()?;
+    let (list, j) = words::maybe_json_list(req.args).map_err(|e| req.err_args(e))?;
+    req.json = j;
+    if list.is_empty() {
+        return Err(req.missing("VOLUME requires at least one argument"));
+    }
+    Ok(InstructionKind::Volume(list))
 }
