@@ -77,14 +77,12 @@ fn rm_and_prune_return_the_disk_of_a_fresh_root() {
 
     let snapshots = snapshot_count(&root);
     ok(kiln(&root).args(["rm", "big1", "big2"]));
-    // Plain prune frees the images' own blobs (their gzip layers) but keeps
-    // what the cache records hold (under the default limit).
+    // Plain prune keeps what the cache records hold (under the default
+    // limit): a tagged image's layers are the cache's own uncompressed
+    // blobs, so only its config and manifest go.
     ok(kiln(&root).arg("prune"));
     let pruned = du(&root);
-    assert!(
-        pruned < full - 45_000_000,
-        "{full} -> {pruned}: gzip layers kept"
-    );
+    assert!(pruned <= full, "{full} -> {pruned}: prune grew the store");
     assert_eq!(
         snapshot_count(&root),
         snapshots,
