@@ -14,10 +14,10 @@ use crate::compress::compressed_for_export;
 use crate::error::{BuildError, Context};
 use crate::explain::Link;
 use crate::layer::Layer;
+use crate::options::Compression;
 use crate::options::{CacheTarget, CacheTo};
 use crate::progress::Steps;
 use crate::remote::{CacheConfig, MountBlob, CONFIG_MEDIA_TYPE};
-use crate::request::Compression;
 use crate::session::Session;
 
 /// Annotation naming the cache mount a layer of a cache manifest holds.

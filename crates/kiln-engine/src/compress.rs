@@ -9,7 +9,7 @@ use kiln_store::Store;
 use crate::cache::{Cache, LayerRecord};
 use crate::error::{BuildError, Context};
 use crate::layer::Layer;
-use crate::request::Compression;
+use crate::options::Compression;
 
 /// The blob an image carries for `layer`: built layers (stored
 /// uncompressed) are compressed as asked, once per diff_id and compression

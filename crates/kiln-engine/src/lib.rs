@@ -50,4 +50,5 @@ pub(crate) fn interrupted() -> bool {
 pub use builder::Builder;
 pub use error::{BuildError, OptionError};
 pub use isolation::{Chroot, Isolation};
-pub use request::{BuildRequest, Built, Compression, DockerfileSource, Runtime};
+pub use options::Compression;
+pub use request::{BuildRequest, Built, DockerfileSource, Runtime};

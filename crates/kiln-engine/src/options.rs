@@ -7,6 +7,17 @@ use std::path::PathBuf;
 
 use crate::error::OptionError;
 
+/// Compression of the layers a build writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    #[default]
+    Gzip,
+    /// zstd, with OCI media types.
+    Zstd,
+    /// No compression.
+    Uncompressed,
+}
+
 /// Where a build's result goes (`-o`/`--output`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
@@ -241,7 +252,7 @@ pub struct CacheTo {
     /// `cache-mounts=true`: `RUN --mount=type=cache` contents too.
     pub cache_mounts: bool,
     /// `compression=`: how the exported layer blobs are compressed.
-    pub compression: crate::request::Compression,
+    pub compression: Compression,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -297,7 +308,7 @@ impl CacheTo {
         let bad = |why: &str| OptionError::new("--cache-to", spec, why);
         let (mut kind, mut reference, mut dest, mut max, mut mounts) =
             (None, None, None, false, false);
-        let mut compression = crate::request::Compression::Gzip;
+        let mut compression = Compression::Gzip;
         for (k, v) in cache_fields("--cache-to", spec)? {
             match k {
                 "type" => kind = Some(v),
@@ -426,15 +437,15 @@ mod tests {
     fn cache_options() {
         let t = CacheTo::parse("type=registry,ref=127.0.0.1:5000/app/cache:main,mode=max").unwrap();
         assert!(t.max && !t.cache_mounts);
-        assert_eq!(t.compression, crate::request::Compression::Gzip);
+        assert_eq!(t.compression, Compression::Gzip);
         assert!(matches!(t.target, CacheTarget::Registry(ref r) if r.repository() == "app/cache"));
         let t = CacheTo::parse("type=local,dest=/tmp/c,cache-mounts=true").unwrap();
         assert_eq!(t.target, CacheTarget::Local("/tmp/c".into()));
         assert!(t.cache_mounts && !t.max);
         let t = CacheTo::parse("type=local,dest=/tmp/c,compression=zstd").unwrap();
-        assert_eq!(t.compression, crate::request::Compression::Zstd);
+        assert_eq!(t.compression, Compression::Zstd);
         let t = CacheTo::parse("type=local,dest=/tmp/c,compression=uncompressed").unwrap();
-        assert_eq!(t.compression, crate::request::Compression::Uncompressed);
+        assert_eq!(t.compression, Compression::Uncompressed);
         let e = CacheTo::parse("type=local,dest=/tmp/c,compression=estargz")
             .unwrap_err()
             .to_string();

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use kiln_oci::{Digest, Reference};
 
-use crate::options::{CacheFrom, CacheTo, NetworkMode, Output, Secret};
+use crate::options::{CacheFrom, CacheTo, Compression, NetworkMode, Output, Secret};
 
 /// Which container runtime runs RUN steps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -15,17 +15,6 @@ pub enum Runtime {
     Youki,
     /// The external `runc` binary.
     Runc,
-}
-
-/// Compression of the layers a build writes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Compression {
-    #[default]
-    Gzip,
-    /// zstd, with OCI media types.
-    Zstd,
-    /// No compression.
-    Uncompressed,
 }
 
 #[derive(Clone, Debug)]
