@@ -81,6 +81,17 @@ enum Command {
     Logout(cmd::logout::Args),
 }
 
+impl Command {
+    /// Whether the command touches the store or runs steps, so that a
+    /// normal user's kiln runs it rootless (see `kiln_exec::rootless`).
+    fn needs_namespace(&self) -> bool {
+        !matches!(
+            self,
+            Command::Lint(_) | Command::Debug(_) | Command::Login(_) | Command::Logout(_)
+        )
+    }
+}
+
 fn main() -> ExitCode {
     // RUN steps execute in a re-executed copy of this binary; that copy must
     // take over before anything else starts (no threads, no tokio).
@@ -88,6 +99,14 @@ fn main() -> ExitCode {
 
     quiet_on_closed_stdout();
     let cli = Cli::parse();
+    // A normal user's kiln goes on in its own user namespace (still one
+    // thread here, as `unshare` needs).
+    if cli.command.needs_namespace() {
+        if let Err(e) = kiln_exec::rootless::enter() {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
