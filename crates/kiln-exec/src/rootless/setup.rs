@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 /// A machine not set up for rootless kiln.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("rootless kiln: user {user} (uid {uid}) has no subordinate {kind} range in {file}; add one as root: `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}` (any free range of 65536 ids), or run kiln as root")]
+    #[error("rootless kiln: user {user} (uid {uid}) has no subordinate {kind} range in {file}; add one as root: `usermod --add-subuids {free} --add-subgids {free} {user}` (any range of 65536 ids no other user has), or run kiln as root")]
     NoRange {
         user: String,
         uid: u32,
         kind: &'static str,
         file: &'static str,
+        /// A range after every one in the file, `FIRST-LAST`.
+        free: String,
     },
     #[error("rootless kiln: reading {}: {source}", path.display())]
     Read {
@@ -65,6 +67,22 @@ pub fn ranges_in(text: &str, user: &str, uid: u32) -> Vec<Range> {
         .collect()
 }
 
+/// The first multiple of 65536, at least 100000's, after every range of an
+/// `/etc/subuid`-format text: where a new user's range fits.
+pub fn free_start(text: &str) -> u64 {
+    let end = text
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.trim().split(':').skip(1);
+            let start: u64 = f.next()?.trim().parse().ok()?;
+            let count: u64 = f.next()?.trim().parse().ok()?;
+            Some(start + count)
+        })
+        .max()
+        .unwrap_or(0);
+    end.div_ceil(65536).max(2) * 65536
+}
+
 /// The user's ranges in `file` (`/etc/subuid` or `/etc/subgid`).
 pub fn ranges(file: &'static str, user: &str, uid: u32) -> Result<Vec<Range>, SetupError> {
     let kind = if file.ends_with("subgid") {
@@ -84,11 +102,13 @@ pub fn ranges(file: &'static str, user: &str, uid: u32) -> Result<Vec<Range>, Se
     };
     let found = ranges_in(&text, user, uid);
     if found.is_empty() {
+        let first = free_start(&text);
         return Err(SetupError::NoRange {
             user: user.to_string(),
             uid,
             kind,
             file,
+            free: format!("{first}-{}", first + 65535),
         });
     }
     Ok(found)
@@ -167,6 +187,13 @@ mod tests {
         assert_eq!(ranges_in(text, "carol", 1001)[0].start, 200000);
         assert!(ranges_in(text, "dave", 1002).is_empty());
         assert!(ranges_in("eve:1:0\neve:x:5\n", "eve", 7).is_empty());
+    }
+
+    #[test]
+    fn a_free_range_comes_after_all_others() {
+        assert_eq!(free_start(""), 131072);
+        assert_eq!(free_start("a:100000:65536\n"), 196608);
+        assert_eq!(free_start("a:100000:65536\nb:262144:65536\n"), 327680);
     }
 
     #[test]
