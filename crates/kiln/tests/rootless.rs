@@ -1,6 +1,7 @@
 //! Rootless kiln (docs/unprivileged.md): a normal user, created here with
 //! a subordinate id range, builds a multi-stage Dockerfile — RUN on the
-//! Debian base giving files to `nobody` and other owners, COPY --from,
+//! Debian base giving files to `nobody` and other owners, RUN as `USER
+//! nobody` without network, COPY --from,
 //! `FROM scratch` — with kiln's default store for that user, and gets the
 //! image root builds (config and flattened filesystem, owners included),
 //! which Docker loads and runs. A user without a range gets the error that
@@ -25,11 +26,15 @@ RUN mkdir -p /out/etc /out/data && echo built > /out/hello \
  && echo theirs > /out/theirs && chown nobody:nogroup /out/theirs \
  && chown 100:101 /out/data && chmod 4755 /out/hello \
  && touch /etc/shadow /etc/gshadow && ln -s hello /out/link
+USER nobody
+RUN --network=none echo mine > /tmp/mine
+USER root
 COPY app.txt /out/app.txt
 FROM busybox:latest AS tools
 FROM scratch
 COPY --from=build /out/ /srv/
 COPY --from=build /etc/shadow /etc/gshadow /etc/passwd /etc/group /etc/
+COPY --from=build /tmp/mine /srv/mine
 COPY --from=tools /bin/busybox /bin/busybox
 USER nobody
 CMD ["/bin/busybox", "cat", "/srv/hello", "/srv/app.txt"]
