@@ -246,7 +246,11 @@ fn private_mounts() -> Result<(), SetupError> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(|e| SetupError::Other(format!("making / private in the mount namespace: {e}")))?;
+    .map_err(|e| {
+        SetupError::Other(format!(
+            "making / private in kiln's mount namespace: {e} (if AppArmor restricts user namespaces, as on Ubuntu 24.04: `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` or a profile for kiln)"
+        ))
+    })?;
     let cgroup = std::path::Path::new("/sys/fs/cgroup");
     let is_v2 = nix::sys::statfs::statfs(cgroup)
         .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
