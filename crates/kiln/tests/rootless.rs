@@ -158,6 +158,15 @@ fn env() -> Option<Env> {
     let tmp = tk::tempdir();
     let open = |p: &Path| std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755));
     open(tmp.path()).unwrap();
+    for dir in tmp.path().ancestors().skip(1) {
+        let mode = std::fs::metadata(dir).unwrap().permissions().mode();
+        assert!(
+            mode & 0o001 != 0,
+            "{} is not searchable by other users, so the test's users cannot reach {}; set TMPDIR to a directory they can (e.g. /tmp)",
+            dir.display(),
+            tmp.path().display()
+        );
+    }
     let bin = tmp.path().join("kiln");
     std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &bin).unwrap();
     open(&bin).unwrap();
