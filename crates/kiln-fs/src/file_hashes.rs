@@ -59,9 +59,9 @@ impl FileKey {
     /// `rel` is the path inside `root`, without a leading `/`.
     // The stat field types differ between architectures; the casts are needed on some.
     #[allow(clippy::unnecessary_cast)]
-    pub fn new(root: &str, rel: &[u8], st: &Stat) -> FileKey {
+    pub fn new(root: &[u8], rel: &[u8], st: &Stat) -> FileKey {
         let mut path = Vec::with_capacity(root.len() + 1 + rel.len());
-        path.extend_from_slice(root.as_bytes());
+        path.extend_from_slice(root);
         path.push(0);
         path.extend_from_slice(rel);
         let stamp = Stamp {
