@@ -5,8 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use kiln_store::{Image, Store};
+
+use crate::error::Result;
 use crate::fs::{parent, FinalFs, Kind, Node};
 use crate::report::Analysis;
+use crate::walk::analyze_keeping;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -51,6 +55,38 @@ const CA_BUNDLES: [&str; 6] = [
     "/etc/ssl/cert.pem",
     "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
 ];
+
+/// Every guard on `image`, read from `store` in one pass that keeps only
+/// the entries the guards look at, so its memory does not grow with the
+/// number of plain data files in the image.
+pub fn guard(store: &Store, image: &Image, name: &str) -> Result<Vec<Finding>> {
+    let config = serde_json::to_value(&image.config).unwrap_or_default();
+    let cfg = &config["config"];
+    let mut names: Vec<String> = CA_BUNDLES.iter().map(|p| base(p).to_string()).collect();
+    let argv0 = strings(&cfg["Entrypoint"])
+        .into_iter()
+        .chain(strings(&cfg["Cmd"]))
+        .next();
+    names.extend(
+        argv0
+            .into_iter()
+            .chain(env(cfg, "SSL_CERT_FILE"))
+            .map(|p| base(&p).to_string()),
+    );
+    let keep = |path: &str, node: &Node| {
+        node.kind != Kind::File
+            || node.elf.is_some()
+            || node.text.is_some()
+            || node.mode & 0o111 != 0
+            || path.starts_with("etc/ssl/certs/")
+            || names.iter().any(|n| n == base(path))
+    };
+    Ok(check(&analyze_keeping(store, image, name, &keep)?))
+}
+
+fn base(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
 
 /// Every guard on the analysed image, warnings first.
 pub fn check(a: &Analysis) -> Vec<Finding> {

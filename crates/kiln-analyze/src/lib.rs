@@ -6,7 +6,8 @@
 //!
 //! One entry point: [`analyze`] reads an image's layers from the store once
 //! (through [`kiln_store::Store::open_blob`]) and returns an [`Analysis`];
-//! [`check`] evaluates the guards on it, [`Budget::check`] the gates, and
+//! [`check`] evaluates the guards on it ([`guard`] does both, keeping only
+//! what the guards read), [`Budget::check`] the gates, and
 //! the HTML report draws it. Archives and OCI layouts are first loaded into
 //! a scratch store by [`open_input`].
 
@@ -26,7 +27,7 @@ mod walk;
 
 pub use budget::{parse_ratio, parse_size, Budget, BudgetFailure};
 pub use error::{Error, Result};
-pub use guards::{check, Finding, Severity};
+pub use guards::{check, guard, Finding, Severity};
 pub use input::{open_input, Input};
 pub use locate::{locate_missing, StageLayers};
 pub use remember::remembered;

@@ -20,9 +20,29 @@ const TOP: usize = 50;
 
 /// Analyses `image` (named `name` in the report) from `store`.
 pub fn analyze(store: &Store, image: &Image, name: &str) -> Result<Analysis> {
+    analyze_keeping(store, image, name, &|_, _| true)
+}
+
+/// [`analyze`], but the final filesystem keeps only the entries `keep`
+/// wants (and files with a secret): a pass for one purpose then holds
+/// memory in proportion to what it reads, not to the image's file count.
+/// Sizes, waste and largest files of the result count only those entries.
+pub(crate) fn analyze_keeping(
+    store: &Store,
+    image: &Image,
+    name: &str,
+    keep: &dyn Fn(&str, &Node) -> bool,
+) -> Result<Analysis> {
     let layers = image.manifest.layers();
     let history = created_by_per_layer(image);
-    let mut state = Walk::default();
+    let mut state = Walk {
+        keep,
+        fs: FinalFs::default(),
+        shipped: 0,
+        waste: Vec::new(),
+        per_layer: BTreeMap::new(),
+        secrets: Vec::new(),
+    };
     let mut reports = Vec::new();
     for (i, desc) in layers.iter().enumerate() {
         let info = store
@@ -53,7 +73,7 @@ pub fn analyze(store: &Store, image: &Image, name: &str) -> Result<Analysis> {
 }
 
 fn finish(
-    state: Walk,
+    state: Walk<'_>,
     layers: Vec<LayerReport>,
     image: &Image,
     name: &str,
@@ -117,8 +137,8 @@ struct LayerStats {
     wastes: u64,
 }
 
-#[derive(Default)]
-struct Walk {
+struct Walk<'k> {
+    keep: &'k dyn Fn(&str, &Node) -> bool,
     fs: FinalFs,
     shipped: u64,
     waste: Vec<WasteEntry>,
@@ -126,7 +146,7 @@ struct Walk {
     secrets: Vec<SecretHit>,
 }
 
-impl Walk {
+impl Walk<'_> {
     fn layer(&mut self, store: &Store, desc: &Descriptor, index: usize) -> Result<()> {
         let digest = kiln_store::descriptor_digest(desc).ok_or_else(|| Error::Invalid {
             what: format!("layer {index}"),
@@ -184,8 +204,10 @@ impl Walk {
             self.wasted(removed, layer, WasteReason::Deleted, None);
             return Ok(());
         }
+        let secrets = self.secrets.len();
         let node = self.read_node(entry, &path, layer, buf)?;
-        self.insert(path, node, layer);
+        let keep = (self.keep)(&path, &node) || self.secrets.len() > secrets;
+        self.insert(path, node, layer, keep);
         Ok(())
     }
 
@@ -251,7 +273,7 @@ impl Walk {
         Ok(())
     }
 
-    fn insert(&mut self, path: String, node: Node, layer: usize) {
+    fn insert(&mut self, path: String, node: Node, layer: usize, keep: bool) {
         let stats = self.per_layer.entry(layer).or_default();
         if node.kind == Kind::File {
             self.shipped += node.size;
@@ -275,7 +297,9 @@ impl Walk {
             let removed = self.fs.remove_tree(&path);
             self.wasted(removed, layer, reason, Some(WasteReason::Overwritten));
         }
-        self.fs.nodes.insert(path, node);
+        if keep {
+            self.fs.nodes.insert(path, node);
+        }
     }
 
     /// Records removed files as waste. `children` is the reason for the

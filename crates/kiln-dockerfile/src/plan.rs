@@ -66,6 +66,10 @@ pub struct PlannedStage {
 pub struct Plan {
     /// Reachable stages in ascending index order (dependencies first).
     pub stages: Vec<PlannedStage>,
+    /// The stages the target does not reach, ascending. Only an ONBUILD
+    /// trigger of a base image (known once the image is) can still name
+    /// one; the engine builds it then (as BuildKit's dockerfile 1.11+ does).
+    pub unreached: Vec<PlannedStage>,
     /// Index (in the Dockerfile) of the stage that becomes the image.
     pub target: usize,
     pub warnings: Vec<Warning>,
@@ -78,9 +82,17 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// A planned stage by its Dockerfile index.
+    /// A planned stage by its Dockerfile index, reachable or not.
     pub fn stage(&self, index: usize) -> Option<&PlannedStage> {
-        self.stages.iter().find(|s| s.index == index)
+        self.stages
+            .iter()
+            .chain(&self.unreached)
+            .find(|s| s.index == index)
+    }
+
+    /// Whether the target reaches stage `index` (it is built from the start).
+    pub fn reaches(&self, index: usize) -> bool {
+        self.stages.iter().any(|s| s.index == index)
     }
 
     pub fn dockerfile(&self) -> &Dockerfile {
@@ -382,10 +394,8 @@ pub fn plan(df: &Dockerfile, opts: &PlanOptions) -> Result<Plan, Error> {
             todo.extend(stages[i].deps.iter().copied());
         }
     }
-    let planned: Vec<PlannedStage> = stages
-        .into_iter()
-        .filter(|s| reach.contains(&s.index))
-        .collect();
+    let (planned, unreached): (Vec<PlannedStage>, Vec<PlannedStage>) =
+        stages.into_iter().partition(|s| reach.contains(&s.index));
 
     // --build-arg that nothing consumes.
     let mut declared: BTreeSet<String> = BTreeSet::new();
@@ -417,6 +427,7 @@ pub fn plan(df: &Dockerfile, opts: &PlanOptions) -> Result<Plan, Error> {
 
     Ok(Plan {
         stages: planned,
+        unreached,
         target,
         warnings,
         all_stages: names,

@@ -354,7 +354,9 @@ impl kiln_fs::context::walk::Visitor for Listing {
     ) -> Result<(), kiln_fs::context::SourceError> {
         use kiln_fs::context::walk::Kind;
         use std::os::unix::ffi::OsStrExt;
-        let path = match (self.prefix.as_str(), e.rel) {
+        // Shown text: a name that is not UTF-8 is escaped.
+        let rel = kiln_oci::escape_bytes(e.rel);
+        let path = match (self.prefix.as_str(), rel.as_str()) {
             (p, "") => p.to_string(),
             ("", r) => r.to_string(),
             (p, r) => format!("{p}/{r}"),

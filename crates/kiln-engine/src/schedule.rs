@@ -1,7 +1,7 @@
 //! Runs the planned stages, each on its own thread as soon as the stages it
 //! depends on are done, so independent stages build in parallel.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex};
 
 /// Results of finished stages, by stage index, shared between stage threads.
@@ -12,6 +12,8 @@ pub struct Board<T> {
 
 struct BoardState<T> {
     done: HashMap<usize, Arc<T>>,
+    /// Stages built on demand, claimed by the thread that builds them.
+    claimed: HashSet<usize>,
     /// Set when any stage failed: the others stop waiting.
     failed: bool,
 }
@@ -21,6 +23,7 @@ impl<T> Board<T> {
         Board {
             state: Mutex::new(BoardState {
                 done: HashMap::new(),
+                claimed: HashSet::new(),
                 failed: false,
             }),
             changed: Condvar::new(),
@@ -40,6 +43,12 @@ impl<T> Board<T> {
 
     pub fn has_failed(&self) -> bool {
         self.state.lock().unwrap().failed
+    }
+
+    /// Claims `stage` for building on demand: `true` for the first caller
+    /// only (the others wait for its result).
+    pub fn claim(&self, stage: usize) -> bool {
+        self.state.lock().unwrap().claimed.insert(stage)
     }
 
     /// The result of `stage` if it is done, without waiting.
@@ -131,6 +140,14 @@ mod tests {
         assert_eq!(order.lock().unwrap().last(), Some(&2));
         assert_eq!(max_running.load(Ordering::SeqCst), 2);
         assert_eq!(*board.wait(2).unwrap(), 20);
+    }
+
+    #[test]
+    fn a_stage_is_claimed_once() {
+        let board: Board<()> = Board::new();
+        assert!(board.claim(3));
+        assert!(!board.claim(3));
+        assert!(board.claim(4));
     }
 
     #[test]

@@ -54,20 +54,13 @@ impl StageBuild<'_> {
 
     fn stage_name(&self, index: usize) -> String {
         self.plan
-            .stages
-            .iter()
-            .find(|s| s.index == index)
+            .stage(index)
             .and_then(|s| s.name.clone())
             .unwrap_or_else(|| format!("stage-{index}"))
     }
 
     fn build_stage_once(&self, index: usize) -> Result<StageOutput, BuildError> {
-        let stage = self
-            .plan
-            .stages
-            .iter()
-            .find(|s| s.index == index)
-            .expect("planned stage");
+        let stage = self.plan.stage(index).expect("planned stage");
         let stage_name = self.stage_name(index);
 
         let base_link = |inputs, label: String| {

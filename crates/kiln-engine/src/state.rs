@@ -115,8 +115,16 @@ impl StageState {
 }
 
 impl StageBuild<'_> {
-    /// Waits for a stage this one depends on; fails if the build failed meanwhile.
+    /// Waits for a stage this one depends on; fails if the build failed
+    /// meanwhile. A stage the target does not reach (named only by an
+    /// ONBUILD trigger of a base image) is built here, by the first stage
+    /// that needs it: nothing else schedules it.
     pub fn wait_stage(&self, index: usize) -> Result<Arc<StageOutput>, BuildError> {
+        if !self.plan.reaches(index) && self.board.claim(index) {
+            // An error fails this stage too, and so the build.
+            let out = self.build_stage(index)?;
+            self.board.publish(index, out);
+        }
         self.board.wait(index).ok_or(BuildError::Interrupted)
     }
 

@@ -59,9 +59,9 @@ impl FileKey {
     /// `rel` is the path inside `root`, without a leading `/`.
     // The stat field types differ between architectures; the casts are needed on some.
     #[allow(clippy::unnecessary_cast)]
-    pub fn new(root: &str, rel: &[u8], st: &Stat) -> FileKey {
+    pub fn new(root: &[u8], rel: &[u8], st: &Stat) -> FileKey {
         let mut path = Vec::with_capacity(root.len() + 1 + rel.len());
-        path.extend_from_slice(root.as_bytes());
+        path.extend_from_slice(root);
         path.push(0);
         path.extend_from_slice(rel);
         let stamp = Stamp {
@@ -273,11 +273,12 @@ impl FileHashes {
     /// where two layers hold a path, the upper one's file is the one seen.
     /// Missing or unreadable files add nothing. Never saved.
     pub fn of_layers(files: &[PathBuf]) -> FileHashes {
+        // Parsed straight into one map (a map per layer, merged, held two
+        // copies of the biggest layer's entries at once). A damaged file
+        // adds the records before the damage: each is still a true stamp.
         let mut all = HashMap::new();
         for file in files.iter().rev() {
-            if let Ok(entries) = read_file(file) {
-                all.extend(entries);
-            }
+            let _ = read_into(file, &mut all);
         }
         FileHashes::with_entries(None, all)
     }
@@ -313,15 +314,22 @@ fn write_entries(w: &mut impl Write, entries: &HashMap<Vec<u8>, Entry>) -> io::R
 }
 
 fn read_file(file: &Path) -> io::Result<HashMap<Vec<u8>, Entry>> {
+    let mut out = HashMap::new();
+    read_into(file, &mut out)?;
+    Ok(out)
+}
+
+/// Adds the records of `file` to `out`, replacing entries of the same path.
+fn read_into(file: &Path, out: &mut HashMap<Vec<u8>, Entry>) -> io::Result<()> {
     let data = std::fs::read(file)?;
-    parse(&data)
+    parse_into(&data, out)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not a kiln file-hash index"))
 }
 
-fn parse(data: &[u8]) -> Option<HashMap<Vec<u8>, Entry>> {
+fn parse_into(data: &[u8], out: &mut HashMap<Vec<u8>, Entry>) -> Option<()> {
     let mut r = data.strip_prefix(MAGIC)?;
     let n = u64::from_le_bytes(take(&mut r)?);
-    let mut out = HashMap::with_capacity(n.min(1 << 22) as usize);
+    out.reserve(n.min(1 << 22) as usize);
     for _ in 0..n {
         let len = u32::from_le_bytes(take(&mut r)?) as usize;
         let path = r.get(..len)?.to_vec();
@@ -354,7 +362,7 @@ fn parse(data: &[u8]) -> Option<HashMap<Vec<u8>, Entry>> {
             },
         );
     }
-    r.is_empty().then_some(out)
+    r.is_empty().then_some(())
 }
 
 fn take<const N: usize>(r: &mut &[u8]) -> Option<[u8; N]> {

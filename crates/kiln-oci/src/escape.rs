@@ -39,6 +39,13 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
     out
 }
 
+/// A path as text, escaped as [`escape_bytes`] does: a name that is not
+/// UTF-8 shows its bytes (`\xC3`), never a lossy `\u{fffd}`.
+pub fn escape_path(path: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    escape_bytes(path.as_os_str().as_bytes())
+}
+
 fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(c,
@@ -72,5 +79,8 @@ mod tests {
     fn bytes_keep_utf8_and_show_the_rest_in_hex() {
         assert_eq!(escape_bytes(b"\xC3(x\x1b"), "\\xC3(x\\u{1b}");
         assert_eq!(escape_bytes("é".as_bytes()), "é");
+        use std::os::unix::ffi::OsStrExt;
+        let p = std::path::Path::new(std::ffi::OsStr::from_bytes(b"/a/caf\xC3(\n"));
+        assert_eq!(escape_path(p), "/a/caf\\xC3(\\n");
     }
 }

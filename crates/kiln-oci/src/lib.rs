@@ -10,7 +10,7 @@ mod platform;
 mod reference;
 
 pub use digest::{DiffId, Digest, DigestError, HashingReader, HashingWriter, Sha256Hasher};
-pub use escape::{escape, escape_bytes};
+pub use escape::{escape, escape_bytes, escape_path};
 pub use media_type::Compression;
 pub use oci_spec;
 pub use platform::{Platform, PlatformError};

@@ -11,7 +11,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// A file-system operation failed; `action` says what kiln was doing.
     /// A full or read-only disk says so (EACCES may be an input's).
-    #[error("{action} {}{}", kiln_oci::escape(&path.to_string_lossy()), full_hint(source.kind()))]
+    #[error("{action} {}{}", kiln_oci::escape_path(path), full_hint(source.kind()))]
     Io {
         action: &'static str,
         path: PathBuf,

@@ -3,6 +3,8 @@
 //! whiteout-named files, exec helpers outliving kiln, a full disk.
 //! Needs root and the base images (`scripts/test.sh` sets them up).
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -400,4 +402,151 @@ fn run_mount_errors_name_the_mount_once() {
     assert!(!err.contains("COPY"), "{err}");
     assert_eq!(err.matches("not found").count(), 1, "{err}");
     assert!(err.contains("did you mean \"there.txt\""), "{err}");
+}
+
+/// Names below `dir`, relative, as bytes, sorted.
+fn names_below(dir: &Path) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut todo = vec![PathBuf::new()];
+    while let Some(rel) = todo.pop() {
+        for e in std::fs::read_dir(dir.join(&rel)).unwrap() {
+            let e = e.unwrap();
+            let name = rel.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                todo.push(name.clone());
+            }
+            out.push(name.into_os_string().into_vec());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Linux file names are bytes, not text: a context holding names that are
+/// not UTF-8 builds as it does with Docker, every name byte-exact through
+/// `.dockerignore`, COPY, the layer tar, COPY --from, `docker load`, and
+/// back onto the host with `kiln cp` and `-o type=local`.
+#[test]
+fn non_utf8_names_are_copied_byte_exact() {
+    let Some((tmp, root)) = root_with_busybox() else {
+        return;
+    };
+    if !tk::require_docker() {
+        return;
+    }
+    let ctx = tmp.path().join("ctx");
+    let dir: &[u8] = b"d\xFF\xFEir";
+    let file: &[u8] = b"caf\xC3(\xA9.txt";
+    let inner: &[u8] = b"in\x80ner";
+    let at = |rel: &[u8]| ctx.join(OsStr::from_bytes(rel));
+    std::fs::create_dir_all(at(dir)).unwrap();
+    std::fs::write(at(file), "bytes\n").unwrap();
+    std::fs::write(at(dir).join(OsStr::from_bytes(inner)), "inner\n").unwrap();
+    std::fs::write(at(b"skip\xE9.log"), "ignored\n").unwrap();
+    std::fs::write(
+        ctx.join(".dockerignore"),
+        "*.log\nDockerfile\n.dockerignore\n",
+    )
+    .unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:latest AS tree\nCOPY . /x/\nFROM tree\nCOPY --from=tree /x /y\n",
+    )
+    .unwrap();
+    let tag = format!("kiln-bytes-{}:1", std::process::id());
+    ok(kiln(&root).args(["build", "-q", "-t", &tag]).arg(&ctx));
+
+    let rel = [file.to_vec(), dir.to_vec(), [dir, b"/", inner].concat()];
+    let mut want: Vec<Vec<u8>> = Vec::new();
+    for top in [&b"/x"[..], b"/y"] {
+        want.push(top.to_vec());
+        want.extend(rel.iter().map(|r| [top, b"/", r].concat()));
+    }
+    want.sort();
+
+    let archive = tmp.path().join("bytes.tar");
+    ok(kiln(&root).args(["save", "-o"]).arg(&archive).arg(&tag));
+    let load = tk::docker()
+        .arg("load")
+        .arg("-i")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(load.status.success(), "{}", common::cli::text(&load));
+    let run = tk::docker()
+        .args(["run", "--rm", &tag, "find", "/x", "/y"])
+        .output()
+        .unwrap();
+    let _ = tk::docker().args(["rmi", "-f", &tag]).output();
+    assert!(run.status.success(), "{}", common::cli::text(&run));
+    let mut seen: Vec<Vec<u8>> = run
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    seen.sort();
+    assert_eq!(seen, want, "docker run find /x /y");
+
+    let mut want_rel = rel.to_vec();
+    want_rel.sort();
+    let cp = tmp.path().join("cp");
+    ok(kiln(&root).arg("cp").arg(format!("{tag}:/y")).arg(&cp));
+    assert_eq!(names_below(&cp), want_rel, "kiln cp");
+    let local = tmp.path().join("local");
+    ok(kiln(&root)
+        .args(["build", "-q", "-o"])
+        .arg(format!("type=local,dest={}", local.display()))
+        .arg(&ctx));
+    assert_eq!(names_below(&local.join("x")), want_rel, "-o type=local");
+}
+
+/// Messages that name a file whose name is not UTF-8 show its bytes
+/// escaped (`\xC3`), never raw.
+#[test]
+fn non_utf8_names_print_escaped() {
+    let Some((tmp, root)) = root_with_busybox() else {
+        return;
+    };
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("etc")).unwrap();
+    std::fs::write(
+        ctx.join("etc").join(OsStr::from_bytes(b".wh.caf\xC3(")),
+        "x",
+    )
+    .unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:latest\nCOPY etc /etc/\n",
+    )
+    .unwrap();
+    let o = kiln(&root)
+        .args(["build", "-q"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", common::cli::text(&o));
+    let err = common::cli::text(&o);
+    assert!(err.contains(r".wh.caf\xC3("), "{err}");
+    assert!(!o.stderr.contains(&0xC3), "raw byte printed: {err}");
+
+    // A wildcard naming such a file at the top of a COPY is refused (the
+    // destination would be named after it), never silently skipped.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:latest\nCOPY etc/*( /x/\n",
+    )
+    .unwrap();
+    let o = kiln(&root)
+        .args(["build", "-q"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let err = common::cli::text(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains(r"etc/.wh.caf\xC3(") && err.contains("not UTF-8"),
+        "{err}"
+    );
+    assert!(!o.stderr.contains(&0xC3), "raw byte printed: {err}");
 }

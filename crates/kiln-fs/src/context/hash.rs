@@ -105,7 +105,7 @@ impl Visitor for HashVisitor<'_> {
     fn entry(&mut self, e: &Entry<'_>) -> Result<(), SourceError> {
         let index = self.count;
         self.count += 1;
-        field(self.h, b"path", e.rel.as_bytes());
+        field(self.h, b"path", e.rel);
         field(self.h, b"mode", &(e.stat.st_mode & 0o7777).to_le_bytes());
         match e.kind {
             Kind::Dir => field(self.h, b"dir", b""),
@@ -143,13 +143,13 @@ impl Visitor for HashVisitor<'_> {
 
 impl HashVisitor<'_> {
     fn file_digest(&mut self, e: &Entry<'_>) -> Result<[u8; 32], SourceError> {
-        let path = super::source::join(self.source_path, e.rel);
-        let key = FileKey::new(&root_name(self.root), path.as_bytes(), e.stat);
+        let path = super::source::join_bytes(self.source_path.as_bytes(), e.rel);
+        let key = FileKey::new(&root_name(self.root), &path, e.stat);
         if let Some(d) = self.hashes.get(&key) {
             return Ok(d);
         }
         let io = |source: io::Error| SourceError::Io {
-            path: path.clone(),
+            path: kiln_oci::escape_bytes(&path),
             root: self.root.path().to_path_buf(),
             source,
         };
@@ -162,9 +162,9 @@ impl HashVisitor<'_> {
 
 /// How the file-hash index names `root`: a context by its directory; every
 /// image or stage file system alike, as their files' keys hold their inodes.
-fn root_name(root: &SourceRoot) -> String {
+fn root_name(root: &SourceRoot) -> Vec<u8> {
     match root.confinement() {
-        Confinement::Chroot => ROOTFS.to_string(),
-        Confinement::Context => root.path().to_string_lossy().into_owned(),
+        Confinement::Chroot => ROOTFS.as_bytes().to_vec(),
+        Confinement::Context => root.path().as_os_str().as_bytes().to_vec(),
     }
 }

@@ -24,14 +24,17 @@ impl PathFilter {
         PathFilter::parse(&patterns.join("\n")).map(Some)
     }
 
-    /// Whether `rel` (slash-separated, no leading `/`) is excluded.
-    pub fn excludes(&self, rel: &str) -> bool {
-        !rel.is_empty() && self.matcher.matches(rel)
+    /// Whether `rel` (slash-separated, no leading `/`) is excluded. File
+    /// names are bytes; patterns are text, so a name that is not UTF-8 is
+    /// matched as its lossy text (each bad sequence one `\u{fffd}` that `?`
+    /// and `*` match) — the name itself is never changed or dropped.
+    pub fn excludes(&self, rel: &[u8]) -> bool {
+        !rel.is_empty() && self.matcher.matches(&String::from_utf8_lossy(rel))
     }
 
     /// Whether directory `rel` and everything below it are excluded (no `!`
     /// exception can bring anything back), so a walk may skip it.
-    pub fn skips_dir(&self, rel: &str) -> bool {
-        !rel.is_empty() && self.matcher.can_skip_dir(rel)
+    pub fn skips_dir(&self, rel: &[u8]) -> bool {
+        !rel.is_empty() && self.matcher.can_skip_dir(&String::from_utf8_lossy(rel))
     }
 }

@@ -47,7 +47,12 @@ pub enum SourceError {
     },
     #[error("--exclude: {0}")]
     Exclude(String),
-    #[error("read {path:?} in {root}: {source}")]
+    /// `path` may hold a name that is not UTF-8, escaped (`\xC3`).
+    #[error(
+        "read \"{}\" in {}: {source}",
+        kiln_oci::escape(path),
+        kiln_oci::escape_path(root)
+    )]
     Io {
         path: String,
         root: PathBuf,
@@ -122,7 +127,9 @@ impl SourceRoot {
 
     /// Whether `.dockerignore` hides `rel` (context-relative).
     pub fn is_ignored(&self, rel: &str) -> bool {
-        self.ignore.as_ref().is_some_and(|f| f.excludes(rel))
+        self.ignore
+            .as_ref()
+            .is_some_and(|f| f.excludes(rel.as_bytes()))
     }
 
     fn io_err(&self, path: &str, source: io::Error) -> SourceError {
@@ -156,6 +163,7 @@ impl SourceRoot {
                     path: source.0.clone(),
                     source,
                 })?;
+                self.refuse_bytes_match(base, comp)?;
                 for name in self.list_dir(base)? {
                     let rel = join(base, &name);
                     if glob::matches(comp, &name).unwrap_or(false) && !self.is_ignored(&rel) {
@@ -247,6 +255,37 @@ impl SourceRoot {
             .into_iter()
             .filter_map(|n| n.into_string().ok())
             .collect())
+    }
+
+    /// A wildcard matching a name that is not UTF-8 is refused: the copy
+    /// would name its destination after it, and destinations are text
+    /// (names inside a copied directory are copied byte-exact).
+    fn refuse_bytes_match(&self, base: &str, comp: &str) -> Result<(), SourceError> {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(fd) = self.open_at(base, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)
+        else {
+            return Ok(()); // list_dir reports what is wrong with `base`
+        };
+        let names = read_names(fd.as_fd()).map_err(|e| self.io_err(base, e))?;
+        for name in names.iter().filter(|n| n.to_str().is_none()) {
+            let lossy = name.to_string_lossy();
+            let rel = join(base, &lossy);
+            if glob::matches(comp, &lossy).unwrap_or(false) && !self.is_ignored(&rel) {
+                let shown = kiln_oci::escape_bytes(&join_bytes(base.as_bytes(), name.as_bytes()));
+                return Err(self.io_err(
+                    &shown,
+                    io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        format!(
+                            "the wildcard {comp:?} matches this name, which is not UTF-8; \
+                             copy the directory holding it instead (names inside a copied \
+                             directory are copied byte-exact)"
+                        ),
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Finds the first component of `rel` that is a symlink leading out, for
@@ -343,6 +382,18 @@ pub(crate) fn join(base: &str, name: &str) -> String {
     } else {
         format!("{base}/{name}")
     }
+}
+
+/// [`join`] for file names, which are bytes.
+pub(crate) fn join_bytes(base: &[u8], name: &[u8]) -> Vec<u8> {
+    if base.is_empty() {
+        return name.to_vec();
+    }
+    let mut out = Vec::with_capacity(base.len() + 1 + name.len());
+    out.extend_from_slice(base);
+    out.push(b'/');
+    out.extend_from_slice(name);
+    out
 }
 
 fn parent_of(rel: &str) -> &str {

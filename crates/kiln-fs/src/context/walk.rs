@@ -6,6 +6,9 @@
 //! Everything below the matched source is opened relative to its parent
 //! directory's fd with `O_NOFOLLOW`: symlinks inside a copied directory are
 //! entries, never followed.
+//!
+//! Names are bytes, as Linux has them: a name that is not UTF-8 is walked,
+//! hashed and copied byte-exact (Docker copies such files too).
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -15,7 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use rustix::fs::{openat, readlinkat, statat, AtFlags, FileType, Mode, OFlags, Stat};
 
 use super::ignore::PathFilter;
-use super::source::{join, read_names, Matched, SourceError, SourceRoot};
+use super::source::{join_bytes, read_names, Matched, SourceError, SourceRoot};
 
 /// What an entry is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,8 +32,9 @@ pub enum Kind {
 
 /// One entry of the walk.
 pub struct Entry<'a> {
-    /// Path relative to the matched source; empty for the source itself.
-    pub rel: &'a str,
+    /// Path relative to the matched source (bytes: a name need not be
+    /// UTF-8); empty for the source itself.
+    pub rel: &'a [u8],
     pub stat: &'a Stat,
     pub kind: &'a Kind,
     /// Where to open it: the object itself (`O_PATH`), or a name in a dir.
@@ -111,11 +115,11 @@ pub fn walk<V: Visitor>(
     let at = At::Fd(m.fd.as_fd());
     let kind = kind_of(&m.stat, at).map_err(io)?;
     // A top-level file is matched against --exclude by its base name.
-    if kind != Kind::Dir && exclude.is_some_and(|f| f.excludes(m.base_name())) {
+    if kind != Kind::Dir && exclude.is_some_and(|f| f.excludes(m.base_name().as_bytes())) {
         return Ok(());
     }
     let entry = Entry {
-        rel: "",
+        rel: b"",
         stat: &m.stat,
         kind: &kind,
         at,
@@ -136,7 +140,7 @@ pub fn walk<V: Visitor>(
             visitor,
         };
         let mut pending = Vec::new();
-        w.children(dir.as_fd(), "", &mut pending)?;
+        w.children(dir.as_fd(), b"", &mut pending)?;
         w.visitor.leave_dir(&entry)?;
     }
     Ok(())
@@ -145,16 +149,16 @@ pub fn walk<V: Visitor>(
 /// A directory excluded by a pattern but walked because a `!` exception may
 /// re-include something below it; emitted only if something is.
 struct Pending {
-    rel: String,
+    rel: Vec<u8>,
     stat: Stat,
     parent: OwnedFd,
     name: OsString,
 }
 
 impl<V: Visitor> Walker<'_, V> {
-    fn err(&self, rel: &str, e: io::Error) -> SourceError {
+    fn err(&self, rel: &[u8], e: io::Error) -> SourceError {
         SourceError::Io {
-            path: join(self.source_path, rel),
+            path: kiln_oci::escape_bytes(&join_bytes(self.source_path.as_bytes(), rel)),
             root: self.root.path().to_path_buf(),
             source: e,
         }
@@ -162,8 +166,8 @@ impl<V: Visitor> Walker<'_, V> {
 
     /// Whether the entry is hidden, and whether it may still hold included
     /// entries (an excluded dir that a `!` exception may reach into).
-    fn hidden(&self, rel: &str) -> (bool, bool) {
-        let ctx_rel = join(self.source_path, rel);
+    fn hidden(&self, rel: &[u8]) -> (bool, bool) {
+        let ctx_rel = join_bytes(self.source_path.as_bytes(), rel);
         let mut hidden = false;
         let mut skip = false;
         if let Some(ig) = self.root.ignore() {
@@ -201,22 +205,13 @@ impl<V: Visitor> Walker<'_, V> {
     fn children(
         &mut self,
         dir: BorrowedFd<'_>,
-        rel: &str,
+        rel: &[u8],
         pending: &mut Vec<(Pending, bool)>,
     ) -> Result<(), SourceError> {
         let mut names = read_names(dir).map_err(|e| self.err(rel, e))?;
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         for name in names {
-            let Some(name_str) = name.to_str() else {
-                return Err(self.err(
-                    rel,
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("file name {name:?} is not UTF-8"),
-                    ),
-                ));
-            };
-            let child_rel = join(rel, name_str);
+            let child_rel = join_bytes(rel, name.as_bytes());
             let (hidden, walk_anyway) = self.hidden(&child_rel);
             if hidden && !walk_anyway {
                 continue;
@@ -277,7 +272,7 @@ impl<V: Visitor> Walker<'_, V> {
         &self,
         dir: BorrowedFd<'_>,
         name: &OsStr,
-        rel: &str,
+        rel: &[u8],
     ) -> Result<OwnedFd, SourceError> {
         openat(
             dir,

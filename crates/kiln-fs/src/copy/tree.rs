@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 
 use rustix::fs::{
     linkat, mkdirat, mknodat, openat, statat, symlinkat, unlinkat, AtFlags, FileType, Mode, OFlags,
@@ -47,8 +48,9 @@ pub struct TreeWriter<'a> {
     /// Shown path of the top slot, for messages.
     pub shown: &'a str,
     pub stats: &'a mut CopyStats,
-    /// Open destination directories, innermost last: (rel, fd).
-    pub stack: Vec<(String, OwnedFd)>,
+    /// Open destination directories, innermost last: (whether it took the
+    /// source's metadata, so gets its mtime on leave; fd).
+    pub stack: Vec<(bool, OwnedFd)>,
     /// Source (dev, ino) → destination (dir, name) of the first copy.
     pub links: HashMap<(u64, u64), (OwnedFd, OsString)>,
     /// Set when the destination is the host, not a rootfs.
@@ -85,25 +87,23 @@ impl TreeWriter<'_> {
     }
 
     /// The directory and name an entry `rel` goes to.
-    fn place<'b>(&'b self, rel: &'b str) -> (BorrowedFd<'b>, &'b OsStr, String) {
+    fn place<'b>(&'b self, rel: &'b [u8]) -> (BorrowedFd<'b>, &'b OsStr, String) {
         if rel.is_empty() {
             return (self.top_dir, self.top_name, self.shown.to_string());
         }
-        let name = rel.rsplit('/').next().unwrap_or(rel);
+        let name = rel.rsplit(|b| *b == b'/').next().unwrap_or(rel);
         let (_, dir) = self.stack.last().expect("a parent directory is open");
-        (
-            dir.as_fd(),
-            OsStr::new(name),
-            format!("{}/{}", self.shown.trim_end_matches('/'), rel),
-        )
+        (dir.as_fd(), OsStr::from_bytes(name), self.shown_of(rel))
     }
 
-    /// The shown path of entry `rel`, as [`Self::place`] gives it.
-    fn shown_of(&self, rel: &str) -> String {
+    /// The shown path of entry `rel`, as [`Self::place`] gives it: a name
+    /// that is not UTF-8 (or holds control characters) escaped.
+    fn shown_of(&self, rel: &[u8]) -> String {
         if rel.is_empty() {
             self.shown.to_string()
         } else {
-            format!("{}/{}", self.shown.trim_end_matches('/'), rel)
+            let rel = kiln_oci::escape_bytes(rel);
+            format!("{}/{rel}", self.shown.trim_end_matches('/'))
         }
     }
 
@@ -121,7 +121,7 @@ impl TreeWriter<'_> {
         }
     }
 
-    fn write_file(&mut self, e: &Entry<'_>, rel: &str) -> Result<(), SourceError> {
+    fn write_file(&mut self, e: &Entry<'_>, rel: &[u8]) -> Result<(), SourceError> {
         let (dir, name, shown) = self.place(rel);
         let dir = rustix::io::dup(dir).map_err(|err| ioe(&shown, "dup", err))?;
         let name = name.to_os_string();
@@ -177,7 +177,7 @@ impl TreeWriter<'_> {
     fn write_symlink(
         &mut self,
         e: &Entry<'_>,
-        rel: &str,
+        rel: &[u8],
         target: &OsStr,
     ) -> Result<(), SourceError> {
         let (uid, gid) = self.ids(e.stat, &self.shown_of(rel));
@@ -194,7 +194,7 @@ impl TreeWriter<'_> {
     fn write_special(
         &mut self,
         e: &Entry<'_>,
-        rel: &str,
+        rel: &[u8],
         ft: FileType,
         rdev: u64,
     ) -> Result<(), SourceError> {
@@ -238,11 +238,11 @@ impl TreeWriter<'_> {
 
     /// Opens (creating if needed) the destination directory for `rel` and
     /// pushes it on the stack.
-    fn enter_dir(&mut self, e: &Entry<'_>, rel: &str) -> Result<(), SourceError> {
+    fn enter_dir(&mut self, e: &Entry<'_>, rel: &[u8]) -> Result<(), SourceError> {
         if rel.is_empty() {
             if let Some(into) = self.contents_into {
                 let fd = rustix::io::dup(into).map_err(|err| ioe(self.shown, "dup", err))?;
-                self.stack.push((String::new(), fd));
+                self.stack.push((false, fd));
                 return Ok(());
             }
         }
@@ -282,14 +282,7 @@ impl TreeWriter<'_> {
         if created {
             self.stats.dirs += 1;
         }
-        // Marker: a directory that took the source's metadata gets its
-        // source mtime on leave.
-        let key = if take_source {
-            format!("+{rel}")
-        } else {
-            format!("-{rel}")
-        };
-        self.stack.push((key, fd));
+        self.stack.push((take_source, fd));
         Ok(())
     }
 }
@@ -300,18 +293,18 @@ fn mtime(st: &Stat) -> (i64, i64) {
 
 impl Visitor for TreeWriter<'_> {
     fn entry(&mut self, e: &Entry<'_>) -> Result<(), SourceError> {
-        let rel = e.rel.to_string();
+        let rel = e.rel;
         match e.kind {
-            Kind::Dir => self.enter_dir(e, &rel),
-            Kind::File => self.write_file(e, &rel),
-            Kind::Symlink(t) => self.write_symlink(e, &rel, t),
-            Kind::Special(ft, rdev) => self.write_special(e, &rel, *ft, *rdev),
+            Kind::Dir => self.enter_dir(e, rel),
+            Kind::File => self.write_file(e, rel),
+            Kind::Symlink(t) => self.write_symlink(e, rel, t),
+            Kind::Special(ft, rdev) => self.write_special(e, rel, *ft, *rdev),
         }
     }
 
     fn leave_dir(&mut self, e: &Entry<'_>) -> Result<(), SourceError> {
-        let (key, _fd) = self.stack.pop().expect("enter_dir pushed");
-        if key.starts_with('+') {
+        let (took_source, _fd) = self.stack.pop().expect("enter_dir pushed");
+        if took_source {
             let (dir, name, shown) = self.place(e.rel);
             set_mtime_at(dir, name, Some(mtime(e.stat)))
                 .map_err(|err| ioe(&shown, "set mtime", err))?;

@@ -42,7 +42,7 @@ impl LayerInfo {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("write layer from {path}: {source}")]
+#[error("write layer from {}: {source}", kiln_oci::escape_path(path))]
 pub struct LayerError {
     pub path: PathBuf,
     #[source]

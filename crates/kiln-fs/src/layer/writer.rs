@@ -380,7 +380,7 @@ fn refuse_whiteout_name(rel: &Path) -> io::Result<()> {
         format!(
             "/{}: a file named \".wh.*\" cannot be stored in an image layer \
              (layers use such names to mark deleted files); rename or remove it",
-            rel.display().to_string().escape_debug()
+            kiln_oci::escape_path(rel)
         ),
     ))
 }

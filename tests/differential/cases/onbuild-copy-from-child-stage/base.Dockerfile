@@ -1,0 +1,2 @@
+FROM busybox
+ONBUILD COPY --from=builder /x /y
