@@ -9,7 +9,7 @@ use std::path::Path;
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
-use crate::{seccomp, Error, Mount, Network, Result, RunSpec};
+use crate::{rootless, seccomp, Error, Mount, Network, Result, RunSpec};
 
 /// Docker's `PATH` when the environment has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -43,7 +43,9 @@ fn nofile_limit() -> u64 {
     let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map(|(_, hard)| hard)
         .unwrap_or(NOFILE_LIMIT);
-    let can_raise = caps_effective().is_some_and(|c| c & (1 << CAP_SYS_RESOURCE) != 0);
+    // CAP_SYS_RESOURCE of a user namespace does not raise a hard limit.
+    let can_raise = caps_effective().is_some_and(|c| c & (1 << CAP_SYS_RESOURCE) != 0)
+        && !rootless::in_user_namespace();
     if can_raise {
         NOFILE_LIMIT
     } else {
@@ -150,13 +152,23 @@ pub fn generate(run: &RunSpec, paths: &SpecPaths<'_>) -> Result<Spec> {
         "linux": {
             "namespaces": namespaces,
             "cgroupsPath": paths.cgroup,
-            "resources": {"devices": device_rules()},
+            "resources": resources(),
             "maskedPaths": MASKED_PATHS,
             "readonlyPaths": readonly_paths(),
             "seccomp": seccomp,
         },
     });
     serde_json::from_value(config).map_err(|e| Error::Spec(format!("container {}: {e}", run.id)))
+}
+
+/// Docker's device rules; none in a user namespace, where no cgroup
+/// enforces them (and no device node can be made anyway).
+fn resources() -> Value {
+    if rootless::in_user_namespace() {
+        json!({})
+    } else {
+        json!({"devices": device_rules()})
+    }
 }
 
 /// The resolved default profile, computed once per process: the capability
@@ -182,6 +194,10 @@ fn default_seccomp(caps: &[String]) -> Result<Value> {
 /// by both runtimes (runc's are read-only already).
 fn readonly_paths() -> Vec<String> {
     let mut paths: Vec<String> = READONLY_PATHS.iter().map(|p| p.to_string()).collect();
+    if rootless::in_user_namespace() {
+        // libcontainer takes the v2 path there (see `rootless`).
+        return paths;
+    }
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     for line in mountinfo.lines() {
         let Some((left, right)) = line.split_once(" - ") else {
@@ -225,8 +241,7 @@ fn mounts(run: &RunSpec, paths: &SpecPaths<'_>) -> Vec<Value> {
                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
-               "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        sys_mount(run.network),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
                "options": ["ro", "nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
@@ -254,6 +269,19 @@ fn mounts(run: &RunSpec, paths: &SpecPaths<'_>) -> Vec<Value> {
         });
     }
     m
+}
+
+/// `/sys`: a new sysfs, except in a user namespace sharing the host's
+/// network, where the kernel allows sysfs only for a network namespace the
+/// user namespace owns: there the host's `/sys`, read-only, as podman does.
+fn sys_mount(network: Network) -> Value {
+    if rootless::in_user_namespace() && network == Network::Host {
+        json!({"destination": "/sys", "type": "bind", "source": "/sys",
+               "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
+    } else {
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+               "options": ["nosuid", "noexec", "nodev", "ro"]})
+    }
 }
 
 /// Docker's device cgroup rules: deny everything, then allow mknod of any

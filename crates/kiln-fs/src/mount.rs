@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{openat, Mode, OFlags, CWD};
 use rustix::mount::{
-    fsconfig_create, fsconfig_set_string, fsmount, fsopen, mount, mount_bind, mount_remount,
-    move_mount, unmount, FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags,
-    UnmountFlags,
+    fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, mount, mount_bind,
+    mount_remount, move_mount, unmount, FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags,
+    MoveMountFlags, UnmountFlags,
 };
 
 /// Overlay refuses more lower layers than this (`OVL_MAX_STACK`).
@@ -165,7 +165,41 @@ fn overlay(
 
 /// Layer diffs need every change to be a plain file in the upper dir:
 /// no redirect xattrs for renamed dirs, no metadata-only copy-ups.
-const DIFF_SAFE_OPTIONS: [(&str, &str); 2] = [("redirect_dir", "off"), ("metacopy", "off")];
+/// `off` still follows redirects, which `userxattr` refuses: in a user
+/// namespace it is `nofollow` (no redirect is ever made either way).
+fn diff_safe_options() -> [(&'static str, &'static str); 2] {
+    let redirect = if in_user_namespace() {
+        "nofollow"
+    } else {
+        "off"
+    };
+    [("redirect_dir", redirect), ("metacopy", "off")]
+}
+
+/// Whether this process is in a user namespace other than the initial one
+/// (rootless kiln, or kiln inside a rootless container): its uid map is not
+/// the identity of all 2^32 ids.
+pub fn in_user_namespace() -> bool {
+    static INSIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *INSIDE.get_or_init(|| {
+        let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+        let fields: Vec<&str> = map.split_whitespace().collect();
+        !fields.is_empty() && fields != ["0", "0", "4294967295"]
+    })
+}
+
+/// The name of overlay's xattr `name` (`opaque`, `whiteout`): the
+/// `trusted.overlay.` ones need CAP_SYS_ADMIN in the initial user
+/// namespace, so in another one overlay is mounted with `userxattr` and
+/// keeps its marks in `user.overlay.`.
+pub fn overlay_xattr(name: &str) -> String {
+    let prefix = if in_user_namespace() {
+        "user"
+    } else {
+        "trusted"
+    };
+    format!("{prefix}.overlay.{name}")
+}
 
 /// On failure: the errno (to decide on the fallback) and the error with the
 /// kernel's explanation.
@@ -193,7 +227,10 @@ fn overlay_new_api(
         fsconfig_set_string(&fs, "workdir", work)
             .map_err(fail(format!("work dir {}", work.display())))?;
     }
-    for (k, v) in DIFF_SAFE_OPTIONS {
+    if in_user_namespace() {
+        fsconfig_set_flag(&fs, "userxattr").map_err(fail("option userxattr".into()))?;
+    }
+    for (k, v) in diff_safe_options() {
         // A kernel without the feature has it off anyway.
         if let Err(e) = fsconfig_set_string(&fs, k, v) {
             tracing::debug!(
@@ -280,8 +317,12 @@ fn overlay_legacy(lowers: &[PathBuf], rw: Option<(&Path, &Path)>, target: &Path)
         lower_opt = short.join(":");
     }
     let mut data = format!("lowerdir={lower_opt}{tail}");
+    if in_user_namespace() {
+        data.push_str(",userxattr");
+    }
     if data.len() + 40 <= page {
-        data.push_str(",redirect_dir=off");
+        let [(key, value), _] = diff_safe_options();
+        data.push_str(&format!(",{key}={value}"));
     }
     if data.len() > page {
         return Err(io::Error::other(format!(

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::archive::{read_docker_archive, Image};
-use common::compare::{compare, Ignore};
+use common::compare::assert_same_image;
 use kiln_testkit as tk;
 
 const DOCKERFILE: &str = r#"FROM busybox:latest AS build
@@ -95,15 +95,6 @@ impl Env {
     }
 }
 
-fn same(reference: &Image, got: &Image, what: &str) {
-    let diffs = compare("root build", reference, what, got, &Ignore::default());
-    assert!(diffs.is_empty(), "{what} differs:\n{}", diffs.join("\n"));
-    assert_eq!(
-        reference.layer_count, got.layer_count,
-        "{what}: layer count"
-    );
-}
-
 /// Loads a docker-archive into Docker, runs it, and removes it again.
 fn runs_in_docker(tar: &Path, tag: &str) {
     ok(tk::docker().arg("load").arg("-i").arg(tar));
@@ -128,7 +119,7 @@ fn chroot_build_in_a_scratch_dir_equals_the_root_build() {
         .arg(format!("type=docker,dest={}", tar.display()))
         .arg(&env.ctx));
     let got = read_docker_archive(&tar, None).unwrap();
-    same(&reference, &got, "chroot build");
+    assert_same_image(&reference, &got, "chroot build");
     runs_in_docker(&tar, &tag);
     // A second build reuses the cache and the laid-out root.
     let again = ok(kiln(&root)
@@ -232,7 +223,7 @@ fn executor_in_docker(env: &Env, runner: Runner, caps: &[&str], name: &str) {
     );
     let tar = env.path("out/image.tar");
     let got = read_docker_archive(&tar, None).unwrap_or_else(|e| panic!("{e}\n{log}"));
-    same(&reference, &got, name);
+    assert_same_image(&reference, &got, name);
     let digest = std::fs::read_to_string(env.path("out/digest")).unwrap();
     assert!(digest.starts_with("sha256:"), "{digest}");
     // What was pushed is that image, and Docker runs it.

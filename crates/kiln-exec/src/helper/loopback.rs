@@ -1,6 +1,8 @@
 //! Bringing up the loopback interface of a container's new network
-//! namespace: runc does it itself, libcontainer 0.7 does not. The helper is
-//! single-threaded, so it may enter the namespace with setns and come back.
+//! namespace: runc does it itself, libcontainer 0.7 does not. A thread of
+//! its own enters the namespace (a network namespace is per thread) and
+//! ends there: coming back would need CAP_SYS_ADMIN over the helper's own
+//! namespace, which a rootless helper does not have for the host's.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -22,16 +24,14 @@ pub(crate) fn up_in(pid: Pid) -> Result<(), String> {
     if same {
         return Ok(());
     }
-    setns(&target, CloneFlags::CLONE_NEWNET)
-        .map_err(|e| format!("entering network namespace of {pid}: {e}"))?;
-    let result = set_lo_up();
-    if let Err(e) = setns(&own, CloneFlags::CLONE_NEWNET) {
-        // Staying in the container's namespace would be wrong for anything
-        // the helper does next; stop here.
-        eprintln!("kiln helper: returning to own network namespace: {e}");
-        std::process::abort();
-    }
-    result
+    // Started after libcontainer forked the container's processes.
+    std::thread::spawn(move || {
+        setns(&target, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("entering network namespace of {pid}: {e}"))?;
+        set_lo_up()
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the loopback thread panicked".into()))
 }
 
 fn set_lo_up() -> Result<(), String> {

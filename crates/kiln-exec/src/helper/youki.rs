@@ -208,6 +208,9 @@ fn start_and_wait(
     }
     if let Some(pid) = container.pid() {
         if let Err(e) = super::loopback::up_in(pid) {
+            // Created, never started: a rootless delete cannot always kill
+            // it (no cgroup to find its processes by).
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             return Outcome::Failed(format!(
                 "setting up the container's loopback interface: {e}"
             ));

@@ -48,10 +48,13 @@ impl Meta {
                 }
             }
         }
-        // Overlay's own attributes would let a layer redirect or hide paths
-        // of other layers; they are never taken from a tar.
-        meta.xattrs
-            .retain(|(k, _)| !k.as_bytes().starts_with(b"trusted.overlay."));
+        // Overlay's own attributes (`trusted.overlay.*`, or `user.overlay.*`
+        // when mounted with `userxattr`) would let a layer redirect or hide
+        // paths of other layers; they are never taken from a tar.
+        meta.xattrs.retain(|(k, _)| {
+            let k = k.as_bytes();
+            !k.starts_with(b"trusted.overlay.") && !k.starts_with(b"user.overlay.")
+        });
         Ok(meta)
     }
 

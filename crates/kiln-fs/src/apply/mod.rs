@@ -31,7 +31,8 @@ pub enum ApplyMode {
     Merge,
     /// The target is a fresh directory that will be an overlay lowerdir: a
     /// whiteout becomes a 0/0 character device, an opaque directory gets
-    /// `trusted.overlay.opaque=y` (containerd's overlay apply).
+    /// `trusted.overlay.opaque=y` (containerd's overlay apply; `user.` in a user
+    /// namespace, see [`crate::mount::overlay_xattr`]).
     OverlayLower,
 }
 
@@ -55,6 +56,8 @@ pub struct ApplyStats {
     pub diff_id: Option<DiffId>,
     /// xattrs the target filesystem refused (and that were skipped).
     pub xattrs_skipped: u64,
+    /// Device nodes left out because a user namespace may not make them.
+    pub devices_skipped: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

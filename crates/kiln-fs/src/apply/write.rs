@@ -136,7 +136,8 @@ impl Extractor {
             ApplyMode::OverlayLower => {
                 let dir = self.root.parent(parent, true)?;
                 let dir = reopen_dir(&dir)?;
-                rustix::fs::fsetxattr(&dir, "trusted.overlay.opaque", b"y", XattrFlags::empty())?;
+                let opaque = crate::mount::overlay_xattr("opaque");
+                rustix::fs::fsetxattr(&dir, opaque.as_str(), b"y", XattrFlags::empty())?;
             }
         }
         Ok(())
@@ -271,6 +272,17 @@ impl Extractor {
                 } else {
                     device_numbers(entry.header())?
                 };
+                // A user namespace may not make device nodes (rootless
+                // kiln): they are left out, as Docker and podman do there;
+                // a step's /dev is a tmpfs of its own anyway.
+                if ty != EntryType::Fifo && crate::mount::in_user_namespace() {
+                    tracing::debug!(
+                        "device node {} left out in a user namespace",
+                        name.to_string_lossy()
+                    );
+                    self.stats.devices_skipped += 1;
+                    return Ok(());
+                }
                 let ft = match ty {
                     EntryType::Char => FileType::CharacterDevice,
                     EntryType::Block => FileType::BlockDevice,

@@ -4,7 +4,8 @@
 //! Layout under the store root (`ROOT/snapshots/`):
 //! - `<chain-id hex>/fs` — one layer's content in overlay-lower form
 //!   (whiteouts as 0/0 char devices, opaque dirs marked with
-//!   `trusted.overlay.opaque=y`), `<chain-id hex>/diff_id` — its diff_id.
+//!   `trusted.overlay.opaque=y`, `user.overlay.opaque=y` in a user
+//!   namespace), `<chain-id hex>/diff_id` — its diff_id.
 //! - `active/<id>/` — a step's writable snapshot (backend specific).
 //! - `tmp/` — extractions in progress, renamed into place when complete.
 //!

@@ -45,9 +45,11 @@ impl Global {
     }
 }
 
-/// `/var/lib/kiln` for root, `$XDG_DATA_HOME/kiln` (or `~/.local/share/kiln`) otherwise.
+/// `/var/lib/kiln` for root, `$XDG_DATA_HOME/kiln` (or `~/.local/share/kiln`)
+/// otherwise — also for a normal user's kiln, which is root in its own user
+/// namespace.
 fn default_root() -> PathBuf {
-    if rustix::process::geteuid().is_root() {
+    if rustix::process::geteuid().is_root() && !kiln_exec::rootless::active() {
         return PathBuf::from("/var/lib/kiln");
     }
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {

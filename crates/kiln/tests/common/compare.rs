@@ -158,3 +158,14 @@ fn content_hint(l: &Entry, r: &Entry) -> Option<String> {
     };
     Some(format!("    contents: {} vs {}", text(a), text(b)))
 }
+
+/// Asserts that `got` (named `what`) is the root build `reference`: config,
+/// flattened filesystem with owners, and the number of layers.
+pub fn assert_same_image(reference: &Image, got: &Image, what: &str) {
+    let diffs = compare("root build", reference, what, got, &Ignore::default());
+    assert!(diffs.is_empty(), "{what} differs:\n{}", diffs.join("\n"));
+    assert_eq!(
+        reference.layer_count, got.layer_count,
+        "{what}: layer count"
+    );
+}
