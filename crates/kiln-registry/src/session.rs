@@ -77,10 +77,26 @@ impl Session {
     /// A request to `url`, with `auth` only when `url` is on the registry.
     pub(crate) fn request(&self, method: Method, url: &Url, auth: Option<&str>) -> RequestBuilder {
         let req = self.http.request(method, url.clone());
-        match auth.filter(|_| host_port(url) == self.api_host) {
+        match auth.filter(|_| self.is_home(url)) {
             Some(a) => req.header(AUTHORIZATION, a),
             None => req,
         }
+    }
+
+    /// Whether `url` is on the registry's API host (same scheme, host and
+    /// port, with `:443` and no port alike).
+    fn is_home(&self, url: &Url) -> bool {
+        let Ok(base) = Url::parse(&self.base) else {
+            return false;
+        };
+        let key = |u: &Url| {
+            (
+                u.scheme().to_string(),
+                u.host_str().map(str::to_string),
+                u.port_or_known_default(),
+            )
+        };
+        key(&base) == key(url)
     }
 
     /// Sends `req` (to `url`), waiting up to the idle timeout for the reply.
@@ -235,5 +251,40 @@ impl Session {
                 cause,
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(base: &str, api_host: &str) -> Session {
+        Session {
+            registry: api_host.to_string(),
+            base: base.to_string(),
+            api_host: api_host.to_string(),
+            challenge: Challenge::Basic,
+            credentials: Credentials::Anonymous,
+            http: crate::endpoint::http_client_builder().build().unwrap(),
+            limits: Limits::default(),
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
+    #[test]
+    fn credentials_go_only_to_the_registry() {
+        let s = session("https://myreg:443", "myreg:443");
+        for (url, home) in [
+            ("https://myreg/v2/a/blobs/uploads/1?_state=x", true),
+            ("https://myreg:443/v2/", true),
+            ("http://myreg/v2/", false),
+            ("https://myreg:5000/v2/", false),
+            ("https://storage.example/blob?sig=1", false),
+        ] {
+            let url = Url::parse(url).unwrap();
+            let req = s.request(Method::PUT, &url, Some("Basic eDp5")).build();
+            let sent = req.unwrap().headers().contains_key(AUTHORIZATION);
+            assert_eq!(sent, home, "{url}");
+        }
     }
 }
