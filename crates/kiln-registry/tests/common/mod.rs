@@ -316,16 +316,18 @@ pub struct FakeConfig {
 pub struct Fake {
     pub addr: SocketAddr,
     pub requests: Arc<Mutex<Vec<String>>>,
-    /// What was pushed: path (`/v2/<repo>/blobs/<digest>`,
-    /// `/v2/<repo>/manifests/<tag>`) → body.
-    pub pushed: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    pub pushed: Pushed,
 }
+
+/// What was pushed to a fake: path (`/v2/<repo>/blobs/<digest>`,
+/// `/v2/<repo>/manifests/<tag>`) and body.
+pub type Pushed = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
 struct FakeState {
     config: FakeConfig,
     addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
-    pushed: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    pushed: Pushed,
 }
 
 pub async fn fake_registry(config: FakeConfig) -> Fake {
