@@ -1,21 +1,20 @@
-//! The registry client: one `oci-client` session per registry, set up with
-//! the registry's scheme (HTTP for loopback and `--insecure-registry`) and
-//! the credentials Docker's config holds for it.
+//! The registry client: one [`Session`] per registry, set up with the
+//! registry's scheme (HTTP for loopback and `--insecure-registry`), its auth
+//! challenge and the credentials Docker's config holds for it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::secrets::RegistryAuth;
 use tokio::sync::Mutex;
 
 use crate::config::{Credentials, DockerConfig};
-use crate::endpoint::{self, Challenge};
+use crate::endpoint;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::progress::{Event, Progress};
 use crate::retry::{retry, Failure};
+use crate::session::Session;
 
 /// How a [`Client`] reaches registries.
 #[derive(Debug, Clone, Default)]
@@ -37,27 +36,11 @@ pub struct ClientOptions {
 pub struct Client {
     opts: ClientOptions,
     docker_config: DockerConfig,
+    /// For `/v2/` probes and logins.
     http: reqwest::Client,
-    /// Follows no redirects: pulls follow them themselves, to blame the
-    /// right host and keep credentials from other hosts.
-    pull_http: reqwest::Client,
+    /// For everything else: see [`Session::http`].
+    api_http: reqwest::Client,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
-}
-
-/// What is known about one registry after the first contact. Pushes go
-/// through `oci`; pulls through kiln's bounded transport (`transport.rs`).
-pub(crate) struct Session {
-    pub oci: oci_client::Client,
-    pub registry: String,
-    /// `http[s]://host[:port]` the API is served from.
-    pub base: String,
-    pub api_host: String,
-    pub challenge: Challenge,
-    pub credentials: Credentials,
-    pub http: reqwest::Client,
-    pub limits: Limits,
-    /// Bearer tokens by scope.
-    pub tokens: Mutex<HashMap<String, String>>,
 }
 
 impl Client {
@@ -66,7 +49,7 @@ impl Client {
         let docker_config = DockerConfig::locate(opts.docker_config.as_deref());
         Client {
             http: endpoint::http_client(&opts.limits),
-            pull_http: endpoint::http_client_builder(&opts.limits)
+            api_http: endpoint::http_client_builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("a client with only timeouts and a user agent builds"),
@@ -85,10 +68,6 @@ impl Client {
             0 => 3,
             n => n,
         }
-    }
-
-    pub(crate) fn is_insecure(&self, registry: &str) -> bool {
-        endpoint::is_insecure(registry, &self.opts.insecure_registries)
     }
 
     /// Checks `username`/`password` against `registry` and, when it accepts
@@ -167,39 +146,8 @@ impl Client {
         let creds = tokio::task::spawn_blocking(move || config.credentials(&reg))
             .await
             .map_err(|e| Error::Other(format!("credential lookup task failed: {e}")))??;
-        let auth = match &creds {
-            Credentials::Anonymous => RegistryAuth::Anonymous,
-            Credentials::Basic { username, password } => {
-                RegistryAuth::Basic(username.clone(), password.clone())
-            }
-        };
-        let protocol = if self.is_insecure(registry) {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        };
-        let oci = oci_client::Client::new(ClientConfig {
-            protocol,
-            // One PUT per blob: fewer round trips, and the body streams from
-            // the store file with its known size.
-            use_monolithic_push: true,
-            platform_resolver: None,
-            connect_timeout: Some(std::time::Duration::from_secs(30)),
-            // No read_timeout: reqwest's runs from the start of a request
-            // to the reply, so it would cut long uploads. push.rs bounds
-            // each request and watches upload speed itself.
-            ..ClientConfig::default()
-        });
-        // An open registry needs no auth handling at all; registering auth
-        // would make oci-client probe `/v2/` before every request.
-        if challenge != Challenge::None {
-            let host = oci_reference(registry, "library/x", "latest")?;
-            oci.store_auth_if_needed(host.resolve_registry(), &auth)
-                .await;
-        }
         let api_host = endpoint::api_host(registry).to_string();
         let session = Arc::new(Session {
-            oci,
             registry: registry.to_string(),
             base: format!(
                 "{}://{api_host}",
@@ -208,7 +156,7 @@ impl Client {
             api_host,
             challenge,
             credentials: creds,
-            http: self.pull_http.clone(),
+            http: self.api_http.clone(),
             limits: self.opts.limits.clone(),
             tokens: Mutex::new(HashMap::new()),
         });
@@ -218,30 +166,4 @@ impl Client {
             .insert(registry.to_string(), session.clone());
         Ok(session)
     }
-}
-
-/// An `oci-client` reference for `registry/repository:tag`.
-pub(crate) fn oci_reference(
-    registry: &str,
-    repository: &str,
-    tag: &str,
-) -> Result<oci_client::Reference> {
-    Ok(oci_client::Reference::with_tag(
-        registry.to_string(),
-        repository.to_string(),
-        tag.to_string(),
-    ))
-}
-
-/// An `oci-client` reference for `registry/repository@digest`.
-pub(crate) fn oci_digest_reference(
-    registry: &str,
-    repository: &str,
-    digest: &kiln_oci::Digest,
-) -> oci_client::Reference {
-    oci_client::Reference::with_digest(
-        registry.to_string(),
-        repository.to_string(),
-        digest.to_string(),
-    )
 }

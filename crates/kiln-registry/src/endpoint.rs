@@ -9,6 +9,7 @@ use reqwest::StatusCode;
 
 use crate::config::Credentials;
 use crate::error::{Error, Result};
+use crate::transport::describe;
 
 /// Whether `registry` (`host[:port]`) is spoken to over plain HTTP: loopback
 /// always (`localhost`, `127.0.0.0/8`, `::1`), others when listed in
@@ -69,19 +70,23 @@ pub enum Challenge {
     },
 }
 
-/// The HTTP client for pulls and `/v2/` probes; `limits.idle_timeout`
+/// The HTTP client for `/v2/` probes and logins; `limits.idle_timeout`
 /// bounds every wait for response bytes, headers included.
 pub fn http_client(limits: &crate::Limits) -> reqwest::Client {
-    http_client_builder(limits)
+    http_client_builder()
+        .read_timeout(limits.idle_timeout)
         .build()
         .expect("a client with only timeouts and a user agent builds")
 }
 
-pub(crate) fn http_client_builder(limits: &crate::Limits) -> reqwest::ClientBuilder {
+/// What every kiln HTTP client has: a connect timeout and kiln's user agent.
+/// The registry API client (`Client::new`) adds no read timeout, since
+/// reqwest's would run from the start of a request and cut long uploads;
+/// `transport.rs` bounds each wait itself.
+pub(crate) fn http_client_builder() -> reqwest::ClientBuilder {
     crate::install_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(30))
-        .read_timeout(limits.idle_timeout)
         .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
 }
 
@@ -264,35 +269,6 @@ pub(crate) fn unreachable(registry: &str, e: &(dyn std::error::Error + 'static))
         registry: registry.to_string(),
         cause: describe(e),
     }
-}
-
-/// The most telling cause in an error chain: an I/O error's kind
-/// ("connection refused") when there is one, else the whole chain.
-pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    let mut parts: Vec<String> = Vec::new();
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            let kind = match io.kind() {
-                ConnectionRefused => Some("connection refused"),
-                ConnectionReset => Some("connection reset by peer"),
-                ConnectionAborted => Some("connection aborted"),
-                TimedOut => Some("timed out"),
-                UnexpectedEof => Some("connection closed early"),
-                _ => None,
-            };
-            if let Some(k) = kind {
-                return k.to_string();
-            }
-        }
-        let text = err.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = err.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

@@ -19,7 +19,9 @@ mod progress;
 mod pull;
 mod push;
 mod retry;
+mod session;
 mod transport;
+mod upload;
 
 pub use client::{Client, ClientOptions};
 pub use error::{Error, Result};

@@ -13,11 +13,12 @@ use kiln_oci::oci_spec::image::{Descriptor, ImageManifest};
 use kiln_oci::{Digest, Platform, Reference};
 use kiln_store::Store;
 
-use crate::client::{Client, Session};
+use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::manifest::{self, Parsed};
 use crate::progress::{BlobKind, Event, Progress};
 use crate::retry::{retry, Context, Failure};
+use crate::session::Session;
 use crate::transport::{read_document, Body};
 
 /// What a pull stored.

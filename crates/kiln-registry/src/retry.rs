@@ -1,13 +1,10 @@
 //! Bounded retries with exponential backoff for transient failures (dropped
-//! connections, 5xx, 429), and the translation of `oci-client` errors into
-//! kiln's, which decides what is transient.
+//! connections, stalls, 5xx, 429), and the translation of HTTP statuses into
+//! kiln's errors, which decides what is transient.
 
 use std::future::Future;
 use std::time::Duration;
 
-use oci_client::errors::{OciDistributionError, OciErrorCode};
-
-use crate::endpoint::describe;
 use crate::error::Error;
 
 /// Tries per operation: the first and three retries.
@@ -78,81 +75,6 @@ pub struct Context<'a> {
     /// `registry/repository[:tag|@digest]`
     pub name: &'a str,
     pub action: &'a str,
-}
-
-/// Translates an `oci-client` error, deciding whether it is worth a retry.
-pub fn classify(e: OciDistributionError, cx: &Context<'_>) -> Failure {
-    use OciDistributionError as E;
-    let refused = |cause: String| Error::Refused {
-        registry: cx.registry.to_string(),
-        action: format!("{} {}", cx.action, cx.name),
-        cause,
-    };
-    match e {
-        E::RequestError(r) => {
-            if r.is_builder() || r.is_redirect() {
-                return Failure::fatal(refused(describe(&r)));
-            }
-            if r.is_connect() {
-                return Failure::transient(crate::endpoint::unreachable(cx.registry, &r));
-            }
-            if let Some(status) = r.status() {
-                return status_failure(status.as_u16(), describe(&r), cx);
-            }
-            Failure::transient(Error::Refused {
-                registry: cx.registry.to_string(),
-                action: format!("{} {}", cx.action, cx.name),
-                cause: format!("connection lost: {}", describe(&r)),
-            })
-        }
-        E::IoError(io) => {
-            Failure::transient(refused(format!("connection lost: {}", describe(&io))))
-        }
-        E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => {
-            Failure::fatal(Error::Unauthorized {
-                registry: cx.registry.to_string(),
-            })
-        }
-        E::RegistryError { envelope, .. } => {
-            let first = envelope.errors.first();
-            let message = envelope
-                .errors
-                .iter()
-                .map(|e| e.message.clone())
-                .collect::<Vec<_>>()
-                .join("; ");
-            match first.map(|e| &e.code) {
-                Some(OciErrorCode::ManifestUnknown) | Some(OciErrorCode::NameUnknown)
-                    if cx.action == "pull" =>
-                {
-                    Failure::fatal(Error::ManifestUnknown {
-                        reference: cx.name.to_string(),
-                    })
-                }
-                Some(OciErrorCode::Unauthorized) => Failure::fatal(Error::Unauthorized {
-                    registry: cx.registry.to_string(),
-                }),
-                Some(OciErrorCode::Denied) => Failure::fatal(Error::Denied {
-                    registry: cx.registry.to_string(),
-                    name: cx.name.to_string(),
-                    cause: message,
-                }),
-                Some(OciErrorCode::Toomanyrequests) => Failure::transient(refused(message)),
-                _ => Failure::fatal(refused(message)),
-            }
-        }
-        E::ServerError { code, message, .. } => status_failure(code, message, cx),
-        E::DigestError(d) => Failure::fatal(refused(format!("digest verification failed: {d}"))),
-        E::ImageManifestNotFoundError(_) => Failure::fatal(Error::ManifestUnknown {
-            reference: cx.name.to_string(),
-        }),
-        E::UnsupportedMediaTypeError(m) => Failure::fatal(Error::UnsupportedMediaType {
-            what: "manifest",
-            media_type: m,
-            reference: cx.name.to_string(),
-        }),
-        other => Failure::fatal(refused(other.to_string())),
-    }
 }
 
 pub(crate) fn status_failure(code: u16, message: String, cx: &Context<'_>) -> Failure {

@@ -1,27 +1,24 @@
-//! kiln's own HTTP for pulls, where a registry is untrusted input: every
-//! document (manifest, index, config, token reply, error body) is read up to
-//! [`Limits::max_document`], every body is watched for stalls (idle timeout)
-//! and crawls (low-speed limit), and every failure names the registry and
-//! what was being read. Blobs are streamed, never held in memory.
+//! kiln's own HTTP for pulls and pushes, where a registry is untrusted
+//! input: every document (manifest, index, config, token reply) is read up
+//! to [`Limits::max_document`], every error body up to [`MAX_ERROR_BODY`],
+//! every wait for a reply is bounded (idle timeout), every body is watched
+//! for stalls and crawls (low-speed limit), and every failure names the
+//! registry and what was being read. Blobs are streamed, never held in memory.
 
 use std::pin::Pin;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use kiln_oci::{escape, escape_bytes};
-use reqwest::header::{ACCEPT, AUTHORIZATION};
-use reqwest::{Response, StatusCode};
+use reqwest::Response;
 
-use crate::client::Session;
-use crate::config::Credentials;
-use crate::endpoint::{describe, Challenge};
 use crate::error::Error;
 use crate::limits::{human, Limits};
-use crate::retry::{status_failure, Context, Failure};
+use crate::retry::Failure;
 
-/// Error bodies are only read for their message.
-const MAX_ERROR_BODY: u64 = 64 << 10;
+/// Error bodies are only read for their message: the first 64 KiB.
+pub(crate) const MAX_ERROR_BODY: u64 = 64 << 10;
 
 type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
@@ -159,18 +156,56 @@ pub(crate) async fn read_document(
     Ok(out)
 }
 
+/// The start of an error reply's body, for its message: at most
+/// [`MAX_ERROR_BODY`] bytes, the rest never read; a body that stalls or
+/// breaks off gives what arrived.
+pub(crate) async fn read_error_body(
+    res: Response,
+    limits: &Limits,
+    what: &str,
+    registry: &str,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut body = Body::new(res, limits, what, registry);
+    while let Ok(Some(chunk)) = body.chunk().await {
+        let room = MAX_ERROR_BODY as usize - out.len();
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() as u64 >= MAX_ERROR_BODY {
+            break;
+        }
+    }
+    out
+}
+
 /// Sends a request, blaming the host that really failed: after a redirect
-/// that is not the registry.
-/// `host` is the one asked, `home` the registry's own (or the token
-/// service's) host.
+/// that is not the registry. `host` is the one asked, `home` the registry's
+/// own (or the token service's) host. `wait` bounds the wait for the reply
+/// headers (an upload is watched by its caller instead).
 pub(crate) async fn send(
     req: reqwest::RequestBuilder,
     host: &str,
     home: &str,
     registry: &str,
     what: &str,
+    wait: Option<Duration>,
 ) -> Result<Response, Failure> {
-    let e = match req.send().await {
+    let sent = match wait {
+        Some(wait) => match tokio::time::timeout(wait, req.send()).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                return Err(Failure::transient(Error::Stalled {
+                    what: what.to_string(),
+                    registry: registry.to_string(),
+                    cause: format!(
+                        "no reply for {:.1} s (idle timeout; KILN_REGISTRY_IDLE_TIMEOUT)",
+                        wait.as_secs_f64()
+                    ),
+                }))
+            }
+        },
+        None => req.send().await,
+    };
+    let e = match sent {
         Ok(res) => return Ok(res),
         Err(e) => e,
     };
@@ -209,7 +244,7 @@ pub(crate) async fn send(
 }
 
 /// `host[:port]` of a URL, as registries are named.
-fn host_port(url: &reqwest::Url) -> String {
+pub(crate) fn host_port(url: &reqwest::Url) -> String {
     let host = url.host_str().unwrap_or("");
     match url.port() {
         Some(p) => format!("{host}:{p}"),
@@ -219,7 +254,7 @@ fn host_port(url: &reqwest::Url) -> String {
 
 /// The registry's error message from an OCI error envelope, escaped; the
 /// raw (escaped, shortened) body when it is not one.
-fn error_message(body: &[u8]) -> String {
+pub(crate) fn error_message(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Envelope {
         errors: Vec<Entry>,
@@ -241,159 +276,33 @@ fn error_message(body: &[u8]) -> String {
     text.trim().to_string()
 }
 
-impl Session {
-    /// GET `/v2/<repository>/<path>` with the credentials the registry
-    /// asked for; a non-success status becomes the matching error. A
-    /// bearer token the registry no longer accepts is fetched again once.
-    pub(crate) async fn get(
-        &self,
-        repository: &str,
-        path: &str,
-        accept: Option<&str>,
-        cx: &Context<'_>,
-        what: &str,
-    ) -> Result<Response, Failure> {
-        let scope = format!("repository:{repository}:pull");
-        for fresh in [false, true] {
-            let auth = self.authorization(&scope, fresh).await?;
-            let res = self
-                .follow(&format!("/v2/{repository}/{path}"), accept, auth, cx, what)
-                .await?;
-            let bearer = matches!(self.challenge, Challenge::Bearer { .. });
-            if res.status() == StatusCode::UNAUTHORIZED && bearer && !fresh {
-                continue;
+/// The most telling cause in an error chain: an I/O error's kind
+/// ("connection refused") when there is one, else the whole chain.
+pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut parts: Vec<String> = Vec::new();
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            let kind = match io.kind() {
+                ConnectionRefused => Some("connection refused"),
+                ConnectionReset => Some("connection reset by peer"),
+                ConnectionAborted => Some("connection aborted"),
+                TimedOut => Some("timed out"),
+                UnexpectedEof => Some("connection closed early"),
+                _ => None,
+            };
+            if let Some(k) = kind {
+                return k.to_string();
             }
-            if res.status().is_success() {
-                return Ok(res);
-            }
-            let status = res.status().as_u16();
-            let body = read_document(res, &self.limits, MAX_ERROR_BODY, what, cx.registry)
-                .await
-                .unwrap_or_default();
-            return Err(status_failure(status, error_message(&body), cx));
         }
-        unreachable!("the second try returns")
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = err.source();
     }
-
-    /// GET `path` on the registry, following up to 10 redirects (blob
-    /// storage) by hand so a failure names the host that failed, and the
-    /// registry's credentials go to the registry only.
-    async fn follow(
-        &self,
-        path: &str,
-        accept: Option<&str>,
-        auth: Option<String>,
-        cx: &Context<'_>,
-        what: &str,
-    ) -> Result<Response, Failure> {
-        let refused = |cause: String| {
-            Failure::fatal(Error::Refused {
-                registry: cx.registry.to_string(),
-                action: format!("the request for {what}"),
-                cause,
-            })
-        };
-        let mut url = reqwest::Url::parse(&format!("{}{path}", self.base))
-            .map_err(|e| refused(format!("bad URL: {e}")))?;
-        for _ in 0..=10 {
-            let host = host_port(&url);
-            let mut req = self.http.get(url.clone());
-            if let Some(a) = accept {
-                req = req.header(ACCEPT, a);
-            }
-            if let Some(h) = auth.as_ref().filter(|_| host == self.api_host) {
-                req = req.header(AUTHORIZATION, h);
-            }
-            let res = send(req, &host, &self.api_host, cx.registry, what).await?;
-            if !res.status().is_redirection() {
-                return Ok(res);
-            }
-            let location = res
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|l| l.to_str().ok())
-                .ok_or_else(|| refused(format!("HTTP {} without a Location", res.status())))?;
-            url = url
-                .join(location)
-                .map_err(|e| refused(format!("redirect to a bad URL ({e})")))?;
-        }
-        Err(refused("more than 10 redirects".into()))
-    }
-
-    /// The `Authorization` header value for `scope`, if the registry wants one.
-    async fn authorization(&self, scope: &str, fresh: bool) -> Result<Option<String>, Failure> {
-        use base64::Engine;
-        match (&self.challenge, &self.credentials) {
-            (Challenge::None, _) | (Challenge::Basic, Credentials::Anonymous) => Ok(None),
-            (Challenge::Basic, Credentials::Basic { username, password }) => {
-                let pair = format!("{username}:{password}");
-                let b64 = base64::engine::general_purpose::STANDARD.encode(pair);
-                Ok(Some(format!("Basic {b64}")))
-            }
-            (Challenge::Bearer { realm, service }, _) => {
-                let mut tokens = self.tokens.lock().await;
-                if fresh {
-                    tokens.remove(scope);
-                }
-                if let Some(t) = tokens.get(scope) {
-                    return Ok(Some(format!("Bearer {t}")));
-                }
-                let token = self.fetch_token(realm, service.as_deref(), scope).await?;
-                tokens.insert(scope.to_string(), token.clone());
-                Ok(Some(format!("Bearer {token}")))
-            }
-        }
-    }
-
-    /// Asks the token service for a token for `scope`.
-    async fn fetch_token(
-        &self,
-        realm: &str,
-        service: Option<&str>,
-        scope: &str,
-    ) -> Result<String, Failure> {
-        let registry = self.registry.as_str();
-        let what = format!("a token from {realm}");
-        let mut query = vec![("scope", scope)];
-        if let Some(s) = service {
-            query.push(("service", s));
-        }
-        let mut req = self.http.get(realm);
-        if let Credentials::Basic { username, password } = &self.credentials {
-            query.push(("account", username));
-            req = req.basic_auth(username, Some(password));
-        }
-        let realm_host = reqwest::Url::parse(realm)
-            .map(|u| host_port(&u))
-            .unwrap_or_default();
-        let res = send(req.query(&query), &realm_host, &realm_host, registry, &what).await?;
-        let status = res.status();
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(Failure::fatal(Error::Unauthorized {
-                registry: registry.to_string(),
-            }));
-        }
-        let cx = Context {
-            registry,
-            name: &what,
-            action: "token request",
-        };
-        let limit = self.limits.max_document;
-        if !status.is_success() {
-            let body = read_document(res, &self.limits, MAX_ERROR_BODY, &what, registry)
-                .await
-                .unwrap_or_default();
-            return Err(status_failure(status.as_u16(), error_message(&body), &cx));
-        }
-        let body = read_document(res, &self.limits, limit, &what, registry).await?;
-        parse_token(&body).map_err(|cause| {
-            Failure::fatal(Error::BadTokenReply {
-                registry: registry.to_string(),
-                realm: escape(realm).into_owned(),
-                cause,
-            })
-        })
-    }
+    parts.join(": ")
 }
 
 /// The token in a token service's JSON reply, or what is wrong with it.

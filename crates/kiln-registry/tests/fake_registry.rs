@@ -1,6 +1,7 @@
 //! Against a fake registry: the bearer-token flow (challenge, token from the
-//! realm with basic credentials, requests with the token), content whose
-//! digest does not match, unknown media types, a registry that refuses.
+//! realm with basic credentials, requests with the token) for pulls and
+//! pushes, content whose digest does not match, unknown media types, a
+//! registry that refuses.
 
 mod common;
 
@@ -75,6 +76,78 @@ async fn bearer_token_flow_pulls_and_logs_in() {
     assert!(!tmp.path().join("login.json").exists());
     client.login(&registry, "alice", "pw").await.unwrap();
     assert!(tmp.path().join("login.json").exists());
+}
+
+#[tokio::test]
+async fn bearer_token_flow_pushes_with_a_push_scope() {
+    let made = make_image("amd64", &[("push", Comp::Gzip)], true, 300_000);
+    let fake = fake_registry(FakeConfig {
+        bearer: Some(("alice".into(), "pw".into(), "tok-9".into())),
+        ..FakeConfig::default()
+    })
+    .await;
+    let registry = fake.addr.to_string();
+    let remote = Reference::parse(&format!("{registry}/team/app:v1")).unwrap();
+    let tmp = kiln_testkit::tempdir();
+    let store = Store::open(&tmp.path().join("src")).unwrap();
+    store_image(&store, &remote, &made);
+
+    let client = config_with(tmp.path(), &registry, "alice", "pw");
+    let pushed = client
+        .push(&store, &remote, &remote, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(pushed, made.manifest_digest);
+    let log = fake.requests.lock().unwrap().clone();
+    let scope = "scope=repository%3Ateam%2Fapp%3Apull%2Cpush";
+    assert!(
+        log.iter()
+            .any(|r| r.starts_with("GET /token") && r.contains(scope)),
+        "{log:?}"
+    );
+    // Byte for byte: pulled back through the same registry.
+    let dst = Store::open(&tmp.path().join("dst")).unwrap();
+    let pulled = client
+        .pull(&dst, &remote, &amd64(), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(pulled.manifest_digest, made.manifest_digest);
+    assert_eq!(dst.read_blob(&made.manifest_digest).unwrap(), made.manifest);
+    assert!(dst.fsck().unwrap().is_clean());
+
+    // To another repository: the token covers the mount source too; this
+    // registry cannot mount and starts uploads instead, which are used.
+    let other = Reference::parse(&format!("{registry}/team/copy:v1")).unwrap();
+    client
+        .push(&store, &remote, &other, &NoProgress)
+        .await
+        .unwrap();
+    let log = fake.requests.lock().unwrap().clone();
+    let both = "scope=repository%3Ateam%2Fcopy%3Apull%2Cpush&scope=repository%3Ateam%2Fapp%3Apull";
+    assert!(log.iter().any(|r| r.contains(both)), "{log:?}");
+    let starts = log
+        .iter()
+        .filter(|r| r.starts_with("POST /v2/team/copy/blobs/uploads/"))
+        .count();
+    let blobs = blob_digests(&made.manifest).len();
+    assert_eq!(starts, blobs, "one POST (the mount) per blob: {log:?}");
+    let copied = fake.pushed.lock().unwrap().clone();
+    assert!(copied
+        .iter()
+        .any(|(p, body)| p == "/v2/team/copy/manifests/v1" && *body == made.manifest));
+
+    // Wrong credentials: refused by the token service, nothing pushed.
+    let client = config_with(tmp.path(), &registry, "alice", "nope");
+    let before = fake.pushed.lock().unwrap().len();
+    let e = client
+        .push(&store, &remote, &remote, &NoProgress)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("authentication failed for {registry}: check `kiln login`")
+    );
+    assert_eq!(fake.pushed.lock().unwrap().len(), before);
 }
 
 #[tokio::test]

@@ -31,6 +31,26 @@ enum Mode {
     MalformedToken,
     /// For pushes: accepts the upload, then never reads the body.
     SinkUpload,
+    /// For pushes: the upload start answers 500 with an endless chunked
+    /// body that begins with terminal escapes.
+    UploadStartEndless,
+    /// For pushes: every blob exists; the manifest PUT answers 400 with an
+    /// endless body announced as 10 TB.
+    ManifestPutHuge,
+    /// For pushes: the upload start is never answered.
+    UploadStartStalled,
+}
+
+impl Mode {
+    fn is_push(self) -> bool {
+        matches!(
+            self,
+            Mode::SinkUpload
+                | Mode::UploadStartEndless
+                | Mode::ManifestPutHuge
+                | Mode::UploadStartStalled
+        )
+    }
 }
 
 fn sha256(data: &[u8]) -> String {
@@ -92,11 +112,16 @@ fn handle(sock: TcpStream, mode: Mode, port: u16, img: &Image) -> std::io::Resul
             return Ok(());
         }
         let mut auth = String::new();
+        let mut length = 0;
         loop {
             let mut line = String::new();
             reader.read_line(&mut line)?;
-            if line.to_ascii_lowercase().starts_with("authorization:") {
+            let lower = line.to_ascii_lowercase();
+            if lower.starts_with("authorization:") {
                 auth = line.clone();
+            }
+            if let Some(n) = lower.strip_prefix("content-length:") {
+                length = n.trim().parse().unwrap_or(0);
             }
             if line == "\r\n" || line.is_empty() {
                 break;
@@ -105,6 +130,12 @@ fn handle(sock: TcpStream, mode: Mode, port: u16, img: &Image) -> std::io::Resul
         let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
         if mode == Mode::SinkUpload {
             sink_upload(&mut out, &request, &path)?;
+            continue;
+        }
+        if mode.is_push() {
+            // Take the request body (a manifest) before answering.
+            std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink())?;
+            hostile_push(&mut out, &request, &path, mode)?;
             continue;
         }
         respond(&mut out, &path, &auth, mode, port, img)?;
@@ -212,6 +243,40 @@ fn sink_upload(out: &mut TcpStream, request: &str, path: &str) -> std::io::Resul
     Ok(())
 }
 
+fn hostile_push(out: &mut TcpStream, request: &str, path: &str, mode: Mode) -> std::io::Result<()> {
+    if path == "/v2/" {
+        return reply(out, "200 OK", "", b"{}");
+    }
+    let blob_check = request.starts_with("HEAD ") && path.contains("/blobs/");
+    match mode {
+        Mode::ManifestPutHuge if blob_check => reply(out, "200 OK", "", b""),
+        _ if blob_check => reply(out, "404 Not Found", "", b""),
+        Mode::UploadStartEndless if request.starts_with("POST ") => {
+            write!(
+                out,
+                "HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )?;
+            let start = b"\x1b]0;owned\x07 upload failed";
+            write!(out, "{:x}\r\n", start.len())?;
+            out.write_all(start)?;
+            out.write_all(b"\r\n")?;
+            endless(out, true)
+        }
+        Mode::ManifestPutHuge if request.starts_with("PUT ") && path.contains("/manifests/") => {
+            write!(
+                out,
+                "HTTP/1.1 400 Bad Request\r\nContent-Length: 10000000000000\r\n\r\n"
+            )?;
+            endless(out, false)
+        }
+        Mode::UploadStartStalled if request.starts_with("POST ") => {
+            std::thread::sleep(Duration::from_secs(3600));
+            Ok(())
+        }
+        _ => reply(out, "418 I'm a teapot", "", b"not expected here"),
+    }
+}
+
 /// Sends data as fast as the client takes it, until it hangs up.
 fn endless(out: &mut TcpStream, chunked: bool) -> std::io::Result<()> {
     let block = vec![b' '; 64 * 1024];
@@ -263,6 +328,11 @@ fn pull(root: &Path, port: u16) -> Outcome {
 
 /// Runs kiln with `args` and short timeouts, watching its memory.
 fn run(root: &Path, args: &[&str]) -> Outcome {
+    run_with(root, args, &[])
+}
+
+/// [`run`] with more environment (`env` wins over the short timeouts).
+fn run_with(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Outcome {
     let mut child = Command::new(kiln_bin())
         .arg("--root")
         .arg(root)
@@ -270,6 +340,7 @@ fn run(root: &Path, args: &[&str]) -> Outcome {
         .env("DOCKER_CONFIG", root.join("no-docker-config"))
         .env("KILN_REGISTRY_IDLE_TIMEOUT", "1")
         .env("KILN_REGISTRY_LOW_SPEED_TIME", "2")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -454,6 +525,89 @@ fn a_registry_that_stalls_uploads_is_given_up() {
     );
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
     assert!(out.peak_kb < MAX_PEAK_KB, "peak {} kB", out.peak_kb);
+}
+
+/// A root holding a small imported image `small:1`.
+fn root_with_small_image(tmp: &Path) -> std::path::PathBuf {
+    let root = tmp.join("root");
+    let rootfs = tmp.join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::write(rootfs.join("hello"), vec![b'h'; 100_000]).unwrap();
+    let out = Command::new(kiln_bin())
+        .arg("--root")
+        .arg(&root)
+        .arg("import")
+        .arg(&rootfs)
+        .arg("small:1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    root
+}
+
+/// Pushes `small:1` to a server in `mode`; the push must fail naming the
+/// registry and each of `wants`, within the memory bound. `env` overrides
+/// the short timeouts.
+fn check_push(mode: Mode, env: &[(&str, &str)], wants: &[&str]) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = root_with_small_image(tmp.path());
+    let port = serve(mode);
+    let dest = format!("127.0.0.1:{port}/hostile/app:v1");
+    let out = run_with(&root, &["push", "-q", "small:1", &dest], env);
+    let err = out.stderr;
+    eprintln!("{mode:?}: peak {} kB; {}", out.peak_kb, err.trim());
+    assert!(!out.success, "{mode:?}: push succeeded; stderr: {err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")),
+        "{mode:?}: the registry is not named: {err}"
+    );
+    for want in wants {
+        assert!(err.contains(want), "{mode:?}: {want:?} missing from: {err}");
+    }
+    assert!(
+        out.peak_kb > 0 && out.peak_kb < MAX_PEAK_KB,
+        "{mode:?}: kiln peaked at {} kB (limit {MAX_PEAK_KB} kB); stderr: {err}",
+        out.peak_kb
+    );
+    // Escapes from the registry are shown escaped, never sent to the terminal.
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+    err
+}
+
+// The endless bodies come with the default idle timeout: cutting them
+// off must be kiln's size limit, not a timer.
+
+#[test]
+fn an_endless_error_body_to_the_upload_start_is_cut_short() {
+    let err = check_push(
+        Mode::UploadStartEndless,
+        &[("KILN_REGISTRY_IDLE_TIMEOUT", "30")],
+        &[
+            "HTTP 500",
+            "blob sha256:",
+            "\\u{1b}]0;owned\\u{7} upload failed",
+        ],
+    );
+    assert!(err.contains("the start of the upload of"), "{err}");
+}
+
+#[test]
+fn a_huge_error_body_to_the_manifest_upload_is_cut_short() {
+    check_push(
+        Mode::ManifestPutHuge,
+        &[("KILN_REGISTRY_IDLE_TIMEOUT", "30")],
+        &["HTTP 400", "the manifest upload of", "hostile/app:v1"],
+    );
+}
+
+#[test]
+fn an_unanswered_upload_start_times_out_naming_the_blob() {
+    check_push(
+        Mode::UploadStartStalled,
+        &[],
+        &["the start of the upload of blob sha256:", "idle timeout"],
+    );
 }
 
 /// The kiln under test; `KILN_TEST_BIN` points these tests at another build

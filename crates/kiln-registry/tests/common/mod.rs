@@ -301,7 +301,8 @@ async fn forward(
 /// What the fake registry serves: path → (status, headers, body). Requests
 /// to paths not listed get 404. With `bearer`, `/v2/...` requires
 /// `Authorization: Bearer <token>`, and `/token` hands it out for the
-/// basic credentials `user:pass`.
+/// basic credentials `user:pass`. Pushes are taken in (monolithic uploads
+/// with their digest checked, manifests) and served back.
 /// path, status, headers, body
 pub type Route = (String, u16, Vec<(String, String)>, Vec<u8>);
 
@@ -315,94 +316,139 @@ pub struct FakeConfig {
 pub struct Fake {
     pub addr: SocketAddr,
     pub requests: Arc<Mutex<Vec<String>>>,
+    pub pushed: Pushed,
+}
+
+/// What was pushed to a fake: path (`/v2/<repo>/blobs/<digest>`,
+/// `/v2/<repo>/manifests/<tag>`) and body.
+pub type Pushed = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+struct FakeState {
+    config: FakeConfig,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+    pushed: Pushed,
 }
 
 pub async fn fake_registry(config: FakeConfig) -> Fake {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let requests = Arc::new(Mutex::new(Vec::new()));
-    let log = requests.clone();
-    let config = Arc::new(config);
+    let state = Arc::new(FakeState {
+        config,
+        addr,
+        log: Arc::new(Mutex::new(Vec::new())),
+        pushed: Arc::new(Mutex::new(Vec::new())),
+    });
+    let fake = Fake {
+        addr,
+        requests: state.log.clone(),
+        pushed: state.pushed.clone(),
+    };
     tokio::spawn(async move {
         loop {
             let Ok((sock, _)) = listener.accept().await else {
                 return;
             };
-            let config = config.clone();
-            let log = log.clone();
+            let state = state.clone();
             tokio::spawn(async move {
-                let _ = serve(sock, addr, &config, &log).await;
+                let _ = serve(sock, &state).await;
             });
         }
     });
-    Fake { addr, requests }
+    fake
 }
 
-async fn serve(
-    mut sock: TcpStream,
-    addr: SocketAddr,
-    config: &FakeConfig,
-    log: &Mutex<Vec<String>>,
-) -> std::io::Result<()> {
+/// One request as the fake sees it.
+struct Request {
+    method: String,
+    /// The path and query.
+    target: String,
+    path: String,
+    auth: String,
+    body: Vec<u8>,
+}
+
+async fn serve(mut sock: TcpStream, state: &FakeState) -> std::io::Result<()> {
     let mut buf = Vec::new();
     loop {
-        // Read one request head (requests here have no bodies).
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            let n = sock.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&chunk[..n]);
+        let Some(req) = read_request(&mut sock, &mut buf).await? else {
+            return Ok(());
         };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-        buf.drain(..head_end);
-        let mut lines = head.lines();
-        let request_line = lines.next().unwrap_or("").to_string();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        log.lock().unwrap().push(request_line.clone());
-        let mut parts = request_line.split_whitespace();
-        let method = parts.next().unwrap_or("");
-        let target = parts.next().unwrap_or("/").to_string();
-        let path = target.split('?').next().unwrap_or("").to_string();
-        let auth = headers
-            .iter()
-            .find(|(k, _)| k == "authorization")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
-        let (status, extra, body) = respond(config, addr, &path, &auth);
+        let line = format!("{} {}", req.method, req.target);
+        state.log.lock().unwrap().push(line);
+        let (status, extra, body) = respond(state, &req);
         let mut resp = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
         for (k, v) in &extra {
             resp.push_str(&format!("{k}: {v}\r\n"));
         }
         resp.push_str("\r\n");
         sock.write_all(resp.as_bytes()).await?;
-        if method != "HEAD" {
+        if req.method != "HEAD" {
             sock.write_all(&body).await?;
         }
     }
 }
 
-fn respond(
-    config: &FakeConfig,
-    addr: SocketAddr,
-    path: &str,
-    auth: &str,
-) -> (u16, Vec<(String, String)>, Vec<u8>) {
+/// Reads one request (head and `Content-Length` body); `None` at the end.
+async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<Request>> {
+    let mut chunk = vec![0u8; 64 * 1024];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = sock.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    buf.drain(..head_end);
+    let mut lines = head.lines();
+    let mut parts = lines.next().unwrap_or("").split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("/").to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let length: usize = header("content-length").parse().unwrap_or(0);
+    while buf.len() < length {
+        let n = sock.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = buf.drain(..length).collect();
+    Ok(Some(Request {
+        path: target.split('?').next().unwrap_or("").to_string(),
+        method,
+        target,
+        auth: header("authorization"),
+        body,
+    }))
+}
+
+type Reply = (u16, Vec<(String, String)>, Vec<u8>);
+
+fn respond(state: &FakeState, req: &Request) -> Reply {
     use base64::Engine;
+    let (config, addr, path) = (&state.config, state.addr, req.path.as_str());
     if let Some((user, pass, token)) = &config.bearer {
         if path == "/token" {
             let want = format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
             );
-            return if auth == want {
+            return if req.auth == want {
                 (
                     200,
                     vec![],
@@ -412,7 +458,7 @@ fn respond(
                 (401, vec![], b"{}".to_vec())
             };
         }
-        if auth != format!("Bearer {token}") {
+        if req.auth != format!("Bearer {token}") {
             let challenge =
                 format!(r#"Bearer realm="http://{addr}/token",service="fake-registry""#);
             return (
@@ -426,6 +472,12 @@ fn respond(
     if path == "/v2/" || path == "/v2" {
         return (config.v2_status.unwrap_or(200), vec![], b"{}".to_vec());
     }
+    if let Some(reply) = take_push(state, req) {
+        return reply;
+    }
+    if let Some((_, body)) = state.pushed.lock().unwrap().iter().find(|(p, _)| p == path) {
+        return (200, vec![], body.clone());
+    }
     for (p, status, headers, body) in &config.routes {
         if p == path {
             return (*status, headers.clone(), body.clone());
@@ -436,6 +488,44 @@ fn respond(
         vec![("Content-Type".into(), "application/json".into())],
         br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#.to_vec(),
     )
+}
+
+/// The steps of a push: POST starts an upload (its Location carries a
+/// query, as docker distribution's does), PUT `?digest=` completes it, PUT
+/// of a manifest stores it.
+fn take_push(state: &FakeState, req: &Request) -> Option<Reply> {
+    let repo_of = |marker: &str| req.path.strip_prefix("/v2/")?.split(marker).next();
+    match req.method.as_str() {
+        "POST" if req.path.ends_with("/blobs/uploads/") => {
+            let repo = repo_of("/blobs/")?;
+            let location = format!("/v2/{repo}/blobs/uploads/u1?_state=a%2Fb%3D");
+            Some((202, vec![("Location".into(), location)], vec![]))
+        }
+        "PUT" if req.path.contains("/blobs/uploads/") => {
+            let repo = repo_of("/blobs/")?;
+            if !req.target.contains("_state=a%2Fb%3D&digest=") {
+                let message = format!("upload state lost: {}", req.target);
+                return Some((400, vec![], message.into_bytes()));
+            }
+            let digest = req.target.split("digest=").nth(1)?.replace("%3A", ":");
+            if Digest::sha256(&req.body).to_string() != digest {
+                return Some((
+                    400,
+                    vec![],
+                    br#"{"errors":[{"code":"DIGEST_INVALID"}]}"#.to_vec(),
+                ));
+            }
+            let path = format!("/v2/{repo}/blobs/{digest}");
+            state.pushed.lock().unwrap().push((path, req.body.clone()));
+            Some((201, vec![], vec![]))
+        }
+        "PUT" if req.path.contains("/manifests/") => {
+            let entry = (req.path.clone(), req.body.clone());
+            state.pushed.lock().unwrap().push(entry);
+            Some((201, vec![], vec![]))
+        }
+        _ => None,
+    }
 }
 
 /// Routes serving `made` as `repo:tag`, with blob `wrong` (if any) served
