@@ -80,7 +80,10 @@ impl User {
             .arg(format!("HOME={}", self.home.display()))
             .arg(format!("XDG_DATA_HOME={}", self.data_home().display()))
             .arg("SOURCE_DATE_EPOCH=1000")
-            .arg(bin);
+            .arg(bin)
+            // The test's own directory may be closed to the user (a clone
+            // under a 0700 mktemp dir): youki returns to the cwd.
+            .current_dir(&self.home);
         c
     }
 
