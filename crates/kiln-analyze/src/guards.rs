@@ -63,10 +63,7 @@ pub fn guard(store: &Store, image: &Image, name: &str) -> Result<Vec<Finding>> {
     let config = serde_json::to_value(&image.config).unwrap_or_default();
     let cfg = &config["config"];
     let mut names: Vec<String> = CA_BUNDLES.iter().map(|p| base(p).to_string()).collect();
-    let argv0 = strings(&cfg["Entrypoint"])
-        .into_iter()
-        .chain(strings(&cfg["Cmd"]))
-        .next();
+    let argv0 = command(cfg).0.into_iter().next();
     names.extend(
         argv0
             .into_iter()
@@ -197,18 +194,18 @@ fn env(cfg: &serde_json::Value, key: &str) -> Option<String> {
         .find_map(|e| e.strip_prefix(&format!("{key}=")).map(str::to_string))
 }
 
-fn entrypoint_guard(fs: &FinalFs, cfg: &serde_json::Value, out: &mut Vec<Finding>) {
+/// What the container runs first: ENTRYPOINT, or else CMD, and which.
+fn command(cfg: &serde_json::Value) -> (Vec<String>, &'static str) {
     let entrypoint = strings(&cfg["Entrypoint"]);
-    let argv = if entrypoint.is_empty() {
-        strings(&cfg["Cmd"])
+    if entrypoint.is_empty() {
+        (strings(&cfg["Cmd"]), "CMD")
     } else {
-        entrypoint
-    };
-    let which = if strings(&cfg["Entrypoint"]).is_empty() {
-        "CMD"
-    } else {
-        "ENTRYPOINT"
-    };
+        (entrypoint, "ENTRYPOINT")
+    }
+}
+
+fn entrypoint_guard(fs: &FinalFs, cfg: &serde_json::Value, out: &mut Vec<Finding>) {
+    let (argv, which) = command(cfg);
     let Some(argv0) = argv.first() else {
         out.push(Finding {
             severity: Severity::Info,
