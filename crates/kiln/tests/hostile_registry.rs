@@ -385,13 +385,12 @@ fn run_with(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Outcome {
     }
 }
 
-fn check(mode: Mode, wants: &[&str]) {
-    let tmp = tempfile::tempdir().unwrap();
-    let port = serve(mode);
-    let out = pull(tmp.path(), port);
+/// `what` failed, naming the registry at `port` and each of `wants`, with
+/// kiln's peak memory under the bound.
+fn assert_failed_in_bounds(mode: Mode, what: &str, port: u16, out: &Outcome, wants: &[&str]) {
     let err = &out.stderr;
     eprintln!("{mode:?}: peak {} kB; {}", out.peak_kb, err.trim());
-    assert!(!out.success, "{mode:?}: pull succeeded; stderr: {err}");
+    assert!(!out.success, "{mode:?}: {what} succeeded; stderr: {err}");
     assert!(
         err.contains(&format!("127.0.0.1:{port}")),
         "{mode:?}: the registry is not named: {err}"
@@ -404,6 +403,13 @@ fn check(mode: Mode, wants: &[&str]) {
         "{mode:?}: kiln peaked at {} kB (limit {MAX_PEAK_KB} kB); stderr: {err}",
         out.peak_kb
     );
+}
+
+fn check(mode: Mode, wants: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = serve(mode);
+    let out = pull(tmp.path(), port);
+    assert_failed_in_bounds(mode, "pull", port, &out, wants);
     // Nothing named: the store has no image.
     let index = std::fs::read_to_string(tmp.path().join("index.json")).unwrap_or_default();
     assert!(!index.contains("hostile"), "{mode:?}: {index}");
@@ -555,21 +561,8 @@ fn check_push(mode: Mode, env: &[(&str, &str)], wants: &[&str]) -> String {
     let port = serve(mode);
     let dest = format!("127.0.0.1:{port}/hostile/app:v1");
     let out = run_with(&root, &["push", "-q", "small:1", &dest], env);
+    assert_failed_in_bounds(mode, "push", port, &out, wants);
     let err = out.stderr;
-    eprintln!("{mode:?}: peak {} kB; {}", out.peak_kb, err.trim());
-    assert!(!out.success, "{mode:?}: push succeeded; stderr: {err}");
-    assert!(
-        err.contains(&format!("127.0.0.1:{port}")),
-        "{mode:?}: the registry is not named: {err}"
-    );
-    for want in wants {
-        assert!(err.contains(want), "{mode:?}: {want:?} missing from: {err}");
-    }
-    assert!(
-        out.peak_kb > 0 && out.peak_kb < MAX_PEAK_KB,
-        "{mode:?}: kiln peaked at {} kB (limit {MAX_PEAK_KB} kB); stderr: {err}",
-        out.peak_kb
-    );
     // Escapes from the registry are shown escaped, never sent to the terminal.
     assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
     err
