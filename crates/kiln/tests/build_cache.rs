@@ -2,27 +2,13 @@
 //! plain and JSON progress, and remote cache export/import through the
 //! real registry. Needs root and the base images (`scripts/test.sh`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::cli::{kiln, ok};
 use kiln_testkit as tk;
-
-fn kiln(root: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    c.arg("--root").arg(root);
-    c
-}
-
-fn ok(c: &mut Command) -> String {
-    let o = c.output().expect("run kiln");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "{c:?} failed:\n{text}");
-    text
-}
 
 struct Env {
     tmp: tempfile::TempDir,

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::archive::{read_docker_archive, Image};
+use common::cli::ok;
 use common::compare::assert_same_image;
 use kiln_testkit as tk;
 
@@ -31,20 +32,9 @@ CMD ["cat", "/srv/hello", "/data/copied"]
 "#;
 
 fn kiln(root: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    c.arg("--root").arg(root).env("SOURCE_DATE_EPOCH", "1000");
+    let mut c = common::cli::kiln(root);
+    c.env("SOURCE_DATE_EPOCH", "1000");
     c
-}
-
-fn ok(c: &mut Command) -> String {
-    let o = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "{c:?} failed:\n{text}");
-    text
 }
 
 struct Env {
