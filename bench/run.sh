@@ -39,7 +39,10 @@ work=$(mktemp -d)
 root=$work/kiln-root
 # Rebuilding one tag over and over leaves untagged images behind in Docker
 # and buildah; remove the ones that were not there before the run.
-dangling() { /usr/bin/docker images -qf dangling=true | sort; buildah images -qf dangling=true 2>/dev/null | sed 's/^/buildah:/' | sort; }
+# One sorted list (comm needs it): the two outputs concatenated are not.
+dangling() {
+    { /usr/bin/docker images -qf dangling=true; buildah images -qf dangling=true 2>/dev/null | sed 's/^/buildah:/'; } | LC_ALL=C sort -u
+}
 dangling >"$work/dangling-before"
 cleanup() {
     for t in kiln-bench $(/usr/bin/docker images --format '{{.Repository}}:{{.Tag}}' | grep '/bench-'); do
@@ -48,7 +51,7 @@ cleanup() {
     for t in kiln-bench $(buildah images --format '{{.Name}}:{{.Tag}}' 2>/dev/null | grep '/bench-'); do
         buildah rmi "$t" >/dev/null 2>&1 || true
     done
-    dangling | comm -13 "$work/dangling-before" - | while read -r id; do
+    dangling | LC_ALL=C comm -13 "$work/dangling-before" - | while read -r id; do
         case $id in
             buildah:*) buildah rmi "${id#buildah:}" >/dev/null 2>&1 || true ;;
             *) /usr/bin/docker rmi "$id" >/dev/null 2>&1 || true ;;
