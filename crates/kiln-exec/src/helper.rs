@@ -234,7 +234,7 @@ fn helper_main(request: &Request, parent: i32) -> i32 {
 fn kill_children() {
     let me = std::process::id();
     for _ in 0..10 {
-        let children = crate::stale::children_of(me);
+        let children = crate::procs::children_of(me);
         if children.is_empty() {
             return;
         }

@@ -33,6 +33,7 @@ mod host;
 #[cfg(target_env = "musl")]
 mod musl_shim;
 mod prepare;
+mod procs;
 pub mod rootless;
 mod run;
 mod seccomp;

@@ -16,19 +16,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::helper::Backend;
+use crate::procs::{all_pids, parent_of, start_time};
 use crate::{Error, Result};
 
 pub(crate) const BUNDLES: &str = "bundles";
 const OWNER: &str = "owner";
-
-/// Start time of a process in clock ticks since boot (field 22 of
-/// `/proc/<pid>/stat`), to tell a live owner from a reused pid.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces; fields after it don't.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
-}
 
 pub(crate) fn write_owner(bundle: &Path, backend: Backend) -> Result<()> {
     let pid = std::process::id();
@@ -36,29 +28,6 @@ pub(crate) fn write_owner(bundle: &Path, backend: Backend) -> Result<()> {
     let path = bundle.join(OWNER);
     fs::write(&path, format!("{} {pid} {start}\n", backend.name()))
         .map_err(|e| Error::io("writing", path, e))
-}
-
-/// The parent pid of `pid` (field 4 of `/proc/<pid>/stat`).
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(1)?.parse().ok()
-}
-
-fn all_pids() -> Vec<u32> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
-}
-
-/// The children of process `pid`.
-pub(crate) fn children_of(pid: u32) -> Vec<u32> {
-    all_pids()
-        .into_iter()
-        .filter(|&p| parent_of(p) == Some(pid))
-        .collect()
 }
 
 /// Helper processes (and the not yet started container processes forked
