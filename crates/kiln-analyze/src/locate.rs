@@ -96,8 +96,8 @@ fn files_named(
         let blob = store
             .open_blob(&digest)
             .map_err(|e| Error::store(format!("opening layer {digest}"), e))?;
-        let reader =
-            kiln_fs::compress::decompress(std::io::BufReader::new(blob)).map_err(layer_error)?;
+        let reader = kiln_oci::compression::decompress(std::io::BufReader::new(blob))
+            .map_err(layer_error)?;
         let mut archive = tar::Archive::new(reader);
         for entry in archive.entries().map_err(layer_error)? {
             let entry = entry.map_err(layer_error)?;

@@ -156,7 +156,7 @@ impl Walk<'_> {
             .open_blob(&digest)
             .map_err(|e| Error::store(format!("opening layer {digest}"), e))?;
         let reader =
-            kiln_fs::compress::decompress(std::io::BufReader::new(blob)).map_err(|source| {
+            kiln_oci::compression::decompress(std::io::BufReader::new(blob)).map_err(|source| {
                 Error::Layer {
                     layer: index,
                     source,

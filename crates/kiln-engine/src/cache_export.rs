@@ -162,11 +162,11 @@ fn layer_of(l: &LayerRecord) -> Result<Layer, BuildError> {
 }
 
 /// The tar codec and OCI media type of a compression.
-fn codec(c: Compression) -> (kiln_fs::compress::Compression, &'static str) {
+fn codec(c: Compression) -> (kiln_oci::compression::Compression, &'static str) {
     match c {
-        Compression::Gzip => (kiln_fs::compress::Compression::Gzip, mt::OCI_LAYER_GZIP),
-        Compression::Zstd => (kiln_fs::compress::Compression::Zstd, mt::OCI_LAYER_ZSTD),
-        Compression::Uncompressed => (kiln_fs::compress::Compression::None, mt::OCI_LAYER),
+        Compression::Gzip => (kiln_oci::compression::Compression::Gzip, mt::OCI_LAYER_GZIP),
+        Compression::Zstd => (kiln_oci::compression::Compression::Zstd, mt::OCI_LAYER_ZSTD),
+        Compression::Uncompressed => (kiln_oci::compression::Compression::None, mt::OCI_LAYER),
     }
 }
 
@@ -202,7 +202,7 @@ fn pack_mounts(session: &Session, c: Compression) -> Result<Vec<MountBlob>, Buil
         }
         let pack = || -> std::io::Result<(Digest, u64)> {
             let ingest = session.store.ingest(None).map_err(std::io::Error::other)?;
-            let writer = kiln_fs::compress::CompressWriter::new(ingest, codec(c).0)?;
+            let writer = kiln_oci::compression::CompressWriter::new(ingest, codec(c).0)?;
             let mut tar = tar::Builder::new(writer);
             tar.follow_symlinks(false);
             tar.append_dir_all(".", &dir)?;

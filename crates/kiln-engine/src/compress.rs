@@ -22,18 +22,22 @@ pub fn compressed_for_export(
 ) -> Result<(kiln_oci::Digest, u64, String), BuildError> {
     let (kind, media_type, name) = match compression {
         Compression::Gzip => (
-            kiln_fs::compress::Compression::Gzip,
+            kiln_oci::compression::Compression::Gzip,
             mt::OCI_LAYER_GZIP,
             "gzip",
         ),
         Compression::Zstd => (
-            kiln_fs::compress::Compression::Zstd,
+            kiln_oci::compression::Compression::Zstd,
             mt::OCI_LAYER_ZSTD,
             "zstd",
         ),
-        Compression::Uncompressed => (kiln_fs::compress::Compression::None, mt::OCI_LAYER, "none"),
+        Compression::Uncompressed => (
+            kiln_oci::compression::Compression::None,
+            mt::OCI_LAYER,
+            "none",
+        ),
     };
-    if layer.media_type != mt::OCI_LAYER || kind == kiln_fs::compress::Compression::None {
+    if layer.media_type != mt::OCI_LAYER || kind == kiln_oci::compression::Compression::None {
         return Ok((layer.digest, layer.size, layer.media_type.clone()));
     }
     if let Some(done) = cache.compressed(&layer.diff_id.to_string(), name) {
@@ -49,7 +53,7 @@ pub fn compressed_for_export(
     let ingest = store
         .ingest(None)
         .context(|| "starting a compressed layer blob".to_string())?;
-    let mut writer = kiln_fs::compress::CompressWriter::new(ingest, kind)
+    let mut writer = kiln_oci::compression::CompressWriter::new(ingest, kind)
         .context(|| "starting layer compression".to_string())?;
     std::io::copy(&mut source, &mut writer)
         .context(|| format!("compressing layer {}", layer.digest))?;

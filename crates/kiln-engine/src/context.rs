@@ -31,7 +31,8 @@ fn read_stdin() -> Result<Vec<u8>, BuildError> {
 
 /// A tar (possibly compressed) rather than a Dockerfile?
 fn looks_like_archive(data: &[u8]) -> bool {
-    use kiln_fs::copy::archive::{is_tar_header, sniff, Compression};
+    use kiln_fs::copy::archive::is_tar_header;
+    use kiln_oci::compression::{sniff, Compression};
     sniff(data) != Compression::None || is_tar_header(data)
 }
 
@@ -51,7 +52,7 @@ pub fn load_context(
         if looks_like_archive(&data) {
             // Any compression docker accepts (gzip, bzip2, xz, zstd), and
             // the same safe extraction as image layers.
-            let plain = kiln_fs::copy::archive::decompress(std::io::Cursor::new(data))
+            let plain = kiln_oci::compression::decompress(std::io::Cursor::new(data))
                 .context(|| "reading the build context from stdin".to_string())?;
             kiln_fs::apply_layer(dir.path(), plain)
                 .context(|| "unpacking the build context from stdin".to_string())?;

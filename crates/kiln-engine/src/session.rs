@@ -180,7 +180,7 @@ impl Session {
         let unpack = || -> Result<(), String> {
             std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
             let blob = self.store.open_blob(&digest).map_err(|e| e.to_string())?;
-            let plain = kiln_fs::copy::archive::decompress(blob).map_err(|e| e.to_string())?;
+            let plain = kiln_oci::compression::decompress(blob).map_err(|e| e.to_string())?;
             kiln_fs::apply_layer(&tmp, plain).map_err(|e| e.to_string())?;
             Ok(())
         };

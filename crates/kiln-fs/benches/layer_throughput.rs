@@ -6,9 +6,9 @@
 use std::io::Read;
 use std::time::Instant;
 
-use kiln_fs::compress::{compress, Compression};
 use kiln_fs::layer::LayerOptions;
 use kiln_fs::{apply_layer_with, write_layer_from_compare, write_layer_from_upper, ApplyMode};
+use kiln_oci::compression::{compress, Compression};
 
 fn mbps(bytes: u64, t: Instant) -> String {
     let s = t.elapsed().as_secs_f64();

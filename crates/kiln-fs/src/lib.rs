@@ -2,11 +2,9 @@
 //! snapshots, and (in other modules) the build context and COPY semantics.
 
 pub mod apply;
-pub mod compress;
 pub mod context;
 pub mod copy;
 pub mod file_hashes;
-mod hashio;
 pub mod layer;
 pub mod mount;
 pub mod snapshot;

@@ -160,12 +160,34 @@ fn overlay_lower_mode_writes_overlay_whiteouts() {
 fn compressed_layers_are_sniffed() {
     let tar = sample_layer();
     for c in [
-        kiln_fs::compress::Compression::Gzip,
-        kiln_fs::compress::Compression::Zstd,
-        kiln_fs::compress::Compression::None,
+        kiln_oci::compression::Compression::Gzip,
+        kiln_oci::compression::Compression::Zstd,
+        kiln_oci::compression::Compression::None,
     ] {
         let mut blob = Vec::new();
-        kiln_fs::compress::compress(&tar[..], &mut blob, c).unwrap();
+        kiln_oci::compression::compress(&tar[..], &mut blob, c).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let stats = apply_compressed_layer(dir.path(), &blob[..], ApplyMode::Merge).unwrap();
+        assert_eq!(
+            stats.diff_id.unwrap().0,
+            kiln_fs::Digest::sha256(&tar),
+            "{c:?}"
+        );
+        assert_eq!(fs::read(dir.path().join("usr/bin/su")).unwrap(), b"suid");
+    }
+}
+
+/// Docker reads bzip2 and xz layers too.
+#[test]
+fn bzip2_and_xz_layers_are_read() {
+    let tar = sample_layer();
+    for c in [
+        kiln_oci::compression::Compression::Bzip2,
+        kiln_oci::compression::Compression::Xz,
+    ] {
+        let mut blob = Vec::new();
+        kiln_oci::compression::compress(&tar[..], &mut blob, c).unwrap();
+        assert_eq!(kiln_oci::compression::sniff(&blob), c);
         let dir = tempfile::tempdir().unwrap();
         let stats = apply_compressed_layer(dir.path(), &blob[..], ApplyMode::Merge).unwrap();
         assert_eq!(

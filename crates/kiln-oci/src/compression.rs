@@ -1,17 +1,20 @@
-//! Layer compression: gzip (parallel over fixed-size chunks, each an
-//! independent gzip member, so the bytes never depend on the thread count),
-//! zstd, or none; the compressed output is hashed in the same pass.
-//! Decompression sniffs the format from the first bytes.
+//! Compression, in one place: the formats kiln reads (what Docker reads:
+//! gzip, bzip2, xz, zstd or none, recognised by content), one sniffer, one
+//! decompressing reader, and one compressor. Gzip is written in parallel
+//! over fixed-size chunks, each an independent gzip member, so the bytes
+//! never depend on the thread count; the compressed output is hashed in the
+//! same pass.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 
-use crate::hashio::HashingWriter;
-use kiln_oci::Digest;
+use crate::{Digest, HashingWriter};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Compression {
     None,
     Gzip,
+    Bzip2,
+    Xz,
     Zstd,
 }
 
@@ -22,26 +25,42 @@ const GZIP_LEVEL: u32 = 6;
 const ZSTD_LEVEL: i32 = 3;
 const ZSTD_JOB: u32 = 2 << 20;
 
-/// Recognises a gzip or zstd stream from its magic number.
-pub fn detect(prefix: &[u8]) -> Compression {
-    if prefix.starts_with(&[0x1f, 0x8b]) {
+/// Recognises a compression format from a stream's first bytes (six are
+/// enough for every format).
+pub fn sniff(head: &[u8]) -> Compression {
+    if head.starts_with(&[0x1f, 0x8b]) {
         Compression::Gzip
-    } else if prefix.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+    } else if head.starts_with(b"BZh") {
+        Compression::Bzip2
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        Compression::Xz
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Compression::Zstd
     } else {
         Compression::None
     }
 }
 
-/// A reader of the plain bytes of a possibly compressed stream.
+/// A reader of the plain bytes of a possibly compressed stream, the format
+/// sniffed from its first bytes.
 pub fn decompress<'a>(reader: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
     let mut buf = BufReader::with_capacity(256 * 1024, reader);
     // A short read at the start is fine: fill_buf returns what is there.
-    let kind = detect(buf.fill_buf()?);
+    let kind = sniff(buf.fill_buf()?);
+    decoder(buf, kind)
+}
+
+/// A reader of the plain bytes of a stream compressed as `kind` (from a
+/// media type, say).
+pub fn decoder<'a>(reader: impl Read + 'a, kind: Compression) -> io::Result<Box<dyn Read + 'a>> {
+    let buf = BufReader::with_capacity(256 * 1024, reader);
+    // Multi-member/multi-stream throughout: our own parallel gzip output is
+    // a chain of members, and concatenated streams are valid input.
     Ok(match kind {
         Compression::None => Box::new(buf),
-        // Multi-member: our own parallel gzip output is a chain of members.
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buf)),
+        Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(buf)),
+        Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(buf)),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buf)?),
     })
 }
@@ -69,6 +88,8 @@ enum Inner<W: Write> {
     Plain(HashingWriter<W>),
     Gzip(ParGzip<HashingWriter<W>>),
     Zstd(zstd::stream::write::Encoder<'static, HashingWriter<W>>),
+    Bzip2(bzip2::write::BzEncoder<HashingWriter<W>>),
+    Xz(liblzma::write::XzEncoder<HashingWriter<W>>),
 }
 
 impl<W: Write> CompressWriter<W> {
@@ -78,6 +99,11 @@ impl<W: Write> CompressWriter<W> {
             Compression::None => Inner::Plain(out),
             Compression::Gzip => Inner::Gzip(ParGzip::new(out, default_threads())),
             Compression::Zstd => Inner::Zstd(zstd_encoder(out, default_threads())?),
+            Compression::Bzip2 => Inner::Bzip2(bzip2::write::BzEncoder::new(
+                out,
+                bzip2::Compression::default(),
+            )),
+            Compression::Xz => Inner::Xz(liblzma::write::XzEncoder::new(out, 6)),
         };
         Ok(CompressWriter { inner })
     }
@@ -89,9 +115,12 @@ impl<W: Write> CompressWriter<W> {
             Inner::Plain(w) => w,
             Inner::Gzip(g) => g.finish()?,
             Inner::Zstd(z) => z.finish()?,
+            Inner::Bzip2(b) => b.finish()?,
+            Inner::Xz(x) => x.finish()?,
         };
         out.flush()?;
-        Ok(out.finish())
+        let (out, digest, size) = out.finish();
+        Ok((digest, size, out))
     }
 }
 
@@ -101,6 +130,8 @@ impl<W: Write> Write for CompressWriter<W> {
             Inner::Plain(w) => w.write(buf),
             Inner::Gzip(g) => g.write(buf),
             Inner::Zstd(z) => z.write(buf),
+            Inner::Bzip2(b) => b.write(buf),
+            Inner::Xz(x) => x.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -110,6 +141,8 @@ impl<W: Write> Write for CompressWriter<W> {
             // not end one early; it flushes what is already compressed.
             Inner::Gzip(g) => g.out.flush(),
             Inner::Zstd(z) => z.flush(),
+            Inner::Bzip2(b) => b.flush(),
+            Inner::Xz(x) => x.flush(),
         }
     }
 }
@@ -253,7 +286,7 @@ mod tests {
         assert_eq!(size, out.len() as u64);
         assert_eq!(digest, Digest::sha256(&out));
         assert_eq!(
-            detect(&out),
+            sniff(&out),
             if data.is_empty() && c == Compression::None {
                 Compression::None
             } else {
@@ -271,11 +304,27 @@ mod tests {
 
     #[test]
     fn roundtrips_each_format() {
-        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+        for c in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Bzip2,
+            Compression::Xz,
+            Compression::Zstd,
+        ] {
             for n in [0, 1, GZIP_CHUNK - 1, GZIP_CHUNK + 17] {
                 roundtrip(&sample(n), c);
             }
         }
+    }
+
+    #[test]
+    fn sniffs_by_content() {
+        assert_eq!(sniff(&[0x1f, 0x8b, 8]), Compression::Gzip);
+        assert_eq!(sniff(b"BZh91AY"), Compression::Bzip2);
+        assert_eq!(sniff(&[0xfd, b'7', b'z', b'X', b'Z', 0]), Compression::Xz);
+        assert_eq!(sniff(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Compression::Zstd);
+        assert_eq!(sniff(b"ustar"), Compression::None);
+        assert_eq!(sniff(b""), Compression::None);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Media types of the OCI image spec and Docker's image manifest schema 2.
 
+use crate::Compression;
+
 pub const OCI_LAYOUT_HEADER: &str = "application/vnd.oci.layout.header.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -24,14 +26,6 @@ pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.ta
 pub const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
 pub const DOCKER_FOREIGN_LAYER_GZIP: &str =
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
-
-/// How a layer blob is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
 
 /// Whether `media_type` is a single-image manifest (OCI or Docker).
 pub fn is_manifest(media_type: &str) -> bool {
@@ -61,22 +55,14 @@ pub fn layer_compression(media_type: &str) -> Option<Compression> {
     }
 }
 
-/// The OCI layer media type for a compression.
-pub fn oci_layer(compression: Compression) -> &'static str {
+/// The OCI layer media type for a compression; bzip2 and xz have none
+/// (Docker reads such layers but never names them).
+pub fn oci_layer(compression: Compression) -> Option<&'static str> {
     match compression {
-        Compression::None => OCI_LAYER,
-        Compression::Gzip => OCI_LAYER_GZIP,
-        Compression::Zstd => OCI_LAYER_ZSTD,
-    }
-}
-
-/// The Docker schema 2 layer media type for a compression (zstd has none
-/// that Docker 20.10 reads; the name is what newer Docker writes).
-pub fn docker_layer(compression: Compression) -> &'static str {
-    match compression {
-        Compression::None => DOCKER_LAYER,
-        Compression::Gzip => DOCKER_LAYER_GZIP,
-        Compression::Zstd => DOCKER_LAYER_ZSTD,
+        Compression::None => Some(OCI_LAYER),
+        Compression::Gzip => Some(OCI_LAYER_GZIP),
+        Compression::Zstd => Some(OCI_LAYER_ZSTD),
+        Compression::Bzip2 | Compression::Xz => None,
     }
 }
 
@@ -96,6 +82,7 @@ mod tests {
         assert_eq!(layer_compression(OCI_LAYER_ZSTD), Some(Compression::Zstd));
         assert_eq!(layer_compression(OCI_LAYER), Some(Compression::None));
         assert_eq!(layer_compression("text/plain"), None);
-        assert_eq!(oci_layer(Compression::Gzip), OCI_LAYER_GZIP);
+        assert_eq!(oci_layer(Compression::Gzip), Some(OCI_LAYER_GZIP));
+        assert_eq!(oci_layer(Compression::Xz), None);
     }
 }

@@ -9,7 +9,6 @@
 
 pub mod archive;
 mod blob;
-mod compress;
 mod error;
 mod fsck;
 mod fsio;

@@ -5,8 +5,9 @@
 use std::fs;
 use std::io;
 
-use kiln_oci::media_type::{self as mt, Compression};
+use kiln_oci::media_type as mt;
 use kiln_oci::oci_spec::image::Descriptor;
+use kiln_oci::Compression;
 use kiln_oci::{DiffId, Digest, HashingWriter};
 use serde::{Deserialize, Serialize};
 
@@ -64,7 +65,7 @@ impl Store {
 
     fn compute_layer_info(&self, digest: &Digest, compression: Compression) -> Result<LayerInfo> {
         let path = self.blob_path(digest);
-        let mut reader = crate::compress::decoder(self.open_blob(digest)?, compression)
+        let mut reader = kiln_oci::compression::decoder(self.open_blob(digest)?, compression)
             .ctx("starting a decoder for", &path)?;
         let mut hasher = HashingWriter::new(io::sink());
         io::copy(&mut reader, &mut hasher).map_err(|e| {

@@ -286,3 +286,101 @@ fn fsck_reports_corrupt_and_missing_blobs() {
             && p.problem == "missing"
             && p.needed_by.as_deref() == Some("docker.io/library/f:latest")));
 }
+
+/// A tar holding one file.
+fn one_file_tar(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, name, data).unwrap();
+    b.into_inner().unwrap()
+}
+
+fn compressed(data: &[u8], c: kiln_oci::Compression) -> Vec<u8> {
+    let mut out = Vec::new();
+    kiln_oci::compression::compress(data, &mut out, c).unwrap();
+    out
+}
+
+/// Docker reads bzip2 and xz layers in a `docker save` archive; so does
+/// `load`, storing them as gzip (they have no OCI media type).
+#[test]
+fn load_reads_bzip2_and_xz_layers() {
+    use kiln_oci::Compression;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let plain = [
+        one_file_tar("a.txt", b"bzip2"),
+        one_file_tar("b.txt", b"xz"),
+    ];
+    let blobs = [
+        compressed(&plain[0], Compression::Bzip2),
+        compressed(&plain[1], Compression::Xz),
+    ];
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": Platform::host().architecture, "os": "linux",
+        "rootfs": {"type": "layers",
+                   "diff_ids": plain.iter().map(|p| Digest::sha256(p).to_string()).collect::<Vec<_>>()},
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": "config.json", "RepoTags": ["packed:1"],
+        "Layers": ["a/layer.tar", "b/layer.tar"],
+    }]))
+    .unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("manifest.json", &manifest),
+        ("config.json", &config),
+        ("a/layer.tar", &blobs[0]),
+        ("b/layer.tar", &blobs[1]),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    let archive = b.into_inner().unwrap();
+    let report = kiln_store::archive::load(&store, &archive[..]).unwrap();
+    assert_eq!(report.images.len(), 1);
+    let raw = store.read_blob(&report.images[0].manifest_digest).unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let layers = m["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2);
+    for (layer, want) in layers.iter().zip(&plain) {
+        assert_eq!(layer["mediaType"], mt::OCI_LAYER_GZIP);
+        let digest: Digest = layer["digest"].as_str().unwrap().parse().unwrap();
+        let blob = store.read_blob(&digest).unwrap();
+        assert_eq!(kiln_oci::compression::sniff(&blob), Compression::Gzip);
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(
+            &mut kiln_oci::compression::decompress(&blob[..]).unwrap(),
+            &mut back,
+        )
+        .unwrap();
+        assert_eq!(&back, want);
+    }
+}
+
+/// `import` takes a tar compressed any way Docker reads.
+#[test]
+fn import_reads_bzip2_and_xz_tars() {
+    use kiln_oci::Compression;
+    let plain = one_file_tar("hello.txt", b"hi");
+    for c in [Compression::Bzip2, Compression::Xz] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let opts = kiln_store::import::ImportOptions {
+            changes: Vec::new(),
+            source: "-".into(),
+            platform: Platform::host(),
+            name: None,
+        };
+        let got =
+            kiln_store::import::import_tar(&store, &compressed(&plain, c)[..], &opts).unwrap();
+        assert_eq!(got.diff_id.0, Digest::sha256(&plain), "{c:?}");
+    }
+}

@@ -15,8 +15,8 @@ use std::collections::HashSet;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::hashio::HashingReader;
 use kiln_oci::DiffId;
+use kiln_oci::HashingReader;
 
 pub use name::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 pub use protect::Protected;
@@ -82,14 +82,14 @@ pub fn apply_layer(target: &Path, reader: impl Read) -> Result<ApplyStats, Apply
     apply_layer_with(target, reader, ApplyMode::Merge)
 }
 
-/// Extracts a layer that may be gzip- or zstd-compressed (sniffed from its
-/// first bytes) or plain.
+/// Extracts a layer that may be compressed (any format Docker reads,
+/// sniffed from its first bytes) or plain.
 pub fn apply_compressed_layer(
     target: &Path,
     reader: impl Read,
     mode: ApplyMode,
 ) -> Result<ApplyStats, ApplyError> {
-    let plain = crate::compress::decompress(reader).map_err(ApplyError::Read)?;
+    let plain = kiln_oci::compression::decompress(reader).map_err(ApplyError::Read)?;
     apply_layer_with(target, plain, mode)
 }
 
@@ -141,7 +141,7 @@ pub fn apply_layer_protected(
     // digest is that of the whole stream as stored.
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(ApplyError::Read)?;
-    let (digest, size) = rest.into_inner().finish();
+    let (_, digest, size) = rest.into_inner().finish();
     ex.stats.diff_id = Some(DiffId(digest));
     ex.stats.tar_size = size;
     ex.stats.xattrs_skipped = ex.xattr_errors.0;

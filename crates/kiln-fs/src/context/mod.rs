@@ -113,7 +113,7 @@ impl BuildContext {
                 source,
             })?;
         let plain =
-            crate::copy::archive::decompress(reader).map_err(|source| ContextError::Unpack {
+            kiln_oci::compression::decompress(reader).map_err(|source| ContextError::Unpack {
                 path: tmp.path().to_path_buf(),
                 source,
             })?;

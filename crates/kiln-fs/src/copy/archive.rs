@@ -3,7 +3,7 @@
 //! Docker) is extracted into the destination directory; anything else is
 //! copied as a file. Remote URLs are never extracted (url.rs).
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use rustix::fs::{Mode, OFlags};
@@ -14,42 +14,7 @@ use super::tree::{Owner, TreeWriter};
 use super::{CopyError, CopyOptions, CopyStats};
 use crate::context::{walk, Matched, SourceRoot};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Bzip2,
-    Xz,
-    Zstd,
-}
-
-/// Recognises a compression format from a stream's first bytes.
-pub fn sniff(head: &[u8]) -> Compression {
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Compression::Gzip
-    } else if head.starts_with(b"BZh") {
-        Compression::Bzip2
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        Compression::Xz
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Compression::Zstd
-    } else {
-        Compression::None
-    }
-}
-
-/// Wraps `reader` in the decompressor its first bytes call for.
-pub fn decompress<'a>(reader: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
-    let mut r = BufReader::with_capacity(64 * 1024, reader);
-    let kind = sniff(r.fill_buf()?);
-    Ok(match kind {
-        Compression::None => Box::new(r),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
-        Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(r)),
-        Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(r)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r)?),
-    })
-}
+use kiln_oci::compression::decompress;
 
 /// Whether a 512-byte block is a valid tar header (checksum over the block
 /// with the checksum field read as spaces, as Go's archive/tar checks).
@@ -175,6 +140,7 @@ pub(super) fn unpack_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiln_oci::compression::{sniff, Compression};
 
     #[test]
     fn sniffs_by_content() {

@@ -18,7 +18,7 @@ use tar::{EntryType, Header};
 
 use super::{LayerInfo, LayerOptions};
 use crate::file_hashes::{FileHashes, FileKey, ROOTFS};
-use crate::hashio::HashingWriter;
+use kiln_oci::HashingWriter;
 
 pub(crate) struct LayerWriter<W: Write> {
     tar: tar::Builder<HashingWriter<W>>,
@@ -219,7 +219,7 @@ impl<W: Write> LayerWriter<W> {
 
     pub fn finish(self) -> io::Result<(LayerInfo, W)> {
         let entries = self.entries;
-        let (digest, size, out) = self.tar.into_inner()?.finish();
+        let (out, digest, size) = self.tar.into_inner()?.finish();
         Ok((
             LayerInfo {
                 diff_id: kiln_oci::DiffId(digest),

@@ -11,7 +11,7 @@ use kiln_oci::media_type as mt;
 use kiln_oci::oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 use kiln_oci::{Compression, DiffId, Digest, Reference};
 
-use crate::compress;
+use kiln_oci::compression::{self as compress, CompressWriter};
 
 use super::{verify, DockerManifestEntry};
 use crate::blob::PreparedBlob;
@@ -42,7 +42,7 @@ struct Staged {
     links: HashMap<String, String>,
 }
 
-/// Loads every image in a (possibly gzip/zstd-compressed) archive.
+/// Loads every image in a (possibly compressed: gzip, bzip2, xz, zstd) archive.
 pub fn load<R: Read>(store: &Store, input: R) -> Result<LoadReport> {
     let reader = compress::decompress(input)
         .map_err(|e| Error::invalid("archive", format!("cannot read it: {e}")))?;
@@ -517,7 +517,7 @@ fn load_docker_entry(
 }
 
 /// Verifies a docker-archive layer against its diff id and returns its
-/// manifest descriptor; uncompressed layers are gzip-compressed.
+/// manifest descriptor; plain, bzip2 and xz layers are stored as gzip.
 fn docker_layer(
     store: &Store,
     blob: &PreparedBlob,
@@ -526,22 +526,27 @@ fn docker_layer(
     out: &mut Output,
 ) -> Result<Descriptor> {
     let what = format!("archive layer {path}");
-    let mut head = [0u8; 4];
+    let mut head = [0u8; 6];
     let n = blob
         .reopen()?
         .read(&mut head)
         .map_err(|e| Error::invalid(&what, e))?;
-    let kind = compress::detect(&head[..n]);
+    let kind = compress::sniff(&head[..n]);
     let info = verify::verify_layer(store, blob.reopen()?, kind, &want, &what)?;
-    let (media_type, digest, size) = if kind == Compression::None {
-        let mut gz = compress::gzip(store.ingest(None)?);
-        // Both ends are in the store (the layer is staged already): a
-        // failure here is the store's disk, not the archive.
-        io::copy(&mut blob.reopen()?, &mut gz).map_err(|e| match e.kind() {
+    // Docker reads plain, bzip2 and xz layers too; they have no OCI media
+    // type, so they are stored as gzip.
+    let (media_type, digest, size) = if !matches!(kind, Compression::Gzip | Compression::Zstd) {
+        let mut gz =
+            CompressWriter::new(store.ingest(None)?, Compression::Gzip).map_err(Error::Write)?;
+        // Both ends are in the store (the layer is staged and verified
+        // already): a failure here is the store's disk, not the archive.
+        let mut plain = compress::decoder(blob.reopen()?, kind).map_err(Error::Write)?;
+        io::copy(&mut plain, &mut gz).map_err(|e| match e.kind() {
             k if crate::error::is_disk_error(k) => Error::Write(e),
             _ => Error::io("compressing staged layer in", store.root(), e),
         })?;
-        let prepared = gz.finish().map_err(Error::Write)?.finish()?;
+        let (_, _, blob) = gz.finish().map_err(Error::Write)?;
+        let prepared = blob.finish()?;
         let r = (mt::OCI_LAYER_GZIP, prepared.digest(), prepared.size());
         out.made.push(prepared);
         r

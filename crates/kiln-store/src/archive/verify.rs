@@ -9,10 +9,10 @@ use std::io::{self, Read};
 
 use kiln_oci::{Compression, DiffId, Digest, HashingWriter};
 
-use crate::compress;
 use crate::error::{Error, Result};
 use crate::meta::LayerInfo;
 use crate::Store;
+use kiln_oci::compression as compress;
 
 /// Refuses a blob whose descriptor states another size than it has.
 pub(super) fn check_size(what: &str, digest: &Digest, claimed: u64, actual: u64) -> Result<()> {

@@ -14,10 +14,10 @@ use serde_json::{json, Map};
 
 pub use change::apply_change;
 
-use crate::compress;
 use crate::error::{Error, Result};
 use crate::meta::LayerInfo;
 use crate::Store;
+use kiln_oci::compression::{self as compress, CompressWriter, Compression};
 
 /// What to put in the imported image besides its layer.
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ pub struct Imported {
     pub diff_id: DiffId,
 }
 
-/// Imports a (possibly gzip/zstd-compressed) tar stream. The tar is checked
+/// Imports a (possibly compressed: gzip, bzip2, xz, zstd) tar stream. The tar is checked
 /// entry by entry as it is copied, so a truncated or non-tar input fails.
 pub fn import_tar<R: Read>(store: &Store, input: R, opts: &ImportOptions) -> Result<Imported> {
     // Changes are checked before any data is written.
@@ -124,13 +124,16 @@ fn changes_config(changes: &[String]) -> Result<Map<String, serde_json::Value>> 
 
 /// Uncompressed tar in → diff id hashed, gzip, blob.
 struct LayerSink {
-    out: HashingWriter<flate2::write::GzEncoder<crate::BlobWriter>>,
+    out: HashingWriter<CompressWriter<crate::BlobWriter>>,
 }
 
 impl LayerSink {
     fn new(store: &Store) -> Result<LayerSink> {
         Ok(LayerSink {
-            out: HashingWriter::new(compress::gzip(store.ingest(None)?)),
+            out: HashingWriter::new(
+                CompressWriter::new(store.ingest(None)?, Compression::Gzip)
+                    .map_err(Error::Write)?,
+            ),
         })
     }
 }
@@ -161,7 +164,7 @@ fn finish(
     opts: &ImportOptions,
 ) -> Result<Imported> {
     let (gz, diff, uncompressed) = layer.out.finish();
-    let blob = gz.finish().map_err(Error::Write)?;
+    let (_, _, blob) = gz.finish().map_err(Error::Write)?;
     let (layer_digest, layer_size) = blob.commit()?;
     let diff_id = DiffId(diff);
     store.record_layer_info(
