@@ -25,9 +25,6 @@ const CRATES_WITH_KNOWN_CYCLES: &[&str] = &[];
 const KNOWN_LONG_FNS: &[&str] = &[
     "kiln/src/cmd/build.rs::run",
     "kiln/src/progress.rs::event",
-    "kiln-dockerfile/src/instructions/kinds.rs::healthcheck",
-    "kiln-dockerfile/src/lint/buildkit.rs::check",
-    "kiln-dockerfile/src/lint/lean.rs::check",
     "kiln-dockerfile/src/lower/copy.rs::lower_copy",
     "kiln-dockerfile/src/lower/run.rs::lower_run",
     "kiln-dockerfile/src/plan.rs::plan",

@@ -6,7 +6,7 @@ use super::{
     RunInstr,
 };
 use crate::error::Error;
-use crate::syntax::flags::Kind;
+use crate::syntax::flags::{Kind, Values};
 use crate::syntax::heredoc::{chomp_heredoc, parse_heredoc_word};
 use crate::syntax::words;
 
@@ -321,6 +321,21 @@ pub(crate) fn healthcheck(req: &mut Request) -> Result<InstructionKind, Error> {
         }
         return Err(req.err_args(msg));
     }
+    let test = health_test(req, rest)?;
+    let dur = |name: &str| health_duration(req, &v, name);
+    let retries = health_retries(req, &v)?;
+    Ok(InstructionKind::Healthcheck(HealthInstr::Check {
+        test,
+        interval: dur("interval")?,
+        timeout: dur("timeout")?,
+        start_period: dur("start-period")?,
+        start_interval: dur("start-interval")?,
+        retries,
+    }))
+}
+
+/// The HEALTHCHECK CMD test: exec form (`CMD`, args…) or shell (`CMD-SHELL`).
+fn health_test(req: &mut Request, rest: &str) -> Result<Vec<String>, Error> {
     let test = match words::parse_json(rest) {
         Ok(list) => {
             req.json = true;
@@ -338,34 +353,44 @@ pub(crate) fn healthcheck(req: &mut Request) -> Result<InstructionKind, Error> {
     if test.len() < 2 || (test[0] == "CMD-SHELL" && test[1].is_empty()) {
         return Err(req.err_args("Missing command after HEALTHCHECK CMD"));
     }
-    let dur = |name: &str| -> Result<Option<std::time::Duration>, Error> {
-        match v.str(name) {
-            None => Ok(None),
-            Some(s) => {
-                let d = crate::duration::parse_go_duration(&s).map_err(|e| {
-                    Error::at(
-                        req.ctx.file,
-                        req.ctx.lines,
-                        req.flag_span(name),
-                        format!("--{name}: {e}"),
-                    )
-                })?;
-                if d.is_zero() {
-                    return Ok(None);
-                }
-                if d < std::time::Duration::from_millis(1) {
-                    return Err(Error::at(
-                        req.ctx.file,
-                        req.ctx.lines,
-                        req.flag_span(name),
-                        format!("Interval {name} cannot be less than 1ms"),
-                    ));
-                }
-                Ok(Some(d))
+    Ok(test)
+}
+
+/// A HEALTHCHECK duration flag: unset or zero is `None`, under 1ms an error.
+fn health_duration(
+    req: &Request,
+    v: &Values,
+    name: &str,
+) -> Result<Option<std::time::Duration>, Error> {
+    match v.str(name) {
+        None => Ok(None),
+        Some(s) => {
+            let d = crate::duration::parse_go_duration(&s).map_err(|e| {
+                Error::at(
+                    req.ctx.file,
+                    req.ctx.lines,
+                    req.flag_span(name),
+                    format!("--{name}: {e}"),
+                )
+            })?;
+            if d.is_zero() {
+                return Ok(None);
             }
+            if d < std::time::Duration::from_millis(1) {
+                return Err(Error::at(
+                    req.ctx.file,
+                    req.ctx.lines,
+                    req.flag_span(name),
+                    format!("Interval {name} cannot be less than 1ms"),
+                ));
+            }
+            Ok(Some(d))
         }
-    };
-    let retries = match v.str("retries") {
+    }
+}
+
+fn health_retries(req: &Request, v: &Values) -> Result<Option<i64>, Error> {
+    Ok(match v.str("retries") {
         None => None,
         Some(s) => {
             let n: i64 = s.parse().map_err(|_| {
@@ -386,15 +411,7 @@ pub(crate) fn healthcheck(req: &mut Request) -> Result<InstructionKind, Error> {
             }
             Some(n)
         }
-    };
-    Ok(InstructionKind::Healthcheck(HealthInstr::Check {
-        test,
-        interval: dur("interval")?,
-        timeout: dur("timeout")?,
-        start_period: dur("start-period")?,
-        start_interval: dur("start-interval")?,
-        retries,
-    }))
+    })
 }
 
 /// MAINTAINER, USER, WORKDIR, STOPSIGNAL: one argument, no flags.

@@ -3,7 +3,7 @@
 //! exec forms that silently became shell forms.
 
 use super::{push, Finding, Origin};
-use crate::instructions::{Command, Dockerfile, InstructionKind};
+use crate::instructions::{Command, Dockerfile, Instruction, InstructionKind};
 
 const K: Origin = Origin::Kiln;
 
@@ -50,42 +50,9 @@ fn run_text(k: &InstructionKind) -> Option<(String, bool)> {
 
 pub(super) fn check(df: &Dockerfile, out: &mut Vec<Finding>) {
     for ins in &df.instructions {
-        // MalformedJSONForm: `CMD ["a", 'b']` runs `/bin/sh -c ["a", 'b']`.
-        let cmdlike = matches!(
-            ins.kind,
-            InstructionKind::Cmd(_) | InstructionKind::Entrypoint(_) | InstructionKind::Run(_)
-        );
-        if cmdlike && !ins.json && ins.args.trim_start().starts_with('[') {
-            if let Err(crate::syntax::words::JsonError::Invalid(e)) =
-                crate::syntax::words::parse_json(&ins.args)
-            {
-                push(out, "MalformedJSONForm", K, ins.span, format!(
-                    "{} arguments start with '[' but are not valid JSON ({e}); they run as a shell command. Use double quotes: [\"executable\", \"arg\"]",
-                    ins.name()
-                ));
-            }
-        }
-        // AddLocalFile
-        if let InstructionKind::Copy(c) = &ins.kind {
-            if c.is_add {
-                for s in &c.sources {
-                    let lower = s.to_ascii_lowercase();
-                    let remote = lower.starts_with("http://")
-                        || lower.starts_with("https://")
-                        || lower.starts_with("git@")
-                        || lower.ends_with(".git");
-                    let archive = ARCHIVES.iter().any(|a| lower.ends_with(a));
-                    let has_var = s.contains('$');
-                    if !remote && !archive && !has_var {
-                        push(out, "AddLocalFile", K, ins.span, format!(
-                            "ADD of local file '{s}' which is not an archive: use COPY (ADD also downloads URLs and extracts archives, COPY just copies)"
-                        ));
-                    }
-                }
-            }
-        }
+        malformed_json(ins, out);
+        add_local_file(ins, out);
     }
-
     let Ok(split) = crate::plan::split(df) else {
         return;
     };
@@ -108,90 +75,147 @@ pub(super) fn check(df: &Dockerfile, out: &mut Vec<Finding>) {
 
         let mut pending_update: Option<usize> = None;
         for ins in body.iter() {
-            let Some((text, cache_mount)) = run_text(&ins.kind) else {
-                continue;
-            };
-            let t = text.to_ascii_lowercase();
-            let has_update = t.contains("apt-get update") || t.contains("apt update");
-            let has_install = t.contains("apt-get install")
-                || t.contains("apt install")
-                || t.contains("apt-get upgrade")
-                || t.contains("apt-get dist-upgrade");
-            if has_update && !has_install {
-                pending_update = Some(ins.span.line);
-            }
-            if has_install && !has_update {
-                if let Some(line) = pending_update {
-                    push(out, "AptUpdateSeparateLayer", K, ins.span, format!(
-                        "apt-get install runs in a different RUN than the apt-get update on line {line}: the cached update layer goes stale and its package lists stay in the image; use RUN apt-get update && apt-get install -y … && rm -rf /var/lib/apt/lists/*"
-                    ));
-                }
-            }
-            if has_install && !cache_mount && !t.contains("/var/lib/apt/lists") {
-                push(out, "PackageCacheLeftBehind", K, ins.span,
-                    "apt-get install leaves /var/lib/apt/lists in this layer: end the same RUN with && rm -rf /var/lib/apt/lists/* (or use a cache mount)".into());
-            }
-            if (t.contains("pip install") || t.contains("pip3 install"))
-                && !cache_mount
-                && !t.contains("--no-cache-dir")
-                && !t.contains("pip_no_cache_dir")
-            {
-                push(out, "PackageCacheLeftBehind", K, ins.span,
-                    "pip install keeps its download cache (~/.cache/pip) in this layer: add --no-cache-dir (or use RUN --mount=type=cache,target=/root/.cache/pip)".into());
-            }
-            if t.contains("apk add")
-                && !cache_mount
-                && !t.contains("--no-cache")
-                && !t.contains("/var/cache/apk")
-            {
-                push(
-                    out,
-                    "PackageCacheLeftBehind",
-                    K,
-                    ins.span,
-                    "apk add keeps /var/cache/apk in this layer: use apk add --no-cache".into(),
-                );
+            if let Some((text, cache_mount)) = run_text(&ins.kind) {
+                package_rules(ins, &text, cache_mount, &mut pending_update, out);
             }
         }
     }
-
     // ToolchainFinalImage: only the last stage becomes the image by default.
     if let (Some((from, body)), Some(base)) = (split.stages.last(), bases.last()) {
-        let repo = repo_name(base);
-        let runs: String = body
-            .iter()
-            .filter_map(|i| run_text(&i.kind).map(|(t, _)| t.to_ascii_lowercase()))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let build_tools = [
-            "build-essential",
-            "gcc",
-            "g++",
-            "make",
-            "python3-dev",
-            "musl-dev",
-            "build-base",
-        ]
-        .iter()
-        .any(|t| {
-            runs.split(|c: char| c.is_whitespace() || c == '\\')
-                .any(|w| w == *t)
-        });
-        let toolchain = if TOOLCHAINS.contains(&repo.as_str()) {
-            Some("a compiler toolchain image")
-        } else if repo == "node"
-            && (build_tools || runs.contains("npm run build") || runs.contains("yarn build"))
+        toolchain_final_image(from, body, base, out);
+    }
+}
+
+/// MalformedJSONForm: `CMD ["a", 'b']` runs `/bin/sh -c ["a", 'b']`.
+fn malformed_json(ins: &Instruction, out: &mut Vec<Finding>) {
+    let cmdlike = matches!(
+        ins.kind,
+        InstructionKind::Cmd(_) | InstructionKind::Entrypoint(_) | InstructionKind::Run(_)
+    );
+    if cmdlike && !ins.json && ins.args.trim_start().starts_with('[') {
+        if let Err(crate::syntax::words::JsonError::Invalid(e)) =
+            crate::syntax::words::parse_json(&ins.args)
         {
-            Some("node with build tools and a build step")
-        } else if (repo == "python" || repo == "pypy") && build_tools {
-            Some("python with compilers installed")
-        } else {
-            None
-        };
-        if let Some(what) = toolchain {
-            push(out, "ToolchainFinalImage", K, from.span, format!(
-                "the final stage is based on {base} ({what}): build in a first stage (FROM {base} AS build) and copy only the result into a small runtime image (FROM gcr.io/distroless/static, alpine or scratch) to shrink the image"
+            push(out, "MalformedJSONForm", K, ins.span, format!(
+                "{} arguments start with '[' but are not valid JSON ({e}); they run as a shell command. Use double quotes: [\"executable\", \"arg\"]",
+                ins.name()
             ));
         }
+    }
+}
+
+fn add_local_file(ins: &Instruction, out: &mut Vec<Finding>) {
+    if let InstructionKind::Copy(c) = &ins.kind {
+        if c.is_add {
+            for s in &c.sources {
+                let lower = s.to_ascii_lowercase();
+                let remote = lower.starts_with("http://")
+                    || lower.starts_with("https://")
+                    || lower.starts_with("git@")
+                    || lower.ends_with(".git");
+                let archive = ARCHIVES.iter().any(|a| lower.ends_with(a));
+                let has_var = s.contains('$');
+                if !remote && !archive && !has_var {
+                    push(out, "AddLocalFile", K, ins.span, format!(
+                        "ADD of local file '{s}' which is not an archive: use COPY (ADD also downloads URLs and extracts archives, COPY just copies)"
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// AptUpdateSeparateLayer and PackageCacheLeftBehind for one RUN.
+fn package_rules(
+    ins: &Instruction,
+    text: &str,
+    cache_mount: bool,
+    pending_update: &mut Option<usize>,
+    out: &mut Vec<Finding>,
+) {
+    let t = text.to_ascii_lowercase();
+    let has_update = t.contains("apt-get update") || t.contains("apt update");
+    let has_install = t.contains("apt-get install")
+        || t.contains("apt install")
+        || t.contains("apt-get upgrade")
+        || t.contains("apt-get dist-upgrade");
+    if has_update && !has_install {
+        *pending_update = Some(ins.span.line);
+    }
+    if has_install && !has_update {
+        if let Some(line) = *pending_update {
+            push(out, "AptUpdateSeparateLayer", K, ins.span, format!(
+                "apt-get install runs in a different RUN than the apt-get update on line {line}: the cached update layer goes stale and its package lists stay in the image; use RUN apt-get update && apt-get install -y … && rm -rf /var/lib/apt/lists/*"
+            ));
+        }
+    }
+    if has_install && !cache_mount && !t.contains("/var/lib/apt/lists") {
+        push(out, "PackageCacheLeftBehind", K, ins.span,
+            "apt-get install leaves /var/lib/apt/lists in this layer: end the same RUN with && rm -rf /var/lib/apt/lists/* (or use a cache mount)".into());
+    }
+    if (t.contains("pip install") || t.contains("pip3 install"))
+        && !cache_mount
+        && !t.contains("--no-cache-dir")
+        && !t.contains("pip_no_cache_dir")
+    {
+        push(out, "PackageCacheLeftBehind", K, ins.span,
+            "pip install keeps its download cache (~/.cache/pip) in this layer: add --no-cache-dir (or use RUN --mount=type=cache,target=/root/.cache/pip)".into());
+    }
+    if t.contains("apk add")
+        && !cache_mount
+        && !t.contains("--no-cache")
+        && !t.contains("/var/cache/apk")
+    {
+        push(
+            out,
+            "PackageCacheLeftBehind",
+            K,
+            ins.span,
+            "apk add keeps /var/cache/apk in this layer: use apk add --no-cache".into(),
+        );
+    }
+}
+
+fn toolchain_final_image(
+    from: &Instruction,
+    body: &[Instruction],
+    base: &str,
+    out: &mut Vec<Finding>,
+) {
+    let repo = repo_name(base);
+    let runs: String = body
+        .iter()
+        .filter_map(|i| run_text(&i.kind).map(|(t, _)| t.to_ascii_lowercase()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let build_tools = [
+        "build-essential",
+        "gcc",
+        "g++",
+        "make",
+        "python3-dev",
+        "musl-dev",
+        "build-base",
+    ]
+    .iter()
+    .any(|t| {
+        runs.split(|c: char| c.is_whitespace() || c == '\\')
+            .any(|w| w == *t)
+    });
+    let toolchain = if TOOLCHAINS.contains(&repo.as_str()) {
+        Some("a compiler toolchain image")
+    } else if repo == "node"
+        && (build_tools || runs.contains("npm run build") || runs.contains("yarn build"))
+    {
+        Some("node with build tools and a build step")
+    } else if (repo == "python" || repo == "pypy") && build_tools {
+        Some("python with compilers installed")
+    } else {
+        None
+    };
+    if let Some(what) = toolchain {
+        push(out, "ToolchainFinalImage", K, from.span, format!(
+            "the final stage is based on {base} ({what}): build in a first stage (FROM {base} AS build) and copy only the result into a small runtime image (FROM gcr.io/distroless/static, alpine or scratch) to shrink the image"
+        ));
     }
 }
