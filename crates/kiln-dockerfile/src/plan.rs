@@ -226,6 +226,51 @@ pub(crate) fn resolve_ref(
 pub fn plan(df: &Dockerfile, opts: &PlanOptions) -> Result<Plan, Error> {
     let split = split(df)?;
     let lex = Lexer::new(df.escape);
+    let globals = global_args(df, &split, opts, &lex)?;
+    // Names first: a FROM may only name an earlier stage.
+    let mut names: Vec<(usize, Option<String>)> = Vec::new();
+    let mut stages = Vec::new();
+    for (index, (from_ins, body)) in split.stages.iter().enumerate() {
+        let st = plan_stage(df, &lex, &globals, &names, index, from_ins, body)?;
+        names.push((index, st.name.clone()));
+        stages.push(st);
+    }
+    for st in stages.iter_mut() {
+        stage_refs(df, &lex, &globals, &names, st)?;
+    }
+    let target = find_target(df, opts, &names, stages.len())?;
+    // Reachable from the target.
+    let mut reach = BTreeSet::new();
+    let mut todo = vec![target];
+    while let Some(i) = todo.pop() {
+        if reach.insert(i) {
+            todo.extend(stages[i].deps.iter().copied());
+        }
+    }
+    let (planned, unreached): (Vec<PlannedStage>, Vec<PlannedStage>) =
+        stages.into_iter().partition(|s| reach.contains(&s.index));
+    let mut warnings = df.warnings.clone();
+    warnings.extend(unused_build_args(&split, &planned, opts));
+    Ok(Plan {
+        stages: planned,
+        unreached,
+        target,
+        warnings,
+        all_stages: names,
+        global_args: globals,
+        options: opts.clone(),
+        dockerfile: df.clone(),
+    })
+}
+
+/// The ARGs before the first FROM, with the automatic platform ARGs and
+/// the `--build-arg` values given.
+fn global_args(
+    df: &Dockerfile,
+    split: &Split<'_>,
+    opts: &PlanOptions,
+    lex: &Lexer,
+) -> Result<Vec<(String, String)>, Error> {
     let mut globals = platform_args(opts);
     for ins in &split.meta {
         let InstructionKind::Arg(decls) = &ins.kind else {
@@ -243,127 +288,149 @@ pub fn plan(df: &Dockerfile, opts: &PlanOptions) -> Result<Plan, Error> {
             globals.push((d.name.clone(), value));
         }
     }
+    Ok(globals)
+}
 
-    // Names first: a FROM may only name an earlier stage.
-    let mut names: Vec<(usize, Option<String>)> = Vec::new();
-    let mut stages = Vec::new();
-    for (index, (from_ins, body)) in split.stages.iter().enumerate() {
-        let InstructionKind::From(f) = &from_ins.kind else {
-            unreachable!("split gives FROMs")
-        };
-        let image = lex
-            .process_word(&f.image, &globals)
-            .map_err(|e| df.error(from_ins.span, e))?;
-        if image.is_empty() {
+/// One FROM: its base (an earlier stage, scratch or an image) and platform.
+fn plan_stage(
+    df: &Dockerfile,
+    lex: &Lexer,
+    globals: &[(String, String)],
+    names: &[(usize, Option<String>)],
+    index: usize,
+    from_ins: &Instruction,
+    body: &[Instruction],
+) -> Result<PlannedStage, Error> {
+    let InstructionKind::From(f) = &from_ins.kind else {
+        unreachable!("split gives FROMs")
+    };
+    let image = lex
+        .process_word(&f.image, globals)
+        .map_err(|e| df.error(from_ins.span, e))?;
+    if image.is_empty() {
+        return Err(df.error(
+            from_ins.span,
+            format!("base name ({}) should not be blank", f.image),
+        ));
+    }
+    let platform = match &f.platform {
+        Some(p) => Some(
+            lex.process_word(p, globals)
+                .map_err(|e| df.error(from_ins.span, e))?,
+        ),
+        None => None,
+    };
+    let base = if let Some((i, _)) = names.iter().find(|(_, n)| {
+        n.as_deref().map(str::to_ascii_lowercase) == Some(image.to_ascii_lowercase())
+    }) {
+        Base::Stage(*i)
+    } else if image == "scratch" {
+        Base::Scratch
+    } else {
+        Base::Image(image)
+    };
+    if let Some(n) = &f.stage_name {
+        if let Some((j, _)) = names
+            .iter()
+            .find(|(_, m)| m.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(n)))
+        {
             return Err(df.error(
                 from_ins.span,
-                format!("base name ({}) should not be blank", f.image),
+                format!("duplicate stage name {n:?}: stage {j} already uses it (stage names are case-insensitive)"),
             ));
         }
-        let platform = match &f.platform {
-            Some(p) => Some(
-                lex.process_word(p, &globals)
-                    .map_err(|e| df.error(from_ins.span, e))?,
-            ),
-            None => None,
-        };
-        let base = if let Some((i, _)) = names.iter().find(|(_, n)| {
-            n.as_deref().map(str::to_ascii_lowercase) == Some(image.to_ascii_lowercase())
-        }) {
-            Base::Stage(*i)
-        } else if image == "scratch" {
-            Base::Scratch
-        } else {
-            Base::Image(image)
-        };
-        if let Some(n) = &f.stage_name {
-            if let Some((j, _)) = names
-                .iter()
-                .find(|(_, m)| m.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(n)))
-            {
-                return Err(df.error(
-                    from_ins.span,
-                    format!("duplicate stage name {n:?}: stage {j} already uses it (stage names are case-insensitive)"),
-                ));
-            }
-        }
-        names.push((index, f.stage_name.clone()));
-        stages.push(PlannedStage {
-            index,
-            name: f.stage_name.clone(),
-            base,
-            platform,
-            deps: Vec::new(),
-            image_deps: Vec::new(),
-            span: from_ins.span,
-            instructions: body.to_vec(),
-        });
     }
+    Ok(PlannedStage {
+        index,
+        name: f.stage_name.clone(),
+        base,
+        platform,
+        deps: Vec::new(),
+        image_deps: Vec::new(),
+        span: from_ins.span,
+        instructions: body.to_vec(),
+    })
+}
 
-    // References from COPY --from and --mount from=.
-    for st in stages.iter_mut() {
-        let mut deps = BTreeSet::new();
-        let mut images = Vec::new();
-        if let Base::Stage(b) = st.base {
-            deps.insert(b);
-        }
-        let label = stage_label(st.index, &st.name);
-        for ins in &st.instructions {
-            let mut refs: Vec<(String, &str)> = Vec::new();
-            match &ins.kind {
-                InstructionKind::Copy(c) => {
-                    if let Some(from) = &c.from {
-                        let v = lex
-                            .process_word(from, &globals)
-                            .map_err(|e| df.error(ins.span, e))?;
-                        refs.push((v, "COPY --from"));
-                    }
-                }
-                InstructionKind::Run(r) => {
-                    for m in &r.mounts {
-                        let raw = mount::parse(&m.value, None)
-                            .map_err(|e| Error::at(&df.file_name, &df.lines, m.span, e))?;
-                        if let Some(from) = raw.from {
-                            refs.push((from, "RUN --mount from="));
-                        }
-                    }
-                }
-                _ => {}
-            }
-            for (value, what) in refs {
-                match resolve_ref(&value, &names).map_err(|e| df.error(ins.span, format!("{what}: {e}")))? {
-                    StageRef::Stage(i) if i == st.index => {
-                        return Err(df.error(
-                            ins.span,
-                            format!("circular dependency: {what}={value} refers to {label} itself"),
-                        ))
-                    }
-                    StageRef::Stage(i) if i > st.index => {
-                        return Err(df.error(
-                            ins.span,
-                            format!(
-                                "{what}={value} refers to {}, which is defined after {label} (a stage can only use earlier stages)",
-                                stage_label(i, &names[i].1)
-                            ),
-                        ))
-                    }
-                    StageRef::Stage(i) => {
-                        deps.insert(i);
-                    }
-                    StageRef::Image(img) => {
-                        if !images.contains(&img) {
-                            images.push(img);
-                        }
-                    }
-                }
-            }
-        }
-        st.deps = deps.into_iter().collect();
-        st.image_deps = images;
+/// The stages and images a stage uses: its base, COPY --from and
+/// --mount from=.
+fn stage_refs(
+    df: &Dockerfile,
+    lex: &Lexer,
+    globals: &[(String, String)],
+    names: &[(usize, Option<String>)],
+    st: &mut PlannedStage,
+) -> Result<(), Error> {
+    let mut deps = BTreeSet::new();
+    let mut images = Vec::new();
+    if let Base::Stage(b) = st.base {
+        deps.insert(b);
     }
+    let label = stage_label(st.index, &st.name);
+    for ins in &st.instructions {
+        let mut refs: Vec<(String, &str)> = Vec::new();
+        match &ins.kind {
+            InstructionKind::Copy(c) => {
+                if let Some(from) = &c.from {
+                    let v = lex
+                        .process_word(from, globals)
+                        .map_err(|e| df.error(ins.span, e))?;
+                    refs.push((v, "COPY --from"));
+                }
+            }
+            InstructionKind::Run(r) => {
+                for m in &r.mounts {
+                    let raw = mount::parse(&m.value, None)
+                        .map_err(|e| Error::at(&df.file_name, &df.lines, m.span, e))?;
+                    if let Some(from) = raw.from {
+                        refs.push((from, "RUN --mount from="));
+                    }
+                }
+            }
+            _ => {}
+        }
+        for (value, what) in refs {
+            match resolve_ref(&value, names).map_err(|e| df.error(ins.span, format!("{what}: {e}")))? {
+                StageRef::Stage(i) if i == st.index => {
+                    return Err(df.error(
+                        ins.span,
+                        format!("circular dependency: {what}={value} refers to {label} itself"),
+                    ))
+                }
+                StageRef::Stage(i) if i > st.index => {
+                    return Err(df.error(
+                        ins.span,
+                        format!(
+                            "{what}={value} refers to {}, which is defined after {label} (a stage can only use earlier stages)",
+                            stage_label(i, &names[i].1)
+                        ),
+                    ))
+                }
+                StageRef::Stage(i) => {
+                    deps.insert(i);
+                }
+                StageRef::Image(img) => {
+                    if !images.contains(&img) {
+                        images.push(img);
+                    }
+                }
+            }
+        }
+    }
+    st.deps = deps.into_iter().collect();
+    st.image_deps = images;
+    Ok(())
+}
 
-    let target = match &opts.target {
-        None => stages.len() - 1,
+/// The `--target` stage, or the last one.
+fn find_target(
+    df: &Dockerfile,
+    opts: &PlanOptions,
+    names: &[(usize, Option<String>)],
+    count: usize,
+) -> Result<usize, Error> {
+    Ok(match &opts.target {
+        None => count - 1,
         Some(t) => match names
             .iter()
             .find(|(_, n)| n.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(t)))
@@ -384,34 +451,29 @@ pub fn plan(df: &Dockerfile, opts: &PlanOptions) -> Result<Plan, Error> {
                 return Err(Error::new(&df.file_name, msg).with_note(note));
             }
         },
-    };
+    })
+}
 
-    // Reachable from the target.
-    let mut reach = BTreeSet::new();
-    let mut todo = vec![target];
-    while let Some(i) = todo.pop() {
-        if reach.insert(i) {
-            todo.extend(stages[i].deps.iter().copied());
-        }
-    }
-    let (planned, unreached): (Vec<PlannedStage>, Vec<PlannedStage>) =
-        stages.into_iter().partition(|s| reach.contains(&s.index));
-
-    // --build-arg that nothing consumes.
+/// UnusedBuildArg: a --build-arg that no ARG of the stages built consumes.
+fn unused_build_args(
+    split: &Split<'_>,
+    planned: &[PlannedStage],
+    opts: &PlanOptions,
+) -> Vec<Warning> {
     let mut declared: BTreeSet<String> = BTreeSet::new();
     for ins in &split.meta {
         if let InstructionKind::Arg(d) = &ins.kind {
             declared.extend(d.iter().map(|a| a.name.clone()));
         }
     }
-    for st in &planned {
+    for st in planned {
         for ins in &st.instructions {
             if let InstructionKind::Arg(d) = &ins.kind {
                 declared.extend(d.iter().map(|a| a.name.clone()));
             }
         }
     }
-    let mut warnings = df.warnings.clone();
+    let mut warnings = Vec::new();
     let mut seen = BTreeSet::new();
     for (k, _) in &opts.build_args {
         if !declared.contains(k) && !is_proxy_arg(k) && seen.insert(k.clone()) {
@@ -424,17 +486,7 @@ pub fn plan(df: &Dockerfile, opts: &PlanOptions) -> Result<Plan, Error> {
             });
         }
     }
-
-    Ok(Plan {
-        stages: planned,
-        unreached,
-        target,
-        warnings,
-        all_stages: names,
-        global_args: globals,
-        options: opts.clone(),
-        dockerfile: df.clone(),
-    })
+    warnings
 }
 
 pub(crate) fn stage_label(index: usize, name: &Option<String>) -> String {

@@ -25,10 +25,6 @@ const CRATES_WITH_KNOWN_CYCLES: &[&str] = &[];
 const KNOWN_LONG_FNS: &[&str] = &[
     "kiln/src/cmd/build.rs::run",
     "kiln/src/progress.rs::event",
-    "kiln-dockerfile/src/lower/copy.rs::lower_copy",
-    "kiln-dockerfile/src/lower/run.rs::lower_run",
-    "kiln-dockerfile/src/plan.rs::plan",
-    "kiln-dockerfile/src/syntax/shell.rs::process_dollar",
     "kiln-engine/src/export.rs::export",
     "kiln-engine/src/ops/copy.rs::copy",
     "kiln-fs/src/apply/write.rs::create",

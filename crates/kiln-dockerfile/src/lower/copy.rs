@@ -19,7 +19,41 @@ pub(crate) fn lower_copy(scope: &mut Scope, c: &CopyInstr) -> Result<(StepKind, 
     let chown = opt(&c.chown, scope)?.filter(|s| !s.is_empty());
     let chmod = opt(&c.chmod, scope)?.filter(|s| !s.is_empty());
     let checksum = opt(&c.checksum, scope)?.filter(|s| !s.is_empty());
-    if let Some(m) = &chmod {
+    check_flags(c, &sources, &chmod, &checksum)?;
+    let mut exclude = Vec::new();
+    for e in &c.exclude {
+        exclude.push(scope.expand(e)?);
+    }
+    let from = copy_from(scope, c)?;
+    let heredocs = expand_heredocs(scope, c)?;
+    let step = CopyStep {
+        is_add: c.is_add,
+        sources,
+        heredocs,
+        dest,
+        from,
+        chown,
+        chmod,
+        link: c.link,
+        exclude,
+        parents: c.parents,
+        checksum,
+        keep_git_dir: c.keep_git_dir,
+        unpack: c.unpack,
+    };
+    let msg = history_message(&step);
+    Ok((StepKind::Copy(step), msg))
+}
+
+/// --chmod must be octal, --checksum only for one remote source, and COPY
+/// never downloads.
+fn check_flags(
+    c: &CopyInstr,
+    sources: &[String],
+    chmod: &Option<String>,
+    checksum: &Option<String>,
+) -> Result<(), String> {
+    if let Some(m) = chmod {
         match u32::from_str_radix(m, 8) {
             Ok(v) if v <= 0o7777 => {}
             _ => {
@@ -43,7 +77,7 @@ pub(crate) fn lower_copy(scope: &mut Scope, c: &CopyInstr) -> Result<(StepKind, 
         }
     }
     if !c.is_add {
-        for s in &sources {
+        for s in sources {
             if s.starts_with("http://") || s.starts_with("https://") {
                 return Err(format!(
                     "source can't be a URL for COPY: {s} (use ADD to download)"
@@ -51,11 +85,12 @@ pub(crate) fn lower_copy(scope: &mut Scope, c: &CopyInstr) -> Result<(StepKind, 
             }
         }
     }
-    let mut exclude = Vec::new();
-    for e in &c.exclude {
-        exclude.push(scope.expand(e)?);
-    }
-    let from = match &c.from {
+    Ok(())
+}
+
+/// `--from`: an earlier stage (by name or index) or an image.
+fn copy_from(scope: &Scope, c: &CopyInstr) -> Result<Option<CopyFrom>, String> {
+    Ok(match &c.from {
         None => None,
         Some(f) => {
             let v = scope.lex.process_word(f, &scope.plan.global_args)?;
@@ -69,7 +104,11 @@ pub(crate) fn lower_copy(scope: &mut Scope, c: &CopyInstr) -> Result<(StepKind, 
                 StageRef::Image(img) => CopyFrom::Image(img),
             })
         }
-    };
+    })
+}
+
+/// Inline here-doc files, expanded unless their delimiter was quoted.
+fn expand_heredocs(scope: &Scope, c: &CopyInstr) -> Result<Vec<Heredoc>, String> {
     let mut heredocs = Vec::new();
     let mut raw = Lexer::new('\\');
     raw.skip_process_quotes = true;
@@ -85,42 +124,30 @@ pub(crate) fn lower_copy(scope: &mut Scope, c: &CopyInstr) -> Result<(StepKind, 
             ..h.clone()
         });
     }
+    Ok(heredocs)
+}
+
+/// The history line BuildKit writes for a COPY/ADD.
+fn history_message(c: &CopyStep) -> String {
     let mut msg = String::from(if c.is_add { "ADD" } else { "COPY" });
     if c.parents {
         msg.push_str(" --parents");
     }
-    if let Some(v) = &chown {
+    if let Some(v) = &c.chown {
         msg.push_str(&format!(" --chown={v}"));
     }
-    if let Some(v) = &chmod {
+    if let Some(v) = &c.chmod {
         msg.push_str(&format!(" --chmod={v}"));
     }
-    for s in &sources {
+    for s in &c.sources {
         msg.push(' ');
         msg.push_str(s);
     }
-    for h in &heredocs {
+    for h in &c.heredocs {
         msg.push_str(&format!(" <<{}", h.name));
     }
     msg.push(' ');
-    msg.push_str(&dest);
+    msg.push_str(&c.dest);
     msg.push_str(" # buildkit");
-    Ok((
-        StepKind::Copy(CopyStep {
-            is_add: c.is_add,
-            sources,
-            heredocs,
-            dest,
-            from,
-            chown,
-            chmod,
-            link: c.link,
-            exclude,
-            parents: c.parents,
-            checksum,
-            keep_git_dir: c.keep_git_dir,
-            unpack: c.unpack,
-        }),
-        msg,
-    ))
+    msg
 }

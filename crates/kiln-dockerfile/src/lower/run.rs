@@ -16,8 +16,52 @@ pub(crate) fn lower_run(
     ins: &Instruction,
     r: &RunInstr,
 ) -> Result<(StepKind, String), String> {
-    let mut cmd = r.command.clone();
     let mut mounts = Vec::new();
+    let cmd = with_heredocs(ins, r, &mut mounts)?;
+    let vars = scope.vars();
+    let lex = scope.lex.clone();
+    let mut ssh_index = 0;
+    for m in &r.mounts {
+        let mut expand = |v: &str| lex.process_word(v, &vars);
+        let raw = mount::parse(&m.value, Some(&mut expand))?;
+        mounts.push(typed_mount(scope, raw, &mut ssh_index)?);
+    }
+    let network = match r.network.as_deref() {
+        None => None,
+        Some("none") => Some(Network::None),
+        Some("host") => Some(Network::Host),
+        Some(_) => Some(Network::Default),
+    };
+    let security = match r.security.as_deref() {
+        None => None,
+        Some("insecure") => Some(Security::Insecure),
+        Some(_) => Some(Security::Sandbox),
+    };
+    let created_by = history_message(scope, &cmd);
+    Ok((
+        StepKind::Run(RunStep {
+            cmd,
+            shell: scope.shell.clone(),
+            mounts,
+            network,
+            security,
+            build_env: build_env(scope),
+            proxy_env: proxy_env(scope),
+            heredocs: ins.heredocs.clone(),
+        }),
+        created_by,
+    ))
+}
+
+/// The command with its here-documents: a lone `<<EOF` runs the document
+/// itself (as a script file when it starts with `#!`); otherwise they are
+/// appended to the shell line.
+fn with_heredocs(
+    ins: &Instruction,
+    r: &RunInstr,
+    mounts: &mut Vec<RunMount>,
+) -> Result<Command, String> {
+    let mut cmd = r.command.clone();
     if !ins.heredocs.is_empty() {
         let Command::Shell(line) = &r.command else {
             return Err("parsing produced an invalid run command: heredoc in exec form".into());
@@ -51,27 +95,12 @@ pub(crate) fn lower_run(
             cmd = Command::Shell(full);
         }
     }
-    let vars = scope.vars();
-    let lex = scope.lex.clone();
-    let mut ssh_index = 0;
-    for m in &r.mounts {
-        let mut expand = |v: &str| lex.process_word(v, &vars);
-        let raw = mount::parse(&m.value, Some(&mut expand))?;
-        mounts.push(typed_mount(scope, raw, &mut ssh_index)?);
-    }
-    let network = match r.network.as_deref() {
-        None => None,
-        Some("none") => Some(Network::None),
-        Some("host") => Some(Network::Host),
-        Some(_) => Some(Network::Default),
-    };
-    let security = match r.security.as_deref() {
-        None => None,
-        Some("insecure") => Some(Security::Insecure),
-        Some(_) => Some(Security::Sandbox),
-    };
-    // ARG values visible to the process, unless an ENV of the same name wins
-    // (an ARG redeclared after that ENV wins again and replaces it).
+    Ok(cmd)
+}
+
+/// ARG values visible to the process, unless an ENV of the same name wins
+/// (an ARG redeclared after that ENV wins again and replaces it).
+fn build_env(scope: &Scope) -> Vec<(String, String)> {
     let mut build_env: Vec<(String, String)> = Vec::new();
     let over = |k: &str| scope.args_over_env.iter().find(|(a, _)| a == k);
     for (k, v) in &scope.args {
@@ -87,9 +116,13 @@ pub(crate) fn lower_run(
             build_env.push((k.clone(), v.clone()));
         }
     }
-    // Like BuildKit's proxyEnvFromBuildArgs + proxyEnvList: a proxy build
-    // arg in either case sets both spellings (`http_proxy` gives
-    // `HTTP_PROXY` and `http_proxy`); of two spellings the later key wins.
+    build_env
+}
+
+/// Like BuildKit's proxyEnvFromBuildArgs + proxyEnvList: a proxy build
+/// arg in either case sets both spellings (`http_proxy` gives
+/// `HTTP_PROXY` and `http_proxy`); of two spellings the later key wins.
+fn proxy_env(scope: &Scope) -> Vec<(String, String)> {
     let given: BTreeMap<&String, &String> = scope
         .plan
         .options
@@ -102,11 +135,15 @@ pub(crate) fn lower_run(
     for (k, v) in given {
         proxies.insert(k.to_ascii_uppercase(), v.clone());
     }
-    let proxy_env: Vec<(String, String)> = proxies
+    proxies
         .into_iter()
         .flat_map(|(k, v)| [(k.to_ascii_lowercase(), v.clone()), (k, v)])
-        .collect();
-    let args: Vec<String> = match &cmd {
+        .collect()
+}
+
+/// The history line BuildKit writes: `RUN |n K=V… cmd # buildkit`.
+fn history_message(scope: &Scope, cmd: &Command) -> String {
+    let args: Vec<String> = match cmd {
         Command::Exec(v) => v.clone(),
         Command::Shell(s) => {
             let mut v = scope.shell.clone();
@@ -121,18 +158,5 @@ pub(crate) fn lower_run(
         parts.extend(hist.iter().map(|(k, v)| format!("{k}={v}")));
     }
     parts.extend(args);
-    let created_by = format!("RUN {} # buildkit", parts.join(" "));
-    Ok((
-        StepKind::Run(RunStep {
-            cmd,
-            shell: scope.shell.clone(),
-            mounts,
-            network,
-            security,
-            build_env,
-            proxy_env,
-            heredocs: ins.heredocs.clone(),
-        }),
-        created_by,
-    ))
+    format!("RUN {} # buildkit", parts.join(" "))
 }

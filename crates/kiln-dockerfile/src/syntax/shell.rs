@@ -352,126 +352,94 @@ impl<L: Lookup + ?Sized> ShellWord<'_, L> {
             _ => {}
         }
         let name = self.process_name();
-        let Some(mut ch) = self.next() else {
+        let Some(ch) = self.next() else {
             return Err("syntax error: missing '}'".into());
         };
-        let mut chs = ch.to_string();
+        let chs = ch.to_string();
         match ch {
             '}' => Ok(match self.get_env(&name) {
                 Some(v) => v,
                 None if self.lex.skip_unset_env => format!("${{{name}}}"),
                 None => String::new(),
             }),
-            ':' | '+' | '-' | '?' | '#' | '%' => {
-                let mut null_is_unset = false;
-                if ch == ':' {
-                    null_is_unset = true;
-                    match self.next() {
-                        Some(c) => {
-                            ch = c;
-                            chs.push(c);
-                        }
-                        None => return Err("syntax error: missing '}'".into()),
-                    }
-                }
-                let raw = ch == '#' || ch == '%';
-                let word = match self.process_stop_on(Some('}'), raw) {
-                    Ok((w, _)) => w,
-                    Err(e) => {
-                        if self.peek().is_none() {
-                            return Err("syntax error: missing '}'".into());
-                        }
-                        return Err(e);
-                    }
-                };
-                let value = self.get_env(&name);
-                if self.lex.skip_unset_env && value.is_none() {
-                    return Ok(format!("${{{name}{chs}{word}}}"));
-                }
-                let empty = value
-                    .as_deref()
-                    .is_none_or(|v| null_is_unset && v.is_empty());
-                match ch {
-                    '-' => Ok(if empty {
-                        word
-                    } else {
-                        value.unwrap_or_default()
-                    }),
-                    '+' => Ok(if empty { String::new() } else { word }),
-                    '?' => match value {
-                        None => Err(format!(
-                            "{name}: {}",
-                            if word.is_empty() {
-                                "is not allowed to be unset"
-                            } else {
-                                &word
-                            }
-                        )),
-                        Some(v) if null_is_unset && v.is_empty() => Err(format!(
-                            "{name}: {}",
-                            if word.is_empty() {
-                                "is not allowed to be empty"
-                            } else {
-                                &word
-                            }
-                        )),
-                        Some(v) => Ok(v),
-                    },
-                    '%' | '#' => {
-                        let mut pattern = word.as_str();
-                        let mut greedy = false;
-                        if pattern.starts_with(ch) {
-                            greedy = true;
-                            pattern = &pattern[ch.len_utf8()..];
-                        }
-                        let value = value.unwrap_or_default();
-                        if ch == '%' {
-                            trim_suffix(pattern, &value, greedy)
-                        } else {
-                            trim_prefix(pattern, &value, greedy)
-                        }
-                    }
-                    _ => Err(format!("unsupported modifier ({chs}) in substitution")),
-                }
-            }
-            '/' => {
-                let replace_all = self.peek() == Some('/');
-                if replace_all {
-                    self.next();
-                }
-                let pattern = match self.process_stop_on(Some('/'), true) {
-                    Ok((p, _)) => p,
-                    Err(e) => {
-                        if self.peek().is_none() {
-                            return Err("syntax error: missing '/' in ${}".into());
-                        }
-                        return Err(e);
-                    }
-                };
-                let replacement = match self.process_stop_on(Some('}'), true) {
-                    Ok((r, _)) => r,
-                    Err(e) => {
-                        if self.peek().is_none() {
-                            return Err("syntax error: missing '}'".into());
-                        }
-                        return Err(e);
-                    }
-                };
-                let value = self.get_env(&name);
-                if self.lex.skip_unset_env && value.is_none() {
-                    return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
-                }
-                let tokens = compile_pattern(&pattern)
-                    .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
-                Ok(replace(
-                    &tokens,
-                    &value.unwrap_or_default(),
-                    &replacement,
-                    replace_all,
-                ))
-            }
+            ':' | '+' | '-' | '?' | '#' | '%' => self.process_modifier(&name, ch, chs),
+            '/' => self.process_replace(&name),
             _ => Err(format!("unsupported modifier ({chs}) in substitution")),
         }
+    }
+
+    /// `${name:-word}` and the other operators taking a word: `-`, `+`, `?`
+    /// (each with an optional `:`), `#`/`##` and `%`/`%%`.
+    fn process_modifier(
+        &mut self,
+        name: &str,
+        mut ch: char,
+        mut chs: String,
+    ) -> Result<String, String> {
+        let mut null_is_unset = false;
+        if ch == ':' {
+            null_is_unset = true;
+            match self.next() {
+                Some(c) => {
+                    ch = c;
+                    chs.push(c);
+                }
+                None => return Err("syntax error: missing '}'".into()),
+            }
+        }
+        let raw = ch == '#' || ch == '%';
+        let word = match self.process_stop_on(Some('}'), raw) {
+            Ok((w, _)) => w,
+            Err(e) => {
+                if self.peek().is_none() {
+                    return Err("syntax error: missing '}'".into());
+                }
+                return Err(e);
+            }
+        };
+        let value = self.get_env(name);
+        if self.lex.skip_unset_env && value.is_none() {
+            return Ok(format!("${{{name}{chs}{word}}}"));
+        }
+        apply_modifier(name, ch, &chs, word, value, null_is_unset)
+    }
+
+    /// `${name/pattern/replacement}` and `${name//pattern/replacement}`.
+    fn process_replace(&mut self, name: &str) -> Result<String, String> {
+        let replace_all = self.peek() == Some('/');
+        if replace_all {
+            self.next();
+        }
+        let pattern = match self.process_stop_on(Some('/'), true) {
+            Ok((p, _)) => p,
+            Err(e) => {
+                if self.peek().is_none() {
+                    return Err("syntax error: missing '/' in ${}".into());
+                }
+                return Err(e);
+            }
+        };
+        let replacement = match self.process_stop_on(Some('}'), true) {
+            Ok((r, _)) => r,
+            Err(e) => {
+                if self.peek().is_none() {
+                    return Err("syntax error: missing '}'".into());
+                }
+                return Err(e);
+            }
+        };
+        let value = self.get_env(name);
+        if self.lex.skip_unset_env && value.is_none() {
+            return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
+        }
+        let tokens = compile_pattern(&pattern)
+            .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
+        Ok(replace(
+            &tokens,
+            &value.unwrap_or_default(),
+            &replacement,
+            replace_all,
+        ))
     }
 
     fn process_name(&mut self) -> String {
@@ -671,6 +639,62 @@ fn replace(toks: &[Tok], value: &str, replacement: &str, all: bool) -> String {
     }
     out.extend(&chars[pos.min(chars.len())..]);
     out
+}
+
+/// The value of `${name<op>word}` once `word` is read.
+fn apply_modifier(
+    name: &str,
+    ch: char,
+    chs: &str,
+    word: String,
+    value: Option<String>,
+    null_is_unset: bool,
+) -> Result<String, String> {
+    let empty = value
+        .as_deref()
+        .is_none_or(|v| null_is_unset && v.is_empty());
+    match ch {
+        '-' => Ok(if empty {
+            word
+        } else {
+            value.unwrap_or_default()
+        }),
+        '+' => Ok(if empty { String::new() } else { word }),
+        '?' => match value {
+            None => Err(format!(
+                "{name}: {}",
+                if word.is_empty() {
+                    "is not allowed to be unset"
+                } else {
+                    &word
+                }
+            )),
+            Some(v) if null_is_unset && v.is_empty() => Err(format!(
+                "{name}: {}",
+                if word.is_empty() {
+                    "is not allowed to be empty"
+                } else {
+                    &word
+                }
+            )),
+            Some(v) => Ok(v),
+        },
+        '%' | '#' => {
+            let mut pattern = word.as_str();
+            let mut greedy = false;
+            if pattern.starts_with(ch) {
+                greedy = true;
+                pattern = &pattern[ch.len_utf8()..];
+            }
+            let value = value.unwrap_or_default();
+            if ch == '%' {
+                trim_suffix(pattern, &value, greedy)
+            } else {
+                trim_prefix(pattern, &value, greedy)
+            }
+        }
+        _ => Err(format!("unsupported modifier ({chs}) in substitution")),
+    }
 }
 
 #[cfg(test)]
