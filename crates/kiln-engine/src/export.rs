@@ -9,6 +9,7 @@ use kiln_oci::{Digest, Platform};
 
 use crate::compress::{compressed_for_export, oci_media_type};
 use crate::error::{BuildError, Context};
+use crate::image::ImageConfig;
 use crate::layer::Layer;
 use crate::options::CacheTarget;
 use crate::options::{Compression, Output};
@@ -18,6 +19,8 @@ use crate::rootfs::ReadonlyRootfs;
 use crate::session::Session;
 use crate::state::StageOutput;
 
+/// Where the image's final config is assembled (platform, labels, diff
+/// ids, inline cache) and the image written, named and sent to its outputs.
 pub fn export(
     session: &Session,
     req: &BuildRequest,
@@ -27,17 +30,7 @@ pub fn export(
     platform: &Platform,
 ) -> Result<Built, BuildError> {
     let step = steps.start("exporting to image".into());
-    let mut config = target.config.clone();
-    config.architecture = platform.architecture.clone();
-    config.os = platform.os.clone();
-    config.variant = platform.variant.clone();
-    config.created = Some(crate::time::now_rfc3339());
-    if !req.labels.is_empty() {
-        let labels = config.config.labels.get_or_insert_with(BTreeMap::new);
-        for (k, v) in &req.labels {
-            labels.insert(k.clone(), v.clone());
-        }
-    }
+    let mut config = base_config(target, req, platform);
     let squashed;
     let layers_out = if req.squash {
         squashed = crate::squash::squash(session, target, &mut config)?;
@@ -49,20 +42,7 @@ pub fn export(
         .iter()
         .map(|l| l.diff_id.digest().to_string())
         .collect();
-
-    // Built layers stay uncompressed in the store, also under a tag (as
-    // Docker's do); an image that leaves through a push or an archive gets
-    // them compressed (once; `kiln push` compresses at push time).
-    let compression = if !req.push
-        && req
-            .outputs
-            .iter()
-            .all(|o| matches!(o, Output::Image | Output::Local { .. } | Output::Tar { .. }))
-    {
-        Compression::Uncompressed
-    } else {
-        req.compression
-    };
+    let compression = layer_compression(req);
     let layers = image_layers(session, layers_out, compression)?;
     if req.cache_to.iter().any(|t| t.target == CacheTarget::Inline) {
         // The target's records, naming the layers this image carries.
@@ -73,10 +53,73 @@ pub fn export(
             serde_json::to_value(inline).expect("cache config serialises"),
         );
     }
+    let image = write_image(session, req, &config, layers, stages, platform)?;
+    step.done();
+    for output in &req.outputs {
+        write_output(session, req, steps, target, output, &image, platform)?;
+    }
+    if req.push {
+        push_tags(session, req, steps)?;
+    }
+    Ok(Built {
+        image_id: image.config_digest,
+        manifest_digest: image.manifest_digest,
+        stages: stages.to_vec(),
+        other_stages: Vec::new(),
+    })
+}
 
+/// The target stage's config for `platform`, with the build's labels.
+fn base_config(target: &StageOutput, req: &BuildRequest, platform: &Platform) -> ImageConfig {
+    let mut config = target.config.clone();
+    config.architecture = platform.architecture.clone();
+    config.os = platform.os.clone();
+    config.variant = platform.variant.clone();
+    config.created = Some(crate::time::now_rfc3339());
+    if !req.labels.is_empty() {
+        let labels = config.config.labels.get_or_insert_with(BTreeMap::new);
+        for (k, v) in &req.labels {
+            labels.insert(k.clone(), v.clone());
+        }
+    }
+    config
+}
+
+/// Built layers stay uncompressed in the store, also under a tag (as
+/// Docker's do); an image that leaves through a push or an archive gets
+/// them compressed (once; `kiln push` compresses at push time).
+fn layer_compression(req: &BuildRequest) -> Compression {
+    if !req.push
+        && req
+            .outputs
+            .iter()
+            .all(|o| matches!(o, Output::Image | Output::Local { .. } | Output::Tar { .. }))
+    {
+        Compression::Uncompressed
+    } else {
+        req.compression
+    }
+}
+
+/// The image as written to the store.
+struct Written {
+    config_digest: Digest,
+    manifest_digest: Digest,
+    manifest_size: u64,
+}
+
+/// Writes config and manifest and names the image by the build's tags.
+fn write_image(
+    session: &Session,
+    req: &BuildRequest,
+    config: &ImageConfig,
+    layers: Vec<serde_json::Value>,
+    stages: &[kiln_analyze::StageSize],
+    platform: &Platform,
+) -> Result<Written, BuildError> {
     // OCI media types: what skopeo's `oci:` transport can see, and what
     // Docker 20.10 loads and pulls as well.
-    let config_bytes = serde_json::to_vec(&config).expect("config serialises");
+    let config_bytes = serde_json::to_vec(config).expect("config serialises");
     let config_digest = session
         .store
         .write_blob(&config_bytes)
@@ -100,91 +143,93 @@ pub fn export(
         .write_blob(&manifest_bytes)
         .context(|| "writing the image manifest".to_string())?;
     let media_type = mt::OCI_MANIFEST;
+    let manifest_size = manifest_bytes.len() as u64;
     for tag in &req.tags {
         session
             .store
-            .tag_manifest(
-                tag,
-                media_type,
-                &manifest_digest,
-                manifest_bytes.len() as u64,
-                platform,
-            )
+            .tag_manifest(tag, media_type, &manifest_digest, manifest_size, platform)
             .context(|| format!("naming the image {tag}"))?;
     }
-    step.done();
+    Ok(Written {
+        config_digest,
+        manifest_digest,
+        manifest_size,
+    })
+}
 
-    for output in &req.outputs {
-        match output {
-            Output::Image => {}
-            Output::Docker { dest } | Output::Oci { dest } => {
-                let step = steps.start(format!("exporting to {}", dest.display()));
-                let name = export_name(req, &manifest_digest);
-                session
-                    .store
-                    .tag_manifest(
-                        &name,
-                        media_type,
-                        &manifest_digest,
-                        manifest_bytes.len() as u64,
-                        platform,
-                    )
-                    .context(|| "naming the image for export".to_string())?;
-                let result = write_atomically(dest, |w| {
-                    kiln_store::archive::save(&session.store, std::slice::from_ref(&name), w)
-                        .map_err(std::io::Error::other)
-                });
-                if req.tags.is_empty() || !req.tags.contains(&name) {
-                    let _ = session.store.untag(&name);
-                }
-                result.context(|| format!("writing {}", dest.display()))?;
-                step.done();
+/// One `-o` output beyond the store.
+fn write_output(
+    session: &Session,
+    req: &BuildRequest,
+    steps: &Steps,
+    target: &StageOutput,
+    output: &Output,
+    image: &Written,
+    platform: &Platform,
+) -> Result<(), BuildError> {
+    match output {
+        Output::Image => {}
+        Output::Docker { dest } | Output::Oci { dest } => {
+            let step = steps.start(format!("exporting to {}", dest.display()));
+            let name = export_name(req, &image.manifest_digest);
+            session
+                .store
+                .tag_manifest(
+                    &name,
+                    mt::OCI_MANIFEST,
+                    &image.manifest_digest,
+                    image.manifest_size,
+                    platform,
+                )
+                .context(|| "naming the image for export".to_string())?;
+            let result = write_atomically(dest, |w| {
+                kiln_store::archive::save(&session.store, std::slice::from_ref(&name), w)
+                    .map_err(std::io::Error::other)
+            });
+            if req.tags.is_empty() || !req.tags.contains(&name) {
+                let _ = session.store.untag(&name);
             }
-            Output::Local { dest, keep } => {
-                let step = steps.start(format!("copying files to {}", dest.display()));
-                let view = ReadonlyRootfs::mount(session, &target.layers)?;
-                let skipped = crate::rootfs::copy_dir(view.path(), dest, Some(*keep))?;
-                step.done();
-                for note in skipped {
-                    steps.warn(format!("-o type=local: {note}"));
-                }
-            }
-            Output::Tar { dest } => {
-                let step = steps.start(format!("writing files to {}", dest.display()));
-                let view = ReadonlyRootfs::mount(session, &target.layers)?;
-                write_atomically(dest, |w| {
-                    let mut tar = tar::Builder::new(w);
-                    tar.follow_symlinks(false);
-                    tar.append_dir_all(".", view.path())?;
-                    tar.finish()
-                })
-                .context(|| format!("writing {}", dest.display()))?;
-                step.done();
+            result.context(|| format!("writing {}", dest.display()))?;
+            step.done();
+        }
+        Output::Local { dest, keep } => {
+            let step = steps.start(format!("copying files to {}", dest.display()));
+            let view = ReadonlyRootfs::mount(session, &target.layers)?;
+            let skipped = crate::rootfs::copy_dir(view.path(), dest, Some(*keep))?;
+            step.done();
+            for note in skipped {
+                steps.warn(format!("-o type=local: {note}"));
             }
         }
-    }
-
-    if req.push {
-        for tag in &req.tags {
-            let step = steps.start(format!("pushing {tag}"));
-            session
-                .block_on(session.registry.push(
-                    &session.store,
-                    tag,
-                    tag,
-                    &kiln_registry::NoProgress,
-                ))
-                .context(|| format!("pushing {tag}"))?;
+        Output::Tar { dest } => {
+            let step = steps.start(format!("writing files to {}", dest.display()));
+            let view = ReadonlyRootfs::mount(session, &target.layers)?;
+            write_atomically(dest, |w| {
+                let mut tar = tar::Builder::new(w);
+                tar.follow_symlinks(false);
+                tar.append_dir_all(".", view.path())?;
+                tar.finish()
+            })
+            .context(|| format!("writing {}", dest.display()))?;
             step.done();
         }
     }
+    Ok(())
+}
 
-    Ok(Built {
-        image_id: config_digest,
-        manifest_digest,
-        stages: stages.to_vec(),
-        other_stages: Vec::new(),
-    })
+fn push_tags(session: &Session, req: &BuildRequest, steps: &Steps) -> Result<(), BuildError> {
+    for tag in &req.tags {
+        let step = steps.start(format!("pushing {tag}"));
+        session
+            .block_on(
+                session
+                    .registry
+                    .push(&session.store, tag, tag, &kiln_registry::NoProgress),
+            )
+            .context(|| format!("pushing {tag}"))?;
+        step.done();
+    }
+    Ok(())
 }
 
 /// The name an exported archive carries: the first tag, or one made from the digest.

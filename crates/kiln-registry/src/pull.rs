@@ -54,49 +54,8 @@ impl Client {
         let name = reference.to_string();
         let session = self.session(registry, progress).await?;
 
-        let top = match reference.digest() {
-            Some(d) => d.to_string(),
-            None => reference.tag().unwrap_or("latest").to_string(),
-        };
-        let bytes = fetch_manifest(&session, repository, &top, &name, progress).await?;
-        let top_digest = Digest::sha256(&bytes);
-        if let Some(want) = reference.digest() {
-            if *want != top_digest {
-                return Err(Error::DigestMismatch {
-                    what: "manifest",
-                    name,
-                    digest: *want,
-                    actual: top_digest.to_string(),
-                });
-            }
-        }
-
-        let (manifest_bytes, index_digest) = match manifest::parse(&bytes, &name)? {
-            Parsed::Image(_) => (bytes, None),
-            Parsed::Index(index) => {
-                let child = manifest::select(&index, platform, &name)?;
-                let child_digest = manifest::descriptor_digest(child, &name)?;
-                let child_name = format!("{}@{child_digest}", reference.name());
-                let child_bytes = fetch_manifest(
-                    &session,
-                    repository,
-                    &child_digest.to_string(),
-                    &child_name,
-                    progress,
-                )
-                .await?;
-                let actual = Digest::sha256(&child_bytes);
-                if actual != child_digest {
-                    return Err(Error::DigestMismatch {
-                        what: "manifest",
-                        name: child_name,
-                        digest: child_digest,
-                        actual: actual.to_string(),
-                    });
-                }
-                (child_bytes, Some(top_digest))
-            }
-        };
+        let (manifest_bytes, index_digest) =
+            resolve_manifest(&session, reference, platform, &name, progress).await?;
         let manifest_digest = Digest::sha256(&manifest_bytes);
         let media_type = manifest::media_type_of(&manifest_bytes, &name)?;
         let image = match manifest::parse(&manifest_bytes, &name)? {
@@ -139,18 +98,13 @@ impl Client {
             .try_collect()
             .await?;
 
-        let stored = store.write_blob(&manifest_bytes)?;
-        debug_assert_eq!(stored, manifest_digest);
-        let desc = Descriptor::new(
-            media_type.as_str().into(),
-            manifest_bytes.len() as u64,
-            oci_digest(&manifest_digest),
-        );
-        if reference.digest().is_some() {
-            store.add_unnamed(desc)?;
-        } else {
-            store.tag(reference, desc)?;
-        }
+        store_manifest(
+            store,
+            reference,
+            &manifest_bytes,
+            manifest_digest,
+            &media_type,
+        )?;
         progress.event(Event::Manifest {
             digest: manifest_digest,
         });
@@ -168,6 +122,83 @@ impl Client {
             downloaded: downloaded.iter().sum(),
         })
     }
+}
+
+/// The manifest `reference` names, fetched and checked against its digest;
+/// from an index, the child for `platform` (with the index's digest).
+async fn resolve_manifest(
+    session: &Session,
+    reference: &Reference,
+    platform: &Platform,
+    name: &str,
+    progress: &dyn Progress,
+) -> Result<(Vec<u8>, Option<Digest>)> {
+    let repository = reference.repository();
+    let top = match reference.digest() {
+        Some(d) => d.to_string(),
+        None => reference.tag().unwrap_or("latest").to_string(),
+    };
+    let bytes = fetch_manifest(session, repository, &top, name, progress).await?;
+    let top_digest = Digest::sha256(&bytes);
+    if let Some(want) = reference.digest() {
+        if *want != top_digest {
+            return Err(Error::DigestMismatch {
+                what: "manifest",
+                name: name.to_string(),
+                digest: *want,
+                actual: top_digest.to_string(),
+            });
+        }
+    }
+    Ok(match manifest::parse(&bytes, name)? {
+        Parsed::Image(_) => (bytes, None),
+        Parsed::Index(index) => {
+            let child = manifest::select(&index, platform, name)?;
+            let child_digest = manifest::descriptor_digest(child, name)?;
+            let child_name = format!("{}@{child_digest}", reference.name());
+            let child_bytes = fetch_manifest(
+                session,
+                repository,
+                &child_digest.to_string(),
+                &child_name,
+                progress,
+            )
+            .await?;
+            let actual = Digest::sha256(&child_bytes);
+            if actual != child_digest {
+                return Err(Error::DigestMismatch {
+                    what: "manifest",
+                    name: child_name,
+                    digest: child_digest,
+                    actual: actual.to_string(),
+                });
+            }
+            (child_bytes, Some(top_digest))
+        }
+    })
+}
+
+/// Stores the manifest and names it `reference` (unnamed when by digest).
+fn store_manifest(
+    store: &Store,
+    reference: &Reference,
+    manifest_bytes: &[u8],
+    manifest_digest: Digest,
+    media_type: &str,
+) -> Result<()> {
+    let stored = store.write_blob(manifest_bytes)?;
+    debug_assert_eq!(stored, manifest_digest);
+    let desc = Descriptor::new(
+        media_type.into(),
+        manifest_bytes.len() as u64,
+        oci_digest(&manifest_digest),
+    );
+    if reference.digest().is_some() {
+        store.add_unnamed(desc)?;
+    } else {
+        store.tag(reference, desc)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn oci_digest(d: &Digest) -> kiln_oci::oci_spec::image::Digest {

@@ -125,63 +125,14 @@ fn tail(output: &[u8], lines: usize) -> String {
 impl Progress for Renderer {
     fn event(&self, event: Event) {
         let mut state = self.state.lock().unwrap();
+        let state = &mut *state;
+        // Events of a step nobody started are dropped.
         match event {
-            Event::Started { id, name } => {
-                let bar = self.multi.as_ref().map(|m| {
-                    let b = m.add(ProgressBar::new_spinner());
-                    b.set_style(
-                        ProgressStyle::with_template(
-                            "{spinner:.blue} {prefix} {elapsed:.dim}\n{wide_msg}",
-                        )
-                        .unwrap()
-                        .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏ "),
-                    );
-                    b.set_prefix(format!("#{id} {name}"));
-                    b.enable_steady_tick(Duration::from_millis(100));
-                    b
-                });
-                match self.mode {
-                    Mode::Plain => self.plain(&format!("#{id} {name}")),
-                    Mode::Json => self.json(serde_json::json!({"step": id, "event": "started", "name": name, "time": self.stamp()})),
-                    _ => {}
-                }
-                state.steps.insert(
-                    id,
-                    StepState {
-                        name,
-                        output: Vec::new(),
-                        pending: Vec::new(),
-                        failed: false,
-                        bar,
-                    },
-                );
-            }
+            Event::Started { id, name } => self.started(state, id, name),
+            Event::Warning(message) => self.warning(&message),
             Event::Log { id, stream, data } => {
-                let Some(step) = state.steps.get_mut(&id) else {
-                    return;
-                };
-                step.output.extend_from_slice(&data);
-                match self.mode {
-                    Mode::Tty => {
-                        if let Some(b) = &step.bar {
-                            b.set_message(tail(&step.output, TAIL_LINES));
-                        }
-                    }
-                    Mode::Plain => {
-                        step.pending.extend_from_slice(&data);
-                        while let Some(nl) = step.pending.iter().position(|&b| b == b'\n') {
-                            let line: Vec<u8> = step.pending.drain(..=nl).collect();
-                            let text =
-                                String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
-                            self.plain(&format!("#{id} {} {text}", self.stamp()));
-                        }
-                    }
-                    Mode::Json => self.json(serde_json::json!({
-                        "step": id, "event": "log",
-                        "stream": if stream == Stream::Stdout { "stdout" } else { "stderr" },
-                        "data": String::from_utf8_lossy(&data),
-                    })),
-                    _ => {}
+                if let Some(step) = state.steps.get_mut(&id) {
+                    self.log(step, id, stream, &data);
                 }
             }
             Event::Rebuilt {
@@ -189,79 +140,145 @@ impl Progress for Renderer {
                 reason,
                 changes,
             } => {
-                let Some(step) = state.steps.get_mut(&id) else {
-                    return;
-                };
-                let shown = if self.explain { &changes[..] } else { &[] };
-                match self.mode {
-                    Mode::Tty => {
-                        if let Some(b) = &step.bar {
-                            b.set_prefix(format!("#{id} {} — rebuilt: {reason}", step.name));
-                        }
-                        if let Some(m) = &self.multi {
-                            for c in shown {
-                                let _ = m.println(format!("#{id}   {c}"));
-                            }
-                        }
-                    }
-                    Mode::Plain => {
-                        self.plain(&format!("#{id} rebuilt: {reason}"));
-                        for c in shown {
-                            self.plain(&format!("#{id}   {c}"));
-                        }
-                    }
-                    Mode::Json => self.json(serde_json::json!({
-                        "step": id, "event": "rebuilt", "reason": reason, "changes": changes,
-                    })),
-                    Mode::Quiet | Mode::Auto => {}
+                if let Some(step) = state.steps.get_mut(&id) {
+                    self.rebuilt(step, id, &reason, &changes);
                 }
             }
             Event::Cached { id } => {
-                let Some(step) = state.steps.get_mut(&id) else {
-                    return;
-                };
-                match self.mode {
-                    Mode::Tty => finish_bar(step, "CACHED".into()),
-                    Mode::Plain => self.plain(&format!("#{id} CACHED")),
-                    Mode::Json => self.json(serde_json::json!({"step": id, "event": "cached"})),
-                    _ => {}
+                if let Some(step) = state.steps.get_mut(&id) {
+                    self.cached(step, id);
                 }
             }
             Event::Done { id, elapsed } | Event::Failed { id, elapsed } => {
                 let failed = matches!(event, Event::Failed { .. });
-                let Some(step) = state.steps.get_mut(&id) else {
-                    return;
-                };
-                step.failed = failed;
-                let word = if failed { "ERROR" } else { "DONE" };
-                match self.mode {
-                    Mode::Tty => finish_bar(step, format!("{word} {}", secs(elapsed))),
-                    Mode::Plain => {
-                        if !step.pending.is_empty() {
-                            let text = String::from_utf8_lossy(&step.pending).into_owned();
-                            step.pending.clear();
-                            self.plain(&format!("#{id} {} {text}", self.stamp()));
-                        }
-                        self.plain(&format!("#{id} {word} {}", secs(elapsed)));
-                    }
-                    Mode::Json => self.json(serde_json::json!({
-                        "step": id, "event": if failed { "failed" } else { "done" },
-                        "seconds": elapsed.as_secs_f64(),
-                    })),
-                    _ => {}
+                if let Some(step) = state.steps.get_mut(&id) {
+                    self.finished(step, id, elapsed, failed);
                 }
             }
-            Event::Warning(message) => match self.mode {
-                Mode::Json => {
-                    self.json(serde_json::json!({"event": "warning", "message": message}))
+        }
+    }
+}
+
+impl Renderer {
+    fn started(&self, state: &mut State, id: StepId, name: String) {
+        let bar = self.multi.as_ref().map(|m| {
+            let b = m.add(ProgressBar::new_spinner());
+            b.set_style(
+                ProgressStyle::with_template("{spinner:.blue} {prefix} {elapsed:.dim}\n{wide_msg}")
+                    .unwrap()
+                    .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏ "),
+            );
+            b.set_prefix(format!("#{id} {name}"));
+            b.enable_steady_tick(Duration::from_millis(100));
+            b
+        });
+        match self.mode {
+            Mode::Plain => self.plain(&format!("#{id} {name}")),
+            Mode::Json => self.json(serde_json::json!({"step": id, "event": "started", "name": name, "time": self.stamp()})),
+            _ => {}
+        }
+        state.steps.insert(
+            id,
+            StepState {
+                name,
+                output: Vec::new(),
+                pending: Vec::new(),
+                failed: false,
+                bar,
+            },
+        );
+    }
+
+    fn log(&self, step: &mut StepState, id: StepId, stream: Stream, data: &[u8]) {
+        step.output.extend_from_slice(data);
+        match self.mode {
+            Mode::Tty => {
+                if let Some(b) = &step.bar {
+                    b.set_message(tail(&step.output, TAIL_LINES));
                 }
-                Mode::Quiet => {}
-                _ => match &self.multi {
-                    Some(m) => {
-                        let _ = m.println(format!("WARNING: {}", kiln_oci::escape(&message)));
+            }
+            Mode::Plain => {
+                step.pending.extend_from_slice(data);
+                while let Some(nl) = step.pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = step.pending.drain(..=nl).collect();
+                    let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+                    self.plain(&format!("#{id} {} {text}", self.stamp()));
+                }
+            }
+            Mode::Json => self.json(serde_json::json!({
+                "step": id, "event": "log",
+                "stream": if stream == Stream::Stdout { "stdout" } else { "stderr" },
+                "data": String::from_utf8_lossy(data),
+            })),
+            _ => {}
+        }
+    }
+
+    fn rebuilt(&self, step: &mut StepState, id: StepId, reason: &str, changes: &[String]) {
+        let shown = if self.explain { changes } else { &[] };
+        match self.mode {
+            Mode::Tty => {
+                if let Some(b) = &step.bar {
+                    b.set_prefix(format!("#{id} {} — rebuilt: {reason}", step.name));
+                }
+                if let Some(m) = &self.multi {
+                    for c in shown {
+                        let _ = m.println(format!("#{id}   {c}"));
                     }
-                    None => self.plain(&format!("WARNING: {}", kiln_oci::escape(&message))),
-                },
+                }
+            }
+            Mode::Plain => {
+                self.plain(&format!("#{id} rebuilt: {reason}"));
+                for c in shown {
+                    self.plain(&format!("#{id}   {c}"));
+                }
+            }
+            Mode::Json => self.json(serde_json::json!({
+                "step": id, "event": "rebuilt", "reason": reason, "changes": changes,
+            })),
+            Mode::Quiet | Mode::Auto => {}
+        }
+    }
+
+    fn cached(&self, step: &mut StepState, id: StepId) {
+        match self.mode {
+            Mode::Tty => finish_bar(step, "CACHED".into()),
+            Mode::Plain => self.plain(&format!("#{id} CACHED")),
+            Mode::Json => self.json(serde_json::json!({"step": id, "event": "cached"})),
+            _ => {}
+        }
+    }
+
+    fn finished(&self, step: &mut StepState, id: StepId, elapsed: Duration, failed: bool) {
+        step.failed = failed;
+        let word = if failed { "ERROR" } else { "DONE" };
+        match self.mode {
+            Mode::Tty => finish_bar(step, format!("{word} {}", secs(elapsed))),
+            Mode::Plain => {
+                if !step.pending.is_empty() {
+                    let text = String::from_utf8_lossy(&step.pending).into_owned();
+                    step.pending.clear();
+                    self.plain(&format!("#{id} {} {text}", self.stamp()));
+                }
+                self.plain(&format!("#{id} {word} {}", secs(elapsed)));
+            }
+            Mode::Json => self.json(serde_json::json!({
+                "step": id, "event": if failed { "failed" } else { "done" },
+                "seconds": elapsed.as_secs_f64(),
+            })),
+            _ => {}
+        }
+    }
+
+    fn warning(&self, message: &str) {
+        match self.mode {
+            Mode::Json => self.json(serde_json::json!({"event": "warning", "message": message})),
+            Mode::Quiet => {}
+            _ => match &self.multi {
+                Some(m) => {
+                    let _ = m.println(format!("WARNING: {}", kiln_oci::escape(message)));
+                }
+                None => self.plain(&format!("WARNING: {}", kiln_oci::escape(message))),
             },
         }
     }

@@ -166,147 +166,192 @@ impl Extractor {
         let meta = Meta::from_entry(entry)?;
         self.record_written(rel);
         match ty {
-            EntryType::Directory => {
-                let dir = self.root.parent(parent, true)?;
-                let existing = lstat_at(dir, name)?;
-                let is_dir = existing
-                    .as_ref()
-                    .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
-                if existing.is_some() && !is_dir {
-                    self.protected.remove_at(dir, rel.as_path(), name)?;
-                    self.root.invalidate();
-                }
-                let dir = self.root.parent(parent, true)?;
-                if !is_dir {
-                    mkdirat(dir, name.as_os_str(), Mode::from_raw_mode(0o700))?;
-                }
-                let fd = openat(
-                    dir,
-                    name.as_os_str(),
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )?;
-                meta.apply_fd(fd.as_fd(), &mut self.xattr_errors)?;
-                self.dir_times.push((rel.clone(), meta));
-                self.stats.dirs += 1;
-            }
+            EntryType::Directory => self.create_dir(rel, parent, name, meta),
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                self.clear_slot(parent, name)?;
-                let dir = self.root.parent(parent, true)?;
-                let fd = openat(
-                    dir,
-                    name.as_os_str(),
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )?;
-                let mut file = std::fs::File::from(fd);
-                let mut n = 0u64;
-                loop {
-                    let got = match entry.read(&mut self.buf) {
-                        Ok(0) => break,
-                        Ok(got) => got,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(e.into()),
-                    };
-                    file.write_all(&self.buf[..got])?;
-                    n += got as u64;
-                }
-                meta.apply_fd(file.as_fd(), &mut self.xattr_errors)?;
-                self.stats.files += 1;
-                self.stats.file_bytes += n;
+                self.create_file(entry, parent, name, meta)
             }
-            EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| EntryErr::Refused("symlink without a target".into()))?
-                    .into_owned();
-                if target.is_empty() {
-                    return Err(EntryErr::Refused("symlink with an empty target".into()));
-                }
-                self.clear_slot(parent, name)?;
-                let dir = self.root.parent(parent, true)?;
-                symlinkat(OsStr::from_bytes(&target), dir, name.as_os_str())?;
-                meta.apply_at(dir, name, true, &mut self.xattr_errors)?;
-                self.stats.symlinks += 1;
-            }
-            EntryType::Link => {
-                let raw = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| EntryErr::Refused("hardlink without a target".into()))?
-                    .into_owned();
-                let src = RelPath::parse(&raw).map_err(|e| EntryErr::Refused(e.to_string()))?;
-                let Some((src_parent, src_name)) = src.split_last() else {
-                    return Err(EntryErr::Refused("hardlink to the root directory".into()));
-                };
-                if &src == rel {
-                    return Ok(());
-                }
-                let missing = || {
-                    EntryErr::Refused(format!(
-                        "hardlink target {:?} does not exist in the layer or below",
-                        src.as_path()
-                    ))
-                };
-                let src_dir = match self.root.open_dir(src_parent.as_path()) {
-                    Ok(fd) => fd,
-                    Err(e) if is_missing(&e) => return Err(missing()),
-                    Err(e) => return Err(e.into()),
-                };
-                if lstat_at(src_dir.as_fd(), src_name)?.is_none() {
-                    return Err(missing());
-                }
-                self.clear_slot(parent, name)?;
-                let dir = self.root.parent(parent, true)?;
-                // No AT_SYMLINK_FOLLOW: linking to a symlink links the
-                // symlink itself, never what it points to.
-                linkat(&src_dir, src_name, dir, name.as_os_str(), AtFlags::empty())?;
-                self.stats.hardlinks += 1;
-            }
+            EntryType::Symlink => self.create_symlink(entry, parent, name, meta),
+            EntryType::Link => self.create_hardlink(entry, rel, parent, name),
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                let (major, minor) = if ty == EntryType::Fifo {
-                    (0, 0)
-                } else {
-                    device_numbers(entry.header())?
-                };
-                // A user namespace may not make device nodes (rootless
-                // kiln): they are left out, as Docker and podman do there;
-                // a step's /dev is a tmpfs of its own anyway.
-                if ty != EntryType::Fifo && crate::mount::in_user_namespace() {
-                    tracing::debug!(
-                        "device node {} left out in a user namespace",
-                        name.to_string_lossy()
-                    );
-                    self.stats.devices_skipped += 1;
-                    return Ok(());
-                }
-                let ft = match ty {
-                    EntryType::Char => FileType::CharacterDevice,
-                    EntryType::Block => FileType::BlockDevice,
-                    _ => FileType::Fifo,
-                };
-                self.clear_slot(parent, name)?;
-                let dir = self.root.parent(parent, true)?;
-                mknodat(
-                    dir,
-                    name.as_os_str(),
-                    ft,
-                    Mode::from_raw_mode(meta.mode & 0o777),
-                    makedev(major, minor),
-                )?;
-                meta.apply_at(dir, name, false, &mut self.xattr_errors)?;
-                self.stats.specials += 1;
+                self.create_special(entry, ty, parent, name, meta)
             }
-            other => {
-                return Err(EntryErr::Refused(format!(
-                    "unsupported tar entry type {:?}",
-                    other.as_byte() as char
-                )))
-            }
+            other => Err(EntryErr::Refused(format!(
+                "unsupported tar entry type {:?}",
+                other.as_byte() as char
+            ))),
         }
+    }
+
+    fn create_dir(
+        &mut self,
+        rel: &RelPath,
+        parent: &RelPath,
+        name: &OsString,
+        meta: Meta,
+    ) -> Result<(), EntryErr> {
+        let dir = self.root.parent(parent, true)?;
+        let existing = lstat_at(dir, name)?;
+        let is_dir = existing
+            .as_ref()
+            .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
+        if existing.is_some() && !is_dir {
+            self.protected.remove_at(dir, rel.as_path(), name)?;
+            self.root.invalidate();
+        }
+        let dir = self.root.parent(parent, true)?;
+        if !is_dir {
+            mkdirat(dir, name.as_os_str(), Mode::from_raw_mode(0o700))?;
+        }
+        let fd = openat(
+            dir,
+            name.as_os_str(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        meta.apply_fd(fd.as_fd(), &mut self.xattr_errors)?;
+        self.dir_times.push((rel.clone(), meta));
+        self.stats.dirs += 1;
+        Ok(())
+    }
+
+    fn create_file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        parent: &RelPath,
+        name: &OsString,
+        meta: Meta,
+    ) -> Result<(), EntryErr> {
+        self.clear_slot(parent, name)?;
+        let dir = self.root.parent(parent, true)?;
+        let fd = openat(
+            dir,
+            name.as_os_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
+        let mut file = std::fs::File::from(fd);
+        let mut n = 0u64;
+        loop {
+            let got = match entry.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            file.write_all(&self.buf[..got])?;
+            n += got as u64;
+        }
+        meta.apply_fd(file.as_fd(), &mut self.xattr_errors)?;
+        self.stats.files += 1;
+        self.stats.file_bytes += n;
+        Ok(())
+    }
+
+    fn create_symlink<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        parent: &RelPath,
+        name: &OsString,
+        meta: Meta,
+    ) -> Result<(), EntryErr> {
+        let target = entry
+            .link_name_bytes()
+            .ok_or_else(|| EntryErr::Refused("symlink without a target".into()))?
+            .into_owned();
+        if target.is_empty() {
+            return Err(EntryErr::Refused("symlink with an empty target".into()));
+        }
+        self.clear_slot(parent, name)?;
+        let dir = self.root.parent(parent, true)?;
+        symlinkat(OsStr::from_bytes(&target), dir, name.as_os_str())?;
+        meta.apply_at(dir, name, true, &mut self.xattr_errors)?;
+        self.stats.symlinks += 1;
+        Ok(())
+    }
+
+    /// A hard link to an entry of this layer or a layer below.
+    fn create_hardlink<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        rel: &RelPath,
+        parent: &RelPath,
+        name: &OsString,
+    ) -> Result<(), EntryErr> {
+        let raw = entry
+            .link_name_bytes()
+            .ok_or_else(|| EntryErr::Refused("hardlink without a target".into()))?
+            .into_owned();
+        let src = RelPath::parse(&raw).map_err(|e| EntryErr::Refused(e.to_string()))?;
+        let Some((src_parent, src_name)) = src.split_last() else {
+            return Err(EntryErr::Refused("hardlink to the root directory".into()));
+        };
+        if &src == rel {
+            return Ok(());
+        }
+        let missing = || {
+            EntryErr::Refused(format!(
+                "hardlink target {:?} does not exist in the layer or below",
+                src.as_path()
+            ))
+        };
+        let src_dir = match self.root.open_dir(src_parent.as_path()) {
+            Ok(fd) => fd,
+            Err(e) if is_missing(&e) => return Err(missing()),
+            Err(e) => return Err(e.into()),
+        };
+        if lstat_at(src_dir.as_fd(), src_name)?.is_none() {
+            return Err(missing());
+        }
+        self.clear_slot(parent, name)?;
+        let dir = self.root.parent(parent, true)?;
+        // No AT_SYMLINK_FOLLOW: linking to a symlink links the
+        // symlink itself, never what it points to.
+        linkat(&src_dir, src_name, dir, name.as_os_str(), AtFlags::empty())?;
+        self.stats.hardlinks += 1;
+        Ok(())
+    }
+
+    /// Device nodes and FIFOs.
+    fn create_special<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        ty: EntryType,
+        parent: &RelPath,
+        name: &OsString,
+        meta: Meta,
+    ) -> Result<(), EntryErr> {
+        let (major, minor) = if ty == EntryType::Fifo {
+            (0, 0)
+        } else {
+            device_numbers(entry.header())?
+        };
+        // A user namespace may not make device nodes (rootless
+        // kiln): they are left out, as Docker and podman do there;
+        // a step's /dev is a tmpfs of its own anyway.
+        if ty != EntryType::Fifo && crate::mount::in_user_namespace() {
+            tracing::debug!(
+                "device node {} left out in a user namespace",
+                name.to_string_lossy()
+            );
+            self.stats.devices_skipped += 1;
+            return Ok(());
+        }
+        let ft = match ty {
+            EntryType::Char => FileType::CharacterDevice,
+            EntryType::Block => FileType::BlockDevice,
+            _ => FileType::Fifo,
+        };
+        self.clear_slot(parent, name)?;
+        let dir = self.root.parent(parent, true)?;
+        mknodat(
+            dir,
+            name.as_os_str(),
+            ft,
+            Mode::from_raw_mode(meta.mode & 0o777),
+            makedev(major, minor),
+        )?;
+        meta.apply_at(dir, name, false, &mut self.xattr_errors)?;
+        self.stats.specials += 1;
         Ok(())
     }
 

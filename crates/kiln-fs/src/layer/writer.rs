@@ -70,11 +70,26 @@ impl<W: Write> LayerWriter<W> {
         xattrs: &[(Vec<u8>, Vec<u8>)],
     ) -> io::Result<()> {
         refuse_whiteout_name(rel)?;
+        let Some(shape) = self.shape(rel, full, md)? else {
+            tracing::debug!(path = %full.display(), "socket not representable in a tar; skipped");
+            return Ok(());
+        };
+        let (h, pax) = self.header(md, &shape, xattrs)?;
+        if shape.ty == EntryType::Regular {
+            self.append_file(h, pax, rel, full, md, shape.size)
+        } else {
+            self.append(h, pax, &mut io::empty(), 0)
+        }
+    }
+
+    /// The entry a file becomes (`None` for a socket): a second name of a
+    /// multiply linked file is a hard link to the first.
+    fn shape(&mut self, rel: &Path, full: &Path, md: &Metadata) -> io::Result<Option<Shape>> {
         let ft = md.file_type();
         let mut name = rel.as_os_str().as_bytes().to_vec();
         let mut link: Option<Vec<u8>> = None;
         let mut size = 0u64;
-        let (ty, mut dev) = if ft.is_dir() {
+        let (ty, dev) = if ft.is_dir() {
             name.push(b'/');
             (EntryType::Directory, None)
         } else if ft.is_symlink() {
@@ -100,16 +115,28 @@ impl<W: Write> LayerWriter<W> {
         } else if ft.is_block_device() {
             (EntryType::Block, Some(md.rdev()))
         } else if ft.is_fifo() {
-            (EntryType::Fifo, None)
+            (EntryType::Fifo, Some(0))
         } else {
-            tracing::debug!(path = %full.display(), "socket not representable in a tar; skipped");
-            return Ok(());
+            return Ok(None);
         };
-        if ty == EntryType::Fifo {
-            dev = Some(0);
-        }
+        Ok(Some(Shape {
+            ty,
+            name,
+            link,
+            size,
+            dev,
+        }))
+    }
+
+    /// The ustar header, with PAX records for what does not fit in it.
+    fn header(
+        &self,
+        md: &Metadata,
+        shape: &Shape,
+        xattrs: &[(Vec<u8>, Vec<u8>)],
+    ) -> io::Result<(Header, Vec<(String, Vec<u8>)>)> {
         let mut h = Header::new_ustar();
-        h.set_entry_type(ty);
+        h.set_entry_type(shape.ty);
         h.set_mode(md.mode() & 0o7777);
         let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
         set_id(&mut h, &mut pax, "uid", md.uid() as u64);
@@ -121,13 +148,13 @@ impl<W: Write> LayerWriter<W> {
             h.set_mtime(0);
             pax.push(("mtime".into(), mtime.to_string().into_bytes()));
         }
-        if size > USTAR_MAX_SIZE {
+        if shape.size > USTAR_MAX_SIZE {
             h.set_size(0);
-            pax.push(("size".into(), size.to_string().into_bytes()));
+            pax.push(("size".into(), shape.size.to_string().into_bytes()));
         } else {
-            h.set_size(size);
+            h.set_size(shape.size);
         }
-        if let Some(rdev) = dev {
+        if let Some(rdev) = shape.dev {
             let (maj, min) = (
                 rustix::fs::major(rdev as rustix::fs::Dev),
                 rustix::fs::minor(rdev as rustix::fs::Dev),
@@ -135,8 +162,8 @@ impl<W: Write> LayerWriter<W> {
             h.set_device_major(maj)?;
             h.set_device_minor(min)?;
         }
-        set_name(&mut h, &mut pax, &name);
-        if let Some(l) = &link {
+        set_name(&mut h, &mut pax, &shape.name);
+        if let Some(l) = &shape.link {
             set_link(&mut h, &mut pax, l);
         }
         for (k, v) in xattrs {
@@ -144,26 +171,35 @@ impl<W: Write> LayerWriter<W> {
             key.extend_from_slice(k);
             pax.push((String::from_utf8_lossy(&key).into_owned(), v.clone()));
         }
-        if ty == EntryType::Regular {
-            let f = File::options()
-                .read(true)
-                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                .open(full)?;
-            // Exactly `size` bytes: a file that changed length under us
-            // would corrupt the stream otherwise.
-            let mut r = HashingReader {
-                inner: io::Read::take(f, size),
-                hasher: self.hashes.as_ref().map(|_| blake3::Hasher::new()),
-            };
-            self.append(h, pax, &mut r, size)?;
-            if let (Some(hashes), Some(hasher)) = (&self.hashes, r.hasher) {
-                let key = FileKey::from_metadata(ROOTFS, rel, md);
-                hashes.put_frozen(key, *hasher.finalize().as_bytes());
-            }
-            Ok(())
-        } else {
-            self.append(h, pax, &mut io::empty(), 0)
+        Ok((h, pax))
+    }
+
+    /// A regular file's header and content, its BLAKE3 recorded when asked.
+    fn append_file(
+        &mut self,
+        h: Header,
+        pax: Vec<(String, Vec<u8>)>,
+        rel: &Path,
+        full: &Path,
+        md: &Metadata,
+        size: u64,
+    ) -> io::Result<()> {
+        let f = File::options()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(full)?;
+        // Exactly `size` bytes: a file that changed length under us
+        // would corrupt the stream otherwise.
+        let mut r = HashingReader {
+            inner: io::Read::take(f, size),
+            hasher: self.hashes.as_ref().map(|_| blake3::Hasher::new()),
+        };
+        self.append(h, pax, &mut r, size)?;
+        if let (Some(hashes), Some(hasher)) = (&self.hashes, r.hasher) {
+            let key = FileKey::from_metadata(ROOTFS, rel, md);
+            hashes.put_frozen(key, *hasher.finalize().as_bytes());
         }
+        Ok(())
     }
 
     /// `.wh.NAME` for a deleted `rel`.
@@ -229,6 +265,15 @@ impl<W: Write> LayerWriter<W> {
             out,
         ))
     }
+}
+
+/// What a file becomes in the tar.
+struct Shape {
+    ty: EntryType,
+    name: Vec<u8>,
+    link: Option<Vec<u8>>,
+    size: u64,
+    dev: Option<u64>,
 }
 
 /// Hashes what passes through, when asked to.

@@ -112,6 +112,42 @@ pub struct Args {
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    let request = request(global, &args)?;
+    stop_on_signals()?;
+    let renderer = Renderer::new(
+        if args.quiet {
+            Mode::Quiet
+        } else {
+            args.progress
+        },
+        args.explain_cache,
+    );
+    let builder = Builder::open(&global.root)?;
+    let result = builder.build(&request, &renderer);
+    renderer.finish();
+    if result.is_err() && !renderer.streams_logs() {
+        print_failed_steps(&renderer);
+    }
+    let built = result?;
+    write_id_files(&args, &built)?;
+    if renderer.is_quiet() {
+        println!("{}", built.image_id);
+    } else {
+        for tag in &request.tags {
+            eprintln!("naming to {tag}");
+        }
+        eprintln!("image {}", built.image_id);
+    }
+    let guards = match (args.no_guards, args.strict) {
+        (true, _) => Guards::Off,
+        (false, false) => Guards::Warn,
+        (false, true) => Guards::Strict,
+    };
+    after_build(global, &builder, &built, guards, &args.gates)
+}
+
+/// The engine's request from the command line, every flag checked.
+fn request(global: &Global, args: &Args) -> anyhow::Result<BuildRequest> {
     let mut build_args = Vec::new();
     for spec in &args.build_args {
         build_args.extend(options::parse_build_arg(spec)?);
@@ -158,16 +194,16 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         .chain(args.digest_file.clone())
         .chain(args.isolation.keep.clone())
         .collect();
-    let request = BuildRequest {
+    Ok(BuildRequest {
         context: args.context.clone(),
         dockerfile,
         tags,
-        target: args.target,
+        target: args.target.clone(),
         build_args,
         no_cache: args.no_cache,
         explain_cache: args.explain_cache,
         pull: args.pull,
-        platform: args.platform,
+        platform: args.platform.clone(),
         labels,
         network: NetworkMode::parse(&args.network)?,
         secrets,
@@ -191,33 +227,25 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             .map(|c| options::CacheTo::parse(c))
             .collect::<Result<_, _>>()?,
         cache_max_size: args.cache_max_size,
-    };
+    })
+}
 
-    stop_on_signals()?;
-    let renderer = Renderer::new(
-        if args.quiet {
-            Mode::Quiet
-        } else {
-            args.progress
-        },
-        args.explain_cache,
-    );
-    let builder = Builder::open(&global.root)?;
-    let result = builder.build(&request, &renderer);
-    renderer.finish();
-    if result.is_err() && !renderer.streams_logs() {
-        for (name, output) in renderer.failed_steps() {
-            if output.is_empty() {
-                continue;
-            }
-            eprintln!("------\n > {name}:");
-            for line in String::from_utf8_lossy(&output).lines() {
-                eprintln!("{line}");
-            }
-            eprintln!("------");
+/// The output of the steps that failed, when it was not shown as it came.
+fn print_failed_steps(renderer: &Renderer) {
+    for (name, output) in renderer.failed_steps() {
+        if output.is_empty() {
+            continue;
         }
+        eprintln!("------\n > {name}:");
+        for line in String::from_utf8_lossy(&output).lines() {
+            eprintln!("{line}");
+        }
+        eprintln!("------");
     }
-    let built = result?;
+}
+
+/// --iidfile and --digest-file.
+fn write_id_files(args: &Args, built: &kiln_engine::Built) -> anyhow::Result<()> {
     if let Some(path) = &args.iidfile {
         std::fs::write(path, built.image_id.to_string())
             .with_context(|| format!("writing --iidfile {}", path.display()))?;
@@ -226,20 +254,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         std::fs::write(path, built.manifest_digest.to_string())
             .with_context(|| format!("writing --digest-file {}", path.display()))?;
     }
-    if renderer.is_quiet() {
-        println!("{}", built.image_id);
-    } else {
-        for tag in &request.tags {
-            eprintln!("naming to {tag}");
-        }
-        eprintln!("image {}", built.image_id);
-    }
-    let guards = match (args.no_guards, args.strict) {
-        (true, _) => Guards::Off,
-        (false, false) => Guards::Warn,
-        (false, true) => Guards::Strict,
-    };
-    after_build(global, &builder, &built, guards, &args.gates)
+    Ok(())
 }
 
 /// What the lean-final guards do after a build.
