@@ -12,7 +12,7 @@ use crate::context::{load_context, ContextInput};
 use crate::disk::{Disk, DEFAULT_CACHE_MAX_SIZE};
 use crate::error::{BuildError, Context};
 use crate::explain::Link;
-use crate::options::Compression;
+use crate::options::LayerCompression;
 use crate::progress::{Progress, Steps};
 use crate::request::{BuildRequest, Built};
 use crate::schedule::{run_all, Board};
@@ -95,7 +95,7 @@ impl Builder {
     pub fn manifest_for_push(
         &self,
         name: &str,
-        compression: Compression,
+        compression: LayerCompression,
     ) -> Result<Vec<u8>, BuildError> {
         crate::compress::manifest_for_push(&self.store, &self.cache, name, compression)
     }

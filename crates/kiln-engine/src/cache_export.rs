@@ -14,7 +14,7 @@ use crate::compress::compressed_for_export;
 use crate::error::{BuildError, Context};
 use crate::explain::Link;
 use crate::layer::Layer;
-use crate::options::Compression;
+use crate::options::LayerCompression;
 use crate::options::{CacheTarget, CacheTo};
 use crate::progress::Steps;
 use crate::remote::{CacheConfig, MountBlob, CONFIG_MEDIA_TYPE};
@@ -92,7 +92,7 @@ pub fn export_caches(
 pub fn collect(
     session: &Session,
     chains: &[&[Link]],
-    compression: Compression,
+    compression: LayerCompression,
     mounts: bool,
 ) -> Result<(CacheConfig, Vec<serde_json::Value>), BuildError> {
     let mut config = CacheConfig {
@@ -161,22 +161,13 @@ fn layer_of(l: &LayerRecord) -> Result<Layer, BuildError> {
     })
 }
 
-/// The tar codec and OCI media type of a compression.
-fn codec(c: Compression) -> (kiln_oci::compression::Compression, &'static str) {
-    match c {
-        Compression::Gzip => (kiln_oci::compression::Compression::Gzip, mt::OCI_LAYER_GZIP),
-        Compression::Zstd => (kiln_oci::compression::Compression::Zstd, mt::OCI_LAYER_ZSTD),
-        Compression::Uncompressed => (kiln_oci::compression::Compression::None, mt::OCI_LAYER),
-    }
-}
-
-fn mount_descriptors(config: &CacheConfig, c: Compression) -> Vec<serde_json::Value> {
+fn mount_descriptors(config: &CacheConfig, c: LayerCompression) -> Vec<serde_json::Value> {
     config
         .mounts
         .iter()
         .map(|m| {
             serde_json::json!({
-                "mediaType": codec(c).1,
+                "mediaType": c.format().1,
                 "digest": m.digest,
                 "size": m.size,
                 "annotations": {MOUNT_ANNOTATION: m.id},
@@ -186,7 +177,7 @@ fn mount_descriptors(config: &CacheConfig, c: Compression) -> Vec<serde_json::Va
 }
 
 /// Every cache mount this build used, as a tar blob in the store.
-fn pack_mounts(session: &Session, c: Compression) -> Result<Vec<MountBlob>, BuildError> {
+fn pack_mounts(session: &Session, c: LayerCompression) -> Result<Vec<MountBlob>, BuildError> {
     let ids: Vec<String> = session
         .used_mounts
         .lock()
@@ -202,7 +193,7 @@ fn pack_mounts(session: &Session, c: Compression) -> Result<Vec<MountBlob>, Buil
         }
         let pack = || -> std::io::Result<(Digest, u64)> {
             let ingest = session.store.ingest(None).map_err(std::io::Error::other)?;
-            let writer = kiln_oci::compression::CompressWriter::new(ingest, codec(c).0)?;
+            let writer = kiln_oci::compression::CompressWriter::new(ingest, c.format().0)?;
             let mut tar = tar::Builder::new(writer);
             tar.follow_symlinks(false);
             tar.append_dir_all(".", &dir)?;

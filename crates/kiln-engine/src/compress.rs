@@ -9,7 +9,7 @@ use kiln_store::Store;
 use crate::cache::{Cache, LayerRecord};
 use crate::error::{BuildError, Context};
 use crate::layer::Layer;
-use crate::options::Compression;
+use crate::options::LayerCompression;
 
 /// The blob an image carries for `layer`: built layers (stored
 /// uncompressed) are compressed as asked, once per diff_id and compression
@@ -18,24 +18,14 @@ pub fn compressed_for_export(
     store: &Store,
     cache: &Cache,
     layer: &Layer,
-    compression: Compression,
+    compression: LayerCompression,
 ) -> Result<(kiln_oci::Digest, u64, String), BuildError> {
-    let (kind, media_type, name) = match compression {
-        Compression::Gzip => (
-            kiln_oci::compression::Compression::Gzip,
-            mt::OCI_LAYER_GZIP,
-            "gzip",
-        ),
-        Compression::Zstd => (
-            kiln_oci::compression::Compression::Zstd,
-            mt::OCI_LAYER_ZSTD,
-            "zstd",
-        ),
-        Compression::Uncompressed => (
-            kiln_oci::compression::Compression::None,
-            mt::OCI_LAYER,
-            "none",
-        ),
+    let (kind, media_type) = compression.format();
+    // The cache's name for the compression (recorded per diff_id).
+    let name = match compression {
+        LayerCompression::Gzip => "gzip",
+        LayerCompression::Zstd => "zstd",
+        LayerCompression::Uncompressed => "none",
     };
     if layer.media_type != mt::OCI_LAYER || kind == kiln_oci::compression::Compression::None {
         return Ok((layer.digest, layer.size, layer.media_type.clone()));
@@ -102,7 +92,7 @@ pub fn manifest_for_push(
     store: &Store,
     cache: &Cache,
     name: &str,
-    compression: Compression,
+    compression: LayerCompression,
 ) -> Result<Vec<u8>, BuildError> {
     let image = store
         .resolve(name)

@@ -12,7 +12,7 @@ use crate::error::{BuildError, Context};
 use crate::image::ImageConfig;
 use crate::layer::Layer;
 use crate::options::CacheTarget;
-use crate::options::{Compression, Output};
+use crate::options::{LayerCompression, Output};
 use crate::progress::Steps;
 use crate::request::{BuildRequest, Built};
 use crate::rootfs::ReadonlyRootfs;
@@ -88,14 +88,14 @@ fn base_config(target: &StageOutput, req: &BuildRequest, platform: &Platform) ->
 /// Built layers stay uncompressed in the store, also under a tag (as
 /// Docker's do); an image that leaves through a push or an archive gets
 /// them compressed (once; `kiln push` compresses at push time).
-fn layer_compression(req: &BuildRequest) -> Compression {
+fn layer_compression(req: &BuildRequest) -> LayerCompression {
     if !req.push
         && req
             .outputs
             .iter()
             .all(|o| matches!(o, Output::Image | Output::Local { .. } | Output::Tar { .. }))
     {
-        Compression::Uncompressed
+        LayerCompression::Uncompressed
     } else {
         req.compression
     }
@@ -238,7 +238,7 @@ fn push_tags(session: &Session, req: &BuildRequest, steps: &Steps) -> Result<(),
 fn image_layers(
     session: &Session,
     layers: &[Layer],
-    compression: Compression,
+    compression: LayerCompression,
 ) -> Result<Vec<serde_json::Value>, BuildError> {
     layers
         .iter()

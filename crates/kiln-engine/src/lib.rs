@@ -50,5 +50,5 @@ pub(crate) fn interrupted() -> bool {
 pub use builder::Builder;
 pub use error::{BuildError, OptionError};
 pub use isolation::{Chroot, Isolation};
-pub use options::Compression;
+pub use options::LayerCompression;
 pub use request::{BuildRequest, Built, DockerfileSource, Runtime};

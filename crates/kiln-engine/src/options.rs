@@ -7,15 +7,28 @@ use std::path::PathBuf;
 
 use crate::error::OptionError;
 
-/// Compression of the layers a build writes.
+/// `--compression`: how the layers a build sends out are compressed (the
+/// formats themselves are `kiln_oci::compression`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Compression {
+pub enum LayerCompression {
     #[default]
     Gzip,
     /// zstd, with OCI media types.
     Zstd,
     /// No compression.
     Uncompressed,
+}
+
+impl LayerCompression {
+    /// The format, and the OCI media type of a layer in it.
+    pub fn format(self) -> (kiln_oci::Compression, &'static str) {
+        use kiln_oci::media_type as mt;
+        match self {
+            LayerCompression::Gzip => (kiln_oci::Compression::Gzip, mt::OCI_LAYER_GZIP),
+            LayerCompression::Zstd => (kiln_oci::Compression::Zstd, mt::OCI_LAYER_ZSTD),
+            LayerCompression::Uncompressed => (kiln_oci::Compression::None, mt::OCI_LAYER),
+        }
+    }
 }
 
 /// Where a build's result goes (`-o`/`--output`).
@@ -252,7 +265,7 @@ pub struct CacheTo {
     /// `cache-mounts=true`: `RUN --mount=type=cache` contents too.
     pub cache_mounts: bool,
     /// `compression=`: how the exported layer blobs are compressed.
-    pub compression: Compression,
+    pub compression: LayerCompression,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -308,7 +321,7 @@ impl CacheTo {
         let bad = |why: &str| OptionError::new("--cache-to", spec, why);
         let (mut kind, mut reference, mut dest, mut max, mut mounts) =
             (None, None, None, false, false);
-        let mut compression = Compression::Gzip;
+        let mut compression = LayerCompression::Gzip;
         for (k, v) in cache_fields("--cache-to", spec)? {
             match k {
                 "type" => kind = Some(v),
@@ -437,15 +450,15 @@ mod tests {
     fn cache_options() {
         let t = CacheTo::parse("type=registry,ref=127.0.0.1:5000/app/cache:main,mode=max").unwrap();
         assert!(t.max && !t.cache_mounts);
-        assert_eq!(t.compression, Compression::Gzip);
+        assert_eq!(t.compression, LayerCompression::Gzip);
         assert!(matches!(t.target, CacheTarget::Registry(ref r) if r.repository() == "app/cache"));
         let t = CacheTo::parse("type=local,dest=/tmp/c,cache-mounts=true").unwrap();
         assert_eq!(t.target, CacheTarget::Local("/tmp/c".into()));
         assert!(t.cache_mounts && !t.max);
         let t = CacheTo::parse("type=local,dest=/tmp/c,compression=zstd").unwrap();
-        assert_eq!(t.compression, Compression::Zstd);
+        assert_eq!(t.compression, LayerCompression::Zstd);
         let t = CacheTo::parse("type=local,dest=/tmp/c,compression=uncompressed").unwrap();
-        assert_eq!(t.compression, Compression::Uncompressed);
+        assert_eq!(t.compression, LayerCompression::Uncompressed);
         let e = CacheTo::parse("type=local,dest=/tmp/c,compression=estargz")
             .unwrap_err()
             .to_string();

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use kiln_oci::{Digest, Reference};
 
-use crate::options::{CacheFrom, CacheTo, Compression, NetworkMode, Output, Secret};
+use crate::options::{CacheFrom, CacheTo, LayerCompression, NetworkMode, Output, Secret};
 
 /// Which container runtime runs RUN steps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -47,7 +47,7 @@ pub struct BuildRequest {
     pub runtime: Runtime,
     /// Containers, or plain processes in a root laid out in place.
     pub isolation: crate::isolation::Isolation,
-    pub compression: Compression,
+    pub compression: LayerCompression,
     pub insecure_registries: Vec<String>,
     /// Merge the layers the target stage adds into one (`--squash`).
     pub squash: bool,

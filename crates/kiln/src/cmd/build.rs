@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use kiln_engine::options::{self, NetworkMode, Output, Secret};
-use kiln_engine::{BuildRequest, Builder, Compression, DockerfileSource, Runtime};
+use kiln_engine::{BuildRequest, Builder, DockerfileSource, LayerCompression, Runtime};
 
 use super::Global;
 use crate::progress::{Mode, Renderer};
@@ -92,7 +92,7 @@ pub struct Args {
     cache_from: Vec<String>,
     /// Layer compression.
     #[arg(long, value_enum, default_value = "gzip")]
-    compression: Compression,
+    compression: LayerCompression,
     /// Fail the build (exit 1) when a lean-final guard warns.
     #[arg(long, conflicts_with = "no_guards")]
     strict: bool,

@@ -30,7 +30,8 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let builder = kiln_engine::Builder::open(&global.root)
         .with_context(|| format!("opening the store at {}", global.root.display()))?;
     let store = builder.store();
-    let manifest = builder.manifest_for_push(&local.to_string(), kiln_engine::Compression::Gzip)?;
+    let manifest =
+        builder.manifest_for_push(&local.to_string(), kiln_engine::LayerCompression::Gzip)?;
     let client = client(global);
     let out = Transfer::new(Verb::Push, args.quiet);
     out.line(&format!(
