@@ -134,11 +134,11 @@ impl<W: Write> LayerWriter<W> {
         md: &Metadata,
         shape: &Shape,
         xattrs: &[(Vec<u8>, Vec<u8>)],
-    ) -> io::Result<(Header, Vec<(String, Vec<u8>)>)> {
+    ) -> io::Result<(Header, Pax)> {
         let mut h = Header::new_ustar();
         h.set_entry_type(shape.ty);
         h.set_mode(md.mode() & 0o7777);
-        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut pax: Pax = Vec::new();
         set_id(&mut h, &mut pax, "uid", md.uid() as u64);
         set_id(&mut h, &mut pax, "gid", md.gid() as u64);
         let mtime = self.clamp(md.mtime());
@@ -178,7 +178,7 @@ impl<W: Write> LayerWriter<W> {
     fn append_file(
         &mut self,
         h: Header,
-        pax: Vec<(String, Vec<u8>)>,
+        pax: Pax,
         rel: &Path,
         full: &Path,
         md: &Metadata,
@@ -266,6 +266,9 @@ impl<W: Write> LayerWriter<W> {
         ))
     }
 }
+
+/// PAX extended header records: key, value.
+type Pax = Vec<(String, Vec<u8>)>;
 
 /// What a file becomes in the tar.
 struct Shape {
