@@ -529,6 +529,12 @@ fn kubernetes_pod(env: &Env, kiln_image: &str, ctx: &Path) {
         let host = match m.name.as_str() {
             "context" => ctx.to_path_buf(),
             "registry-auth" => env.registry_auth(),
+            // An emptyDir: a directory on the node's disk, like Docker's
+            // anonymous volume.
+            "store" => {
+                c.args(["-v", &m.path]);
+                continue;
+            }
             other => panic!("the README's pod mounts {other}: give it a directory in this test"),
         };
         let ro = if m.read_only { ":ro" } else { "" };
