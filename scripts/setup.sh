@@ -7,7 +7,7 @@ set -euo pipefail
 CACHE=${KILN_TEST_CACHE:-/var/cache/kiln-test}
 PACKAGES=(docker.io docker-registry runc buildah podman skopeo umoci debootstrap
           busybox-static gcc libseccomp-dev pkg-config apache2-utils jq ca-certificates
-          iproute2 hyperfine chromium musl-tools uidmap)
+          iproute2 hyperfine chromium musl-tools file uidmap)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -17,6 +17,16 @@ if ((${#missing[@]})); then
     echo "setup: installing ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The static kiln of the kiln image (scripts/musl-kiln.sh, which the tests
+# run) needs Rust's musl target besides musl-tools.
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v rustup >/dev/null ||
+    { echo "setup: rustup not found; install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
+if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+    echo "setup: adding the rustup target x86_64-unknown-linux-musl"
+    rustup target add x86_64-unknown-linux-musl
 fi
 
 mkdir -p "$CACHE"

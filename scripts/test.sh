@@ -14,6 +14,9 @@ export KILN_REQUIRE_ALL=1   # tests fail, never skip, when a component is missin
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The kiln image's test (crates/kiln/tests/unprivileged.rs) builds the image
+# from this static kiln: a fast-to-compile release (profile musl-test).
+scripts/musl-kiln.sh musl-test
 cargo test --workspace --locked 2>&1
 
 # The benchmark cannot rot: one repetition of each of its modes on tiny

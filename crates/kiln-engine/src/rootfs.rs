@@ -60,6 +60,11 @@ impl<'a> WorkingRootfs<'a> {
         self.active.as_ref().expect("active until dropped").rootfs()
     }
 
+    /// The overlay upper dir under `merged`, if any (`ActiveSnapshot::upper`).
+    pub fn upper(&self) -> Option<&Path> {
+        self.active.as_ref().expect("active until dropped").upper()
+    }
+
     /// Writes what changed as an uncompressed layer blob into the store and
     /// keeps it as the new layer's snapshot. `None` if nothing changed.
     ///

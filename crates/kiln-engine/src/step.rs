@@ -6,8 +6,6 @@
 //! [`drive`] does the rest: lookup → hit, or prepare → exec → commit →
 //! record.
 
-use std::path::Path;
-
 use kiln_dockerfile::Step;
 
 use crate::cache::{CacheKey, CacheRecord, Inputs, LayerRecord, StepInfo};
@@ -33,8 +31,8 @@ pub trait Op {
     fn fast_key(&self) -> Option<CacheKey> {
         None
     }
-    /// Carries the step out in `rootfs` (the mounted writable root).
-    fn exec(&self, rootfs: &Path, progress: &StepProgress) -> Result<(), BuildError>;
+    /// Carries the step out in `root` (the mounted writable root).
+    fn exec(&self, root: &WorkingRootfs, progress: &StepProgress) -> Result<(), BuildError>;
 }
 
 /// Runs `op` as `step` of the stage in `state`, or takes its result from
@@ -76,7 +74,7 @@ pub fn drive(
         progress.rebuilt(&why.reason, &why.changes);
     }
     let rootfs = WorkingRootfs::prepare(b.session, &state.layers)?;
-    op.exec(rootfs.merged(), &progress)?;
+    op.exec(&rootfs, &progress)?;
     let layer = rootfs.commit(b.session)?;
     // The blob is in the store before the record that names it.
     let record = CacheRecord {

@@ -12,7 +12,7 @@ use crate::cache::{inputs, CacheKey, Inputs};
 use crate::error::{BuildError, Context};
 use crate::explain::{listing, Details};
 use crate::progress::Step as StepProgress;
-use crate::rootfs::ReadonlyRootfs;
+use crate::rootfs::{ReadonlyRootfs, WorkingRootfs};
 use crate::state::{StageBuild, StageState};
 use crate::step::{drive, hit_by_fast_key, Op};
 
@@ -200,7 +200,8 @@ impl Op for Copy<'_, '_> {
         d
     }
 
-    fn exec(&self, rootfs: &Path, _: &StepProgress) -> Result<(), BuildError> {
+    fn exec(&self, root: &WorkingRootfs, _: &StepProgress) -> Result<(), BuildError> {
+        let rootfs = root.merged();
         let c = &self.args;
         let fail = |m: String| self.b.step_error(self.step, m);
         let tmp = self.b.session.paths.tmp();
@@ -215,8 +216,16 @@ impl Op for Copy<'_, '_> {
             unpack: c.is_add && c.unpack.unwrap_or(true),
             tmp_dir: Some(tmp.clone()),
             host: None,
+            upper: None,
         };
         if let Some(source) = self.source {
+            // Straight into the upper dir only when nothing else of this
+            // step writes through the merged view afterwards.
+            let alone = c.heredocs.is_empty() && self.downloads.is_empty();
+            let opts = CopyOptions {
+                upper: root.upper().filter(|_| alone).map(Path::to_path_buf),
+                ..opts.clone()
+            };
             copy_into(source, rootfs, &opts).map_err(|e| fail(e.to_string()))?;
         }
         if !c.heredocs.is_empty() {

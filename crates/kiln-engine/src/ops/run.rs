@@ -10,6 +10,7 @@ use crate::cache::{inputs, CacheKey, Inputs};
 use crate::error::{BuildError, Context};
 use crate::options::NetworkMode;
 use crate::progress::{Step as StepProgress, Stream};
+use crate::rootfs::WorkingRootfs;
 use crate::state::{StageBuild, StageState};
 use crate::step::{drive, Op};
 
@@ -135,7 +136,8 @@ impl Op for Run<'_, '_> {
         &self.inputs
     }
 
-    fn exec(&self, rootfs: &Path, progress: &StepProgress) -> Result<(), BuildError> {
+    fn exec(&self, root: &WorkingRootfs, progress: &StepProgress) -> Result<(), BuildError> {
+        let rootfs = root.merged();
         let (b, step) = (self.b, self.step);
         let ids = kiln_fs::users::lookup_user(rootfs, user_or_root(&self.user))
             .map_err(|e| b.step_error(step, format!("resolving USER: {e}")))?;

@@ -1,13 +1,12 @@
 //! WORKDIR: set the working directory and create it, as BuildKit does
 //! (a layer only when the directory did not exist).
 
-use std::path::Path;
-
 use kiln_dockerfile::Step;
 
 use crate::cache::{inputs, Inputs};
 use crate::error::BuildError;
 use crate::progress::Step as StepProgress;
+use crate::rootfs::WorkingRootfs;
 use crate::state::{StageBuild, StageState};
 use crate::step::{drive, Op};
 
@@ -24,7 +23,8 @@ impl Op for Workdir<'_, '_> {
         &self.inputs
     }
 
-    fn exec(&self, rootfs: &Path, _: &StepProgress) -> Result<(), BuildError> {
+    fn exec(&self, root: &WorkingRootfs, _: &StepProgress) -> Result<(), BuildError> {
+        let rootfs = root.merged();
         let fail = |e: String| {
             self.b
                 .step_error(self.step, format!("creating {}: {e}", self.path))

@@ -62,6 +62,11 @@ pub struct CopyOptions {
     /// The destination is the host, not a rootfs: devices, setuid/setgid
     /// bits and owners are kept only as far as this allows.
     pub host: Option<HostPolicy>,
+    /// The overlay upper dir of the rootfs (`ActiveSnapshot::upper`). A
+    /// lone directory source whose destination does not exist yet is
+    /// written there directly, skipping overlayfs's create and lookups.
+    /// Only for a copy that nothing else writes into during the step.
+    pub upper: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -174,9 +179,21 @@ pub fn copy_into(
             dest_rel.clone()
         };
         if is_dir {
+            let fresh = matched.len() == 1
+                && !opts.parents
+                && root
+                    .open_dir(&base_rel)
+                    .map_err(|e| dest_err(&base_rel, e))?
+                    .is_none();
             let dir = root
                 .mkdir_all(&base_rel, new_dir)
                 .map_err(|e| dest_err(&base_rel, e))?;
+            let dir = match opts.upper.as_deref().filter(|_| fresh) {
+                Some(upper) => in_upper(upper, &base_rel)
+                    .map_err(|e| dest_err(&base_rel, e))?
+                    .unwrap_or(dir),
+                None => dir,
+            };
             let shown = format!("/{base_rel}");
             let mut w = writer(&dir, &shown, owner, chmod.as_ref(), &mut stats, links);
             w.contents_into = Some(dir.as_fd());
@@ -253,6 +270,14 @@ pub fn copy_into(
         }
     }
     Ok(stats)
+}
+
+/// The directory `rel` that overlayfs just created, as it is in the upper
+/// dir; `None` if it is not there as a plain directory (e.g. it was made at
+/// a symlink's target in a lower layer), and the copy goes through the
+/// merged view instead.
+fn in_upper(upper: &Path, rel: &str) -> io::Result<Option<std::os::fd::OwnedFd>> {
+    Ok(DestRoot::open(upper)?.open_dir(rel).ok().flatten())
 }
 
 fn writer<'a>(

@@ -77,6 +77,7 @@ impl CopySnapshotter {
             dir,
             work,
             mount: None,
+            upper: None,
         };
         let res = (|| {
             create_root_dir(&snap.rootfs)?;

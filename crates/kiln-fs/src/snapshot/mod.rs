@@ -87,12 +87,23 @@ pub struct ActiveSnapshot {
     /// without `remove`.
     pub(crate) work: workdir::WorkDir,
     pub(crate) rootfs: PathBuf,
+    /// The overlay upper dir under `rootfs`, when there is one: new
+    /// directories may be filled through it directly (see [`Self::upper`]).
+    pub(crate) upper: Option<PathBuf>,
 }
 
 impl ActiveSnapshot {
     /// The merged root filesystem the step sees and writes.
     pub fn rootfs(&self) -> &Path {
         &self.rootfs
+    }
+    /// The overlay upper dir of a mounted `rootfs` (`None` for the copy
+    /// snapshotter and `FROM scratch`). A directory this step created
+    /// through `rootfs`, with nothing below it in the lower layers, can be
+    /// filled here instead: the same result without overlayfs's per-file
+    /// create path and lookups through every lower layer.
+    pub fn upper(&self) -> Option<&Path> {
+        self.upper.as_deref()
     }
     /// The snapshot's private directory (backend specific layout).
     pub fn dir(&self) -> &Path {

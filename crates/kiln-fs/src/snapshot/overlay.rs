@@ -40,6 +40,7 @@ impl Snapshotter for OverlaySnapshotter {
             dir,
             work,
             mount: None,
+            upper: None,
         };
         let res = (|| {
             create_root_dir(&upper(&snap))?;
@@ -59,6 +60,7 @@ impl Snapshotter for OverlaySnapshotter {
                 &merged,
             )?);
             snap.rootfs = merged;
+            snap.upper = Some(upper(&snap));
             Ok(())
         })();
         match res {

@@ -128,6 +128,7 @@ impl Snapshotter for RootSnapshotter {
             dir: work.path().to_path_buf(),
             work,
             rootfs: self.root.clone(),
+            upper: None,
         })
     }
 

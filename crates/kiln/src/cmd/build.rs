@@ -193,6 +193,7 @@ fn request(global: &Global, args: &Args) -> anyhow::Result<BuildRequest> {
         .chain(args.iidfile.clone())
         .chain(args.digest_file.clone())
         .chain(args.isolation.keep.clone())
+        .chain(std::env::var_os("KILN_KEEP").map_or_else(Vec::new, |v| keep_list(&v)))
         .collect();
     Ok(BuildRequest {
         context: args.context.clone(),
@@ -284,10 +285,21 @@ pub struct IsolationArgs {
     #[arg(long)]
     pub force: bool,
     /// With --isolation=chroot: a path the build must leave alone besides
-    /// kiln's own, the context and the outputs (repeatable; KILN_KEEP
-    /// takes a `:`-separated list).
-    #[arg(long, value_name = "PATH", env = "KILN_KEEP", value_delimiter = ':')]
+    /// kiln's own, the context and the outputs (repeatable). The paths of
+    /// KILN_KEEP (a `:`-separated list) are kept as well.
+    #[arg(long, value_name = "PATH")]
     pub keep: Vec<PathBuf>,
+}
+
+/// The paths of a `:`-separated KILN_KEEP; empty entries name nothing.
+/// Read apart from `--keep` because clap drops an option's environment
+/// variable once the flag is given: `--keep /x` (or the executor's
+/// `--ignore-path`) in the kiln image would otherwise let the build delete
+/// the image's own /kiln and /busybox.
+pub fn keep_list(value: &std::ffi::OsStr) -> Vec<PathBuf> {
+    std::env::split_paths(value)
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -421,4 +433,20 @@ fn stop_on_signals() -> anyhow::Result<()> {
 /// `--cache-max-size` values: `10GB`, `500MiB`, `1048576`.
 pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     kiln_analyze::parse_size(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_list;
+    use std::ffi::OsStr;
+    use std::path::PathBuf;
+
+    #[test]
+    fn kiln_keep_is_a_colon_separated_list() {
+        let want = [PathBuf::from("/kiln"), PathBuf::from("/busybox")];
+        assert_eq!(keep_list(OsStr::new("/kiln:/busybox")), want);
+        assert_eq!(keep_list(OsStr::new(":/kiln::/busybox:")), want);
+        assert_eq!(keep_list(OsStr::new("/kiln")), [PathBuf::from("/kiln")]);
+        assert!(keep_list(OsStr::new("")).is_empty());
+    }
 }

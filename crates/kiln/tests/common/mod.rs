@@ -8,6 +8,7 @@ pub mod case;
 pub mod cli;
 pub mod compare;
 pub mod engine;
+pub mod readme;
 pub mod tree;
 
 use std::collections::BTreeMap;
