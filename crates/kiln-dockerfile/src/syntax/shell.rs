@@ -388,20 +388,22 @@ impl<L: Lookup + ?Sized> ShellWord<'_, L> {
             }
         }
         let raw = ch == '#' || ch == '%';
-        let word = match self.process_stop_on(Some('}'), raw) {
-            Ok((w, _)) => w,
-            Err(e) => {
-                if self.peek().is_none() {
-                    return Err("syntax error: missing '}'".into());
-                }
-                return Err(e);
-            }
-        };
+        let word = self.word_until('}', raw, "syntax error: missing '}'")?;
         let value = self.get_env(name);
         if self.lex.skip_unset_env && value.is_none() {
             return Ok(format!("${{{name}{chs}{word}}}"));
         }
         apply_modifier(name, ch, &chs, word, value, null_is_unset)
+    }
+
+    /// The word up to `stop`; running out of input first is `missing`
+    /// (BuildKit's message), any other error is passed on.
+    fn word_until(&mut self, stop: char, raw: bool, missing: &str) -> Result<String, String> {
+        match self.process_stop_on(Some(stop), raw) {
+            Ok((w, _)) => Ok(w),
+            Err(_) if self.peek().is_none() => Err(missing.into()),
+            Err(e) => Err(e),
+        }
     }
 
     /// `${name/pattern/replacement}` and `${name//pattern/replacement}`.
@@ -410,24 +412,8 @@ impl<L: Lookup + ?Sized> ShellWord<'_, L> {
         if replace_all {
             self.next();
         }
-        let pattern = match self.process_stop_on(Some('/'), true) {
-            Ok((p, _)) => p,
-            Err(e) => {
-                if self.peek().is_none() {
-                    return Err("syntax error: missing '/' in ${}".into());
-                }
-                return Err(e);
-            }
-        };
-        let replacement = match self.process_stop_on(Some('}'), true) {
-            Ok((r, _)) => r,
-            Err(e) => {
-                if self.peek().is_none() {
-                    return Err("syntax error: missing '}'".into());
-                }
-                return Err(e);
-            }
-        };
+        let pattern = self.word_until('/', true, "syntax error: missing '/' in ${}")?;
+        let replacement = self.word_until('}', true, "syntax error: missing '}'")?;
         let value = self.get_env(name);
         if self.lex.skip_unset_env && value.is_none() {
             return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
