@@ -11,6 +11,7 @@ use kiln_fs::copy::{copy_into, CopyOptions};
 use crate::cache::{inputs, CacheKey, Inputs};
 use crate::error::{BuildError, Context};
 use crate::explain::{listing, Details};
+use crate::layer::Layer;
 use crate::progress::Step as StepProgress;
 use crate::rootfs::{ReadonlyRootfs, WorkingRootfs};
 use crate::state::{StageBuild, StageState};
@@ -41,92 +42,52 @@ pub fn copy(
     c: &CopyStep,
 ) -> Result<(), BuildError> {
     let fail = |m: String| b.step_error(step, m);
-    let (urls, paths): (Vec<String>, Vec<String>) =
-        c.sources.iter().cloned().partition(|s| is_url(s));
-    if !urls.is_empty() && !c.is_add {
-        return Err(fail(format!(
-            "COPY cannot fetch URLs ({}); use ADD",
-            urls[0]
-        )));
-    }
-    if !urls.is_empty() && c.from.is_some() {
-        return Err(fail("ADD --from cannot be used with URLs".into()));
-    }
+    let (urls, paths) = split_urls(b, step, c)?;
     let hash_opts = CopyHashOptions {
         exclude: c.exclude.to_vec(),
         parents: c.parents,
     };
-
     let workdir = state.config.config.working_dir.clone();
     let name = format!("{} {}", state.label, step.original);
     let parent = state.key;
-    let keyed = |source, urls: &[(String, String)]| {
-        inputs::copy(&inputs::Copy {
-            parent,
-            is_add: c.is_add,
-            sources: &c.sources,
-            dest: &c.dest,
-            workdir: &workdir,
-            chown: c.chown.as_deref(),
-            chmod: c.chmod.as_deref(),
-            link: c.link,
-            exclude: &c.exclude,
-            parents: c.parents,
-            unpack: c.unpack,
-            heredocs: &c.heredocs,
-            source,
-            urls,
-        })
-    };
+    let keyed = |source, urls: &[(String, String)]| copy_inputs(c, parent, &workdir, source, urls);
 
     // The source root, and the hash of what is read from it.
-    let mut _view = None;
-    let from_root: SourceRoot;
+    let from_view: FromView;
     let mut fast_key = None;
-    let (source, source_key) = if paths.is_empty() {
-        (None, inputs::CopySource::None)
-    } else {
-        match &c.from {
-            None => {
-                let hash = b
-                    .context
-                    .checksum(&paths, &hash_opts)
-                    .map_err(|e| fail(e.to_string()))?;
-                (
-                    Some(b.context.source()),
-                    inputs::CopySource::Context(hash.0),
-                )
-            }
-            Some(from) => {
-                let (layers, from_key) = match from {
-                    CopyFrom::Stage(i) => {
-                        let out = b.wait_stage(*i)?;
-                        (out.layers.clone(), out.key)
-                    }
-                    CopyFrom::Image(name) => {
-                        let img = b.bases.get(name)?;
-                        (img.layers.clone(), img.key)
-                    }
-                };
-                // The source unchanged since the record was made: a hit
-                // without mounting or hashing any of its files.
-                let fast = keyed(inputs::CopySource::StageKey(from_key), &[]).key();
-                if hit_by_fast_key(b, state, step, name.clone(), &fast)? {
-                    return Ok(());
+    let (source, source_key) = match &c.from {
+        _ if paths.is_empty() => (None, inputs::CopySource::None),
+        None => {
+            let hash = b
+                .context
+                .checksum(&paths, &hash_opts)
+                .map_err(|e| fail(e.to_string()))?;
+            (
+                Some(b.context.source()),
+                inputs::CopySource::Context(hash.0),
+            )
+        }
+        Some(from) => {
+            let (layers, from_key) = match from {
+                CopyFrom::Stage(i) => {
+                    let out = b.wait_stage(*i)?;
+                    (out.layers.clone(), out.key)
                 }
-                fast_key = Some(fast);
-                let view = ReadonlyRootfs::mount(b.session, &layers)?;
-                from_root = SourceRoot::rootfs(view.path())
-                    .context(|| "opening the --from source".to_string())?;
-                // Keyed by the content of the files read, like a context
-                // COPY, so a change elsewhere in that stage keeps this cached.
-                let hashes = view.file_hashes();
-                let hash = kiln_fs::context::checksum(&from_root, &hashes, &paths, &hash_opts)
-                    .map_err(|e| fail(e.to_string()))?;
-                b.session.file_hashes.add_counts(&hashes);
-                _view = Some(view);
-                (Some(&from_root), inputs::CopySource::Stage(hash.0))
+                CopyFrom::Image(name) => {
+                    let img = b.bases.get(name)?;
+                    (img.layers.clone(), img.key)
+                }
+            };
+            // The source unchanged since the record was made: a hit
+            // without mounting or hashing any of its files.
+            let fast = keyed(inputs::CopySource::StageKey(from_key), &[]).key();
+            if hit_by_fast_key(b, state, step, name.clone(), &fast)? {
+                return Ok(());
             }
+            fast_key = Some(fast);
+            from_view = FromView::mount(b, &layers)?;
+            let hash = from_view.checksum(b, step, &paths, &hash_opts)?;
+            (Some(&from_view.root), inputs::CopySource::Stage(hash))
         }
     };
 
@@ -152,6 +113,82 @@ pub fn copy(
         fast_key,
     };
     drive(b, state, step, progress, &op)
+}
+
+/// The sources split into URLs and paths; URLs only where ADD allows them.
+fn split_urls(
+    b: &StageBuild,
+    step: &Step,
+    c: &CopyStep,
+) -> Result<(Vec<String>, Vec<String>), BuildError> {
+    let (urls, paths): (Vec<String>, Vec<String>) =
+        c.sources.iter().cloned().partition(|s| is_url(s));
+    if let Some(url) = urls.first() {
+        if !c.is_add {
+            return Err(b.step_error(step, format!("COPY cannot fetch URLs ({url}); use ADD")));
+        }
+        if c.from.is_some() {
+            return Err(b.step_error(step, "ADD --from cannot be used with URLs".into()));
+        }
+    }
+    Ok((urls, paths))
+}
+
+/// The cache inputs of a COPY: the instruction and what it reads.
+fn copy_inputs(
+    c: &CopyStep,
+    parent: CacheKey,
+    workdir: &str,
+    source: inputs::CopySource,
+    urls: &[(String, String)],
+) -> Inputs {
+    inputs::copy(&inputs::Copy {
+        parent,
+        is_add: c.is_add,
+        sources: &c.sources,
+        dest: &c.dest,
+        workdir,
+        chown: c.chown.as_deref(),
+        chmod: c.chmod.as_deref(),
+        link: c.link,
+        exclude: &c.exclude,
+        parents: c.parents,
+        unpack: c.unpack,
+        heredocs: &c.heredocs,
+        source,
+        urls,
+    })
+}
+
+/// A `--from` stage or image, mounted read-only while the copy reads it.
+struct FromView<'s> {
+    view: ReadonlyRootfs<'s>,
+    root: SourceRoot,
+}
+
+impl<'s> FromView<'s> {
+    fn mount(b: &StageBuild<'s>, layers: &[Layer]) -> Result<Self, BuildError> {
+        let view = ReadonlyRootfs::mount(b.session, layers)?;
+        let root =
+            SourceRoot::rootfs(view.path()).context(|| "opening the --from source".to_string())?;
+        Ok(FromView { view, root })
+    }
+
+    /// Keyed by the content of the files read, like a context COPY, so a
+    /// change elsewhere in that stage keeps this cached.
+    fn checksum(
+        &self,
+        b: &StageBuild,
+        step: &Step,
+        paths: &[String],
+        opts: &CopyHashOptions,
+    ) -> Result<[u8; 32], BuildError> {
+        let hashes = self.view.file_hashes();
+        let hash = kiln_fs::context::checksum(&self.root, &hashes, paths, opts)
+            .map_err(|e| b.step_error(step, e.to_string()))?;
+        b.session.file_hashes.add_counts(&hashes);
+        Ok(hash.0)
+    }
 }
 
 fn download(

@@ -22,8 +22,9 @@ mod tree;
 pub mod url;
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, Mode, OFlags};
@@ -117,25 +118,41 @@ pub fn copy_into(
         Some(spec) => Some(lookup_chown(rootfs, spec)?),
         None => None,
     };
-    let owner = match (fixed, src.confinement()) {
-        (Some((u, g)), _) => Owner::Fixed(u, g),
-        (None, Confinement::Context) => Owner::Fixed(0, 0),
-        (None, Confinement::Chroot) => Owner::Preserve,
-    };
-    let (nu, ng) = fixed.unwrap_or((0, 0));
-    // Current BuildKit applies --chmod to the directories it creates.
-    let new_dir = NewDir {
-        uid: nu,
-        gid: ng,
-        mode: chmod.as_ref().map_or(0o755, |c| c.apply(0o755, true)),
-    };
+    let root = DestRoot::open(rootfs).map_err(|e| dest_err(rootfs, "", e))?;
+    let (dest_rel, dest_says_dir) = destination(opts);
+    // Resolve every source before writing anything.
+    let matched = expand_sources(src, &opts.sources)?;
+    // Several sources onto a dest without a trailing slash are copied one
+    // after the other (BuildKit does no check): files overwrite one `dest`.
+    let dest_is_dir = dest_says_dir || opts.parents;
+    let mut job = Job::new(src, rootfs, opts, root, fixed, chmod.as_ref())?;
+    for (m, kept) in &matched {
+        let base_rel = if opts.parents {
+            join_rel(&dest_rel, kept)
+        } else {
+            dest_rel.clone()
+        };
+        let kind = FileType::from_raw_mode(m.stat.st_mode);
+        if kind == FileType::Directory {
+            job.directory(m, &base_rel, matched.len() == 1)?;
+        } else if !(opts.unpack && kind == FileType::RegularFile && job.archive(m, &base_rel)?) {
+            job.entry(m, base_rel, dest_is_dir)?;
+        }
+    }
+    Ok(job.finish())
+}
 
-    let dest_err = |dest: &str, source: io::Error| CopyError::Dest {
+fn dest_err(rootfs: &Path, dest: &str, source: io::Error) -> CopyError {
+    CopyError::Dest {
         dest: format!("/{dest}"),
         rootfs: rootfs.to_path_buf(),
         source,
-    };
-    let root = DestRoot::open(rootfs).map_err(|e| dest_err("", e))?;
+    }
+}
+
+/// The destination relative to the rootfs, and whether its spelling says
+/// it is a directory (`dir/`, `.`, `..`, `/`).
+fn destination(opts: &CopyOptions) -> (String, bool) {
     let workdir = if opts.workdir.is_empty() {
         "/"
     } else {
@@ -146,160 +163,223 @@ pub fn copy_into(
     } else {
         format!("{workdir}/{}", opts.dest)
     };
-    let dest_rel = clean_rel(&joined);
+    let rel = clean_rel(&joined);
     let d = opts.dest.as_str();
-    let dest_says_dir = d.ends_with('/')
+    let says_dir = d.ends_with('/')
         || d == "."
         || d == ".."
         || d.ends_with("/.")
         || d.ends_with("/..")
-        || dest_rel.is_empty();
+        || rel.is_empty();
+    (rel, says_dir)
+}
 
-    // Resolve every source before writing anything.
-    let mut matched: Vec<(Matched, String)> = Vec::new();
-    for s in &opts.sources {
+/// Every match of every source, with the path `--parents` keeps.
+fn expand_sources(
+    src: &SourceRoot,
+    sources: &[String],
+) -> Result<Vec<(Matched, String)>, CopyError> {
+    let mut matched = Vec::new();
+    for s in sources {
         let pivot = pivot_of(s);
         for m in src.expand(s)? {
             let kept = strip_pivot(&m.path, &pivot).to_string();
             matched.push((m, kept));
         }
     }
-    // Several sources onto a dest without a trailing slash are copied one
-    // after the other (BuildKit does no check): files overwrite one `dest`.
-    let dest_is_dir = dest_says_dir || opts.parents;
-    let exclude = PathFilter::from_patterns(&opts.exclude).map_err(SourceError::Exclude)?;
+    Ok(matched)
+}
 
-    let mut stats = CopyStats::default();
-    let mut links = HashMap::new();
-    for (m, kept) in &matched {
-        let is_dir = FileType::from_raw_mode(m.stat.st_mode) == FileType::Directory;
-        let base_rel = if opts.parents {
-            join_rel(&dest_rel, kept)
-        } else {
-            dest_rel.clone()
+/// One COPY in progress: what every matched source is written with, and
+/// what the copies so far have counted and linked.
+struct Job<'a> {
+    src: &'a SourceRoot,
+    rootfs: &'a Path,
+    opts: &'a CopyOptions,
+    root: DestRoot,
+    /// `--chown`, resolved.
+    fixed: Option<(u32, u32)>,
+    owner: Owner,
+    chmod: Option<&'a Chmod>,
+    new_dir: NewDir,
+    exclude: Option<PathFilter>,
+    stats: CopyStats,
+    links: HashMap<(u64, u64), (OwnedFd, OsString)>,
+}
+
+impl<'a> Job<'a> {
+    fn new(
+        src: &'a SourceRoot,
+        rootfs: &'a Path,
+        opts: &'a CopyOptions,
+        root: DestRoot,
+        fixed: Option<(u32, u32)>,
+        chmod: Option<&'a Chmod>,
+    ) -> Result<Self, CopyError> {
+        let owner = match (fixed, src.confinement()) {
+            (Some((u, g)), _) => Owner::Fixed(u, g),
+            (None, Confinement::Context) => Owner::Fixed(0, 0),
+            (None, Confinement::Chroot) => Owner::Preserve,
         };
-        if is_dir {
-            let fresh = matched.len() == 1
-                && !opts.parents
-                && root
-                    .open_dir(&base_rel)
-                    .map_err(|e| dest_err(&base_rel, e))?
-                    .is_none();
-            let dir = root
-                .mkdir_all(&base_rel, new_dir)
-                .map_err(|e| dest_err(&base_rel, e))?;
-            let dir = match opts.upper.as_deref().filter(|_| fresh) {
-                Some(upper) => in_upper(upper, &base_rel)
-                    .map_err(|e| dest_err(&base_rel, e))?
-                    .unwrap_or(dir),
-                None => dir,
-            };
-            let shown = format!("/{base_rel}");
-            let mut w = writer(&dir, &shown, owner, chmod.as_ref(), &mut stats, links);
-            w.contents_into = Some(dir.as_fd());
-            w.host = opts.host;
-            walk::walk(src, m, exclude.as_ref(), &mut w)?;
-            links = std::mem::take(&mut w.links);
-            continue;
+        let (uid, gid) = fixed.unwrap_or((0, 0));
+        // Current BuildKit applies --chmod to the directories it creates.
+        let new_dir = NewDir {
+            uid,
+            gid,
+            mode: chmod.map_or(0o755, |c| c.apply(0o755, true)),
+        };
+        let exclude = PathFilter::from_patterns(&opts.exclude).map_err(SourceError::Exclude)?;
+        Ok(Job {
+            src,
+            rootfs,
+            opts,
+            root,
+            fixed,
+            owner,
+            chmod,
+            new_dir,
+            exclude,
+            stats: CopyStats::default(),
+            links: HashMap::new(),
+        })
+    }
+
+    fn err(&self, dest: &str, e: io::Error) -> CopyError {
+        dest_err(self.rootfs, dest, e)
+    }
+
+    /// A directory source: its contents are merged into `base_rel`. A lone
+    /// one whose destination is new is written into the upper dir.
+    fn directory(&mut self, m: &Matched, base_rel: &str, alone: bool) -> Result<(), CopyError> {
+        let fresh = alone
+            && !self.opts.parents
+            && self
+                .root
+                .open_dir(base_rel)
+                .map_err(|e| self.err(base_rel, e))?
+                .is_none();
+        let dir = self
+            .root
+            .mkdir_all(base_rel, self.new_dir)
+            .map_err(|e| self.err(base_rel, e))?;
+        let dir = match self.opts.upper.as_deref().filter(|_| fresh) {
+            Some(upper) => in_upper(upper, base_rel)
+                .map_err(|e| self.err(base_rel, e))?
+                .unwrap_or(dir),
+            None => dir,
+        };
+        self.walk(m, &dir, &format!("/{base_rel}"), OsStr::new(""), true)
+    }
+
+    /// ADD of a local tar archive: extracted into the destination. False
+    /// if the file is not an archive (then it is copied as it is).
+    fn archive(&mut self, m: &Matched, base_rel: &str) -> Result<bool, CopyError> {
+        let is_archive = archive::is_archive_fd(m.fd.as_fd()).map_err(|e| CopyError::Archive {
+            path: m.path.clone(),
+            source: e,
+        })?;
+        if !is_archive {
+            return Ok(false);
         }
-        if opts.unpack && FileType::from_raw_mode(m.stat.st_mode) == FileType::RegularFile {
-            let into = if opts.parents {
-                parent_rel(&base_rel)
-            } else {
-                base_rel.clone()
-            };
-            if archive::is_archive_fd(m.fd.as_fd()).map_err(|e| CopyError::Archive {
-                path: m.path.clone(),
-                source: e,
-            })? {
-                // Extracted entries keep the tar's owners unless --chown (Docker 20.10).
-                let tar_owner = if fixed.is_some() {
-                    owner
-                } else {
-                    Owner::Preserve
-                };
-                let s = archive::unpack_into(
-                    m,
-                    &root,
-                    &into,
-                    new_dir,
-                    tar_owner,
-                    chmod.as_ref(),
-                    opts,
-                )?;
-                add_stats(&mut stats, &s);
-                stats.archives += 1;
-                continue;
-            }
-        }
-        let target = if opts.parents {
+        let into = if self.opts.parents {
+            parent_rel(base_rel)
+        } else {
+            base_rel.to_string()
+        };
+        // Extracted entries keep the tar's owners unless --chown (Docker 20.10).
+        let tar_owner = if self.fixed.is_some() {
+            self.owner
+        } else {
+            Owner::Preserve
+        };
+        let s = archive::unpack_into(
+            m,
+            &self.root,
+            &into,
+            self.new_dir,
+            tar_owner,
+            self.chmod,
+            self.opts,
+        )?;
+        add_stats(&mut self.stats, &s);
+        self.stats.archives += 1;
+        Ok(true)
+    }
+
+    /// A file, link or special source: it becomes `base_rel`, or a name in
+    /// it when that is (or is said to be) a directory.
+    fn entry(&mut self, m: &Matched, base_rel: String, dest_is_dir: bool) -> Result<(), CopyError> {
+        let target = if self.opts.parents {
             base_rel
-        } else if dest_is_dir || root.is_dir(&base_rel).map_err(|e| dest_err(&base_rel, e))? {
+        } else if dest_is_dir
+            || self
+                .root
+                .is_dir(&base_rel)
+                .map_err(|e| self.err(&base_rel, e))?
+        {
             join_rel(&base_rel, m.base_name())
         } else {
             base_rel
         };
         if target.is_empty() {
-            return Err(dest_err(
+            return Err(self.err(
                 "",
                 io::Error::other("cannot replace the root directory with a file"),
             ));
         }
-        let slot = root
-            .slot(&target, new_dir)
-            .map_err(|e| dest_err(&target, e))?;
-        let mut w = writer(
-            &slot.dir,
-            &slot.shown,
-            owner,
-            chmod.as_ref(),
-            &mut stats,
-            links,
-        );
-        w.top_name = &slot.name;
-        w.host = opts.host;
-        walk::walk(src, m, exclude.as_ref(), &mut w)?;
-        links = std::mem::take(&mut w.links);
+        let slot = self
+            .root
+            .slot(&target, self.new_dir)
+            .map_err(|e| self.err(&target, e))?;
+        self.walk(m, &slot.dir, &slot.shown, &slot.name, false)
     }
-    if opts.host.is_some() {
-        // Notes name the destination path; on the host, say where it is.
-        let root = rootfs.display().to_string();
-        let root = root.trim_end_matches('/').escape_debug().to_string();
-        for note in &mut stats.skipped {
-            note.insert_str(0, &root);
+
+    /// Walks `m` into `dir`: as `name` in it, or, for `contents`, merged
+    /// into `dir` itself.
+    fn walk(
+        &mut self,
+        m: &Matched,
+        dir: &OwnedFd,
+        shown: &str,
+        name: &OsStr,
+        contents: bool,
+    ) -> Result<(), CopyError> {
+        let mut w = TreeWriter {
+            top_dir: dir.as_fd(),
+            top_name: name,
+            contents_into: contents.then(|| dir.as_fd()),
+            owner: self.owner,
+            chmod: self.chmod,
+            shown,
+            stats: &mut self.stats,
+            stack: Vec::new(),
+            links: std::mem::take(&mut self.links),
+            host: self.opts.host,
+        };
+        let walked = walk::walk(self.src, m, self.exclude.as_ref(), &mut w);
+        self.links = std::mem::take(&mut w.links);
+        Ok(walked?)
+    }
+
+    fn finish(mut self) -> CopyStats {
+        if self.opts.host.is_some() {
+            // Notes name the destination path; on the host, say where it is.
+            let root = self.rootfs.display().to_string();
+            let root = root.trim_end_matches('/').escape_debug().to_string();
+            for note in &mut self.stats.skipped {
+                note.insert_str(0, &root);
+            }
         }
+        self.stats
     }
-    Ok(stats)
 }
 
 /// The directory `rel` that overlayfs just created, as it is in the upper
 /// dir; `None` if it is not there as a plain directory (e.g. it was made at
 /// a symlink's target in a lower layer), and the copy goes through the
 /// merged view instead.
-fn in_upper(upper: &Path, rel: &str) -> io::Result<Option<std::os::fd::OwnedFd>> {
+fn in_upper(upper: &Path, rel: &str) -> io::Result<Option<OwnedFd>> {
     Ok(DestRoot::open(upper)?.open_dir(rel).ok().flatten())
-}
-
-fn writer<'a>(
-    dir: &'a std::os::fd::OwnedFd,
-    shown: &'a str,
-    owner: Owner,
-    chmod: Option<&'a Chmod>,
-    stats: &'a mut CopyStats,
-    links: HashMap<(u64, u64), (std::os::fd::OwnedFd, std::ffi::OsString)>,
-) -> TreeWriter<'a> {
-    TreeWriter {
-        top_dir: dir.as_fd(),
-        top_name: std::ffi::OsStr::new(""),
-        contents_into: None,
-        owner,
-        chmod,
-        shown,
-        stats,
-        stack: Vec::new(),
-        links,
-        host: None,
-    }
 }
 
 pub(crate) fn add_stats(a: &mut CopyStats, b: &CopyStats) {
