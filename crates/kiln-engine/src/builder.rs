@@ -37,7 +37,7 @@ pub struct Builder {
     cache: Cache,
     snapshotter: Arc<dyn kiln_fs::snapshot::Snapshotter>,
     /// Content hashes of build-context files, kept across builds
-    /// (`ROOT/cache/file-hashes`).
+    /// (`ROOT/cache/file-hashes/`, one file per context directory).
     file_hashes: Arc<FileHashes>,
 }
 

@@ -3,8 +3,10 @@
 //! mtime and ctime, as git's index does — so a rebuild stats files instead
 //! of reading them.
 //!
-//! Two kinds of index: one per store for build-context files (hashed when a
-//! COPY reads them, `ROOT/cache/file-hashes`), and one per committed layer
+//! Two kinds of index: one per build-context directory for its files
+//! (hashed when a COPY reads them, `ROOT/cache/file-hashes/<root>`, loaded
+//! only by builds of that context, so a build's start-up does not grow with
+//! every context the store has seen), and one per committed layer
 //! snapshot for its files (hashed as the layer writer reads them anyway,
 //! kept beside the snapshot and removed with it), so a later `COPY --from`
 //! of that stage finds their hashes without reading them again (overlay
@@ -19,7 +21,7 @@
 //! every build and holds tens of thousands of entries; a flat binary
 //! layout loads in a few milliseconds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -104,9 +106,10 @@ struct Entry {
 
 /// The index, shared by every COPY and commit of a build.
 pub struct FileHashes {
-    file: Option<PathBuf>,
-    entries: Mutex<HashMap<Vec<u8>, Entry>>,
-    changed: AtomicU64,
+    /// Where each root's entries are kept, one file per root; `None`: in
+    /// memory only.
+    dir: Option<PathBuf>,
+    entries: Mutex<Index>,
     /// Lookups answered without reading the file, and files read.
     hits: AtomicU64,
     misses: AtomicU64,
@@ -115,9 +118,28 @@ pub struct FileHashes {
 impl std::fmt::Debug for FileHashes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileHashes")
-            .field("file", &self.file)
+            .field("dir", &self.dir)
             .finish()
     }
+}
+
+/// Entries by path (`root` NUL `rel`), and which roots' files were read
+/// and have something new to save.
+#[derive(Default)]
+struct Index {
+    map: HashMap<Vec<u8>, Entry>,
+    loaded: HashSet<Vec<u8>>,
+    changed: HashSet<Vec<u8>>,
+}
+
+/// The root part of an entry's path (what [`FileKey::new`] puts before NUL).
+fn root_of(path: &[u8]) -> &[u8] {
+    path.split(|b| *b == 0).next().unwrap_or(path)
+}
+
+/// The file that keeps one root's entries.
+fn shard_file(dir: &Path, root: &[u8]) -> PathBuf {
+    dir.join(&blake3::hash(root).to_hex()[..32])
 }
 
 impl Default for FileHashes {
@@ -128,45 +150,64 @@ impl Default for FileHashes {
 }
 
 impl FileHashes {
-    fn with_entries(file: Option<PathBuf>, entries: HashMap<Vec<u8>, Entry>) -> FileHashes {
+    fn with_entries(dir: Option<PathBuf>, map: HashMap<Vec<u8>, Entry>) -> FileHashes {
         FileHashes {
-            file,
-            entries: Mutex::new(entries),
-            changed: AtomicU64::new(0),
+            dir,
+            entries: Mutex::new(Index {
+                map,
+                ..Index::default()
+            }),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
     }
 
-    /// Loads the index kept in `file` (none yet, or unreadable: empty —
-    /// it is only a cache).
-    pub fn open(file: &Path) -> FileHashes {
-        let entries = match read_file(file) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => HashMap::new(),
-            Err(e) => {
-                tracing::warn!("ignoring the file-hash index {}: {e}", file.display());
-                HashMap::new()
-            }
-        };
-        FileHashes::with_entries(Some(file.to_path_buf()), entries)
+    /// The index kept in `dir`; each root's file is read when a key of
+    /// that root is first looked up (none yet, or unreadable: empty — it
+    /// is only a cache).
+    pub fn open(dir: &Path) -> FileHashes {
+        // Before one file per root, the whole index was one file here.
+        if dir.is_file() {
+            let _ = std::fs::remove_file(dir);
+            let _ = std::fs::remove_file(dir.with_extension("lock"));
+        }
+        FileHashes::with_entries(Some(dir.to_path_buf()), HashMap::new())
+    }
+
+    /// Reads the file of `root` into `index` the first time it is needed.
+    fn load(&self, index: &mut Index, root: &[u8]) {
+        let Some(dir) = &self.dir else { return };
+        if index.loaded.contains(root) {
+            return;
+        }
+        index.loaded.insert(root.to_vec());
+        let file = shard_file(dir, root);
+        match read_into(&file, &mut index.map) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("ignoring the file-hash index {}: {e}", file.display()),
+        }
     }
 
     pub fn get(&self, key: &FileKey) -> Option<[u8; 32]> {
-        let mut entries = self.entries.lock().expect("file hash lock");
+        let mut index = self.entries.lock().expect("file hash lock");
+        let root = root_of(&key.path);
+        self.load(&mut index, root);
         let today = today();
-        let found = entries
-            .get_mut(&key.path)
-            .filter(|e| e.stamp == key.stamp)
-            .map(|e| {
-                if e.day != today {
+        let found = match index.map.get_mut(&key.path) {
+            Some(e) if e.stamp == key.stamp => {
+                let stale = e.day != today;
+                e.day = today;
+                let hash = e.hash;
+                if stale {
                     // Worth a write: it keeps the entry from expiring.
-                    e.day = today;
-                    self.changed.fetch_add(1, Ordering::Relaxed);
+                    index.changed.insert(root.to_vec());
                 }
-                e.hash
-            });
-        drop(entries);
+                Some(hash)
+            }
+            _ => None,
+        };
+        drop(index);
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -196,11 +237,11 @@ impl FileHashes {
             day: today(),
             keep,
         };
-        self.entries
-            .lock()
-            .expect("file hash lock")
-            .insert(key.path, e);
-        self.changed.fetch_add(1, Ordering::Relaxed);
+        let mut index = self.entries.lock().expect("file hash lock");
+        let root = root_of(&key.path).to_vec();
+        self.load(&mut index, &root);
+        index.map.insert(key.path, e);
+        index.changed.insert(root);
     }
 
     /// (lookups answered from the index, files that had to be read).
@@ -218,55 +259,82 @@ impl FileHashes {
         self.misses.fetch_add(misses, Ordering::Relaxed);
     }
 
-    /// Writes the index back (merged with what other builds wrote since it
-    /// was loaded), dropping entries unused for two weeks. A no-op for an
-    /// in-memory index or when nothing new was recorded (a rebuild that
+    /// Writes back the roots that have something new, each merged with
+    /// what other builds wrote since it was read, dropping entries unused
+    /// for two weeks (and the files of roots unused that long). A no-op for
+    /// an in-memory index or when nothing new was recorded (a rebuild that
     /// found every hash writes nothing).
     pub fn save(&self) -> io::Result<()> {
-        let Some(file) = &self.file else {
+        let Some(dir) = &self.dir else {
             return Ok(());
         };
-        if self.changed.load(Ordering::Relaxed) == 0 {
+        let index = self.entries.lock().expect("file hash lock");
+        if index.changed.is_empty() {
             return Ok(());
         }
-        let dir = file.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
         // One writer at a time; readers see the old or the new file whole.
-        let lock = std::fs::File::create(dir.join("file-hashes.lock"))?;
+        let lock = std::fs::File::create(dir.join("lock"))?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
-        let mut merged = read_file(file).unwrap_or_default();
-        let ours = self.entries.lock().expect("file hash lock");
-        for (path, e) in ours.iter().filter(|(_, e)| e.keep) {
-            merged.insert(path.clone(), *e);
+        let mut ours: HashMap<&[u8], Vec<(&Vec<u8>, &Entry)>> = HashMap::new();
+        for (path, e) in index.map.iter().filter(|(_, e)| e.keep) {
+            let root = root_of(path);
+            if index.changed.contains(root) {
+                ours.entry(root).or_default().push((path, e));
+            }
         }
-        drop(ours);
         let oldest = today().saturating_sub(KEEP_DAYS);
-        merged.retain(|_, e| e.day >= oldest);
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        {
-            let mut w = io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-            write_entries(&mut w, &merged)?;
-            w.flush()?;
+        for (root, entries) in ours {
+            let file = shard_file(dir, root);
+            let mut merged = read_file(&file).unwrap_or_default();
+            merged.extend(entries.into_iter().map(|(p, e)| (p.clone(), *e)));
+            merged.retain(|_, e| e.day >= oldest);
+            write_file(&file, &merged)?;
         }
-        tmp.persist(file).map_err(|e| e.error)?;
+        drop(index);
+        remove_unused_files(dir, KEEP_DAYS);
         Ok(())
     }
+}
+
+/// Removes the files of roots no build has saved to for `days` days (a
+/// context directory that is gone, or not built any more).
+fn remove_unused_files(dir: &Path, days: u32) {
+    let Ok(list) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let max_age = std::time::Duration::from_secs(u64::from(days) * 86_400);
+    for e in list.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > max_age);
+        if old && e.file_name() != "lock" {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Writes `entries` to `file` whole (a temporary file renamed over it).
+fn write_file(file: &Path, entries: &HashMap<Vec<u8>, Entry>) -> io::Result<()> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    {
+        let mut w = io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        write_entries(&mut w, entries)?;
+        w.flush()?;
+    }
+    tmp.persist(file).map_err(|e| e.error)?;
+    Ok(())
 }
 
 impl FileHashes {
     /// Writes every entry to `file` as it is (no merge, no expiry): the
     /// index of one committed snapshot, which lives and goes with it.
     pub fn write_to(&self, file: &Path) -> io::Result<()> {
-        let dir = file.parent().unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        {
-            let entries = self.entries.lock().expect("file hash lock");
-            let mut w = io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-            write_entries(&mut w, &entries)?;
-            w.flush()?;
-        }
-        tmp.persist(file).map_err(|e| e.error)?;
-        Ok(())
+        write_file(file, &self.entries.lock().expect("file hash lock").map)
     }
 
     /// The indexes of the layers of one file system view, top-most first:
@@ -422,6 +490,30 @@ mod tests {
     }
 
     #[test]
+    fn a_build_reads_only_the_index_of_the_roots_it_looks_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file-hashes");
+        // The whole index as one file, as kiln kept it before: removed.
+        std::fs::write(&file, b"old").unwrap();
+        let idx = FileHashes::open(&file);
+        assert!(!file.exists());
+        idx.put(key("ctx-a\0f", 1_000), [1; 32]);
+        idx.put(key("ctx-b\0f", 1_000), [2; 32]);
+        idx.put(key("ctx-b\0g", 1_000), [3; 32]);
+        idx.save().unwrap();
+        assert_eq!(
+            std::fs::read_dir(&file).unwrap().count(),
+            3,
+            "two roots and the lock"
+        );
+
+        let again = FileHashes::open(&file);
+        assert_eq!(again.get(&key("ctx-a\0f", 1_000)), Some([1; 32]));
+        assert_eq!(again.entries.lock().unwrap().map.len(), 1, "ctx-b not read");
+        assert_eq!(again.get(&key("ctx-b\0g", 1_000)), Some([3; 32]));
+    }
+
+    #[test]
     fn two_writers_merge_and_a_corrupt_index_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("file-hashes");
@@ -434,8 +526,9 @@ mod tests {
         let both = FileHashes::open(&file);
         assert!(both.get(&key("a", 1_000)).is_some() && both.get(&key("b", 1_000)).is_some());
 
-        let bytes = std::fs::read(&file).unwrap();
-        std::fs::write(&file, &bytes[..bytes.len() - 3]).unwrap();
+        let shard = shard_file(&file, b"a");
+        let bytes = std::fs::read(&shard).unwrap();
+        std::fs::write(&shard, &bytes[..bytes.len() - 3]).unwrap();
         assert_eq!(FileHashes::open(&file).get(&key("a", 1_000)), None);
     }
 }
