@@ -18,6 +18,8 @@
 #
 # Env: KILN (binary, default: cargo build --release), REPS (default 3),
 # OUT (results dir, default: a temp dir that is kept).
+# It prunes Docker's whole BuildKit build cache first (`docker builder
+# prune -af`), so both builders start cold.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) == 0 ]] || { echo "bench/run.sh: run as root" >&2; exit 1; }
