@@ -65,12 +65,15 @@ impl<'a> WorkingRootfs<'a> {
         self.active.as_ref().expect("active until dropped").upper()
     }
 
-    /// Writes what changed as an uncompressed layer blob into the store and
-    /// keeps it as the new layer's snapshot. `None` if nothing changed.
+    /// Keeps what changed as the new layer's snapshot and returns the
+    /// layer (`None` if nothing changed).
     ///
-    /// Uncompressed on purpose: most layers of a multi-stage build (the
-    /// toolchain of a builder stage) never leave the machine; the ones that
-    /// do are compressed once, at export (`compressed_for_export`).
+    /// Where the snapshotter keeps the layer itself (overlay), the tar is
+    /// only hashed here; its blob is written when something needs it
+    /// (`Session::ensure_blob`): most layers of a multi-stage build (the
+    /// toolchain of a builder stage) never leave the snapshot. Otherwise
+    /// the uncompressed blob goes into the store now. Layers that leave the
+    /// machine are compressed once, at export (`compressed_for_export`).
     pub fn commit(mut self, session: &Session) -> Result<Option<Layer>, BuildError> {
         let mut active = self.active.take().expect("active until dropped");
         let result = self.commit_active(&mut active, session);
@@ -88,40 +91,87 @@ impl<'a> WorkingRootfs<'a> {
         active: &mut ActiveSnapshot,
         session: &Session,
     ) -> Result<Option<Layer>, BuildError> {
+        if !self.snapshotter.keeps_layers() {
+            return self.commit_with_blob(active, session);
+        }
+        let info = self.diff(active, &mut std::io::sink())?;
+        if info.is_empty() {
+            return Ok(None);
+        }
+        self.keep_snapshot(active, &info.diff_id)?;
+        let digest = *info.diff_id.digest();
+        let snapshots = self.snapshotter.snapshots();
+        if !session.store.has_blob(&digest) && !snapshots.can_rewrite_layer(&info.diff_id) {
+            // A snapshot of this chain was already there, extracted from a
+            // blob pruned since: the upper dir is still ours to write from.
+            self.write_blob(active, session)?;
+        }
+        Ok(Some(Layer {
+            digest,
+            diff_id: info.diff_id,
+            size: info.size,
+            media_type: kiln_oci::media_type::OCI_LAYER.to_string(),
+        }))
+    }
+
+    fn commit_with_blob(
+        &self,
+        active: &mut ActiveSnapshot,
+        session: &Session,
+    ) -> Result<Option<Layer>, BuildError> {
+        let Some((digest, size, diff_id)) = self.write_blob(active, session)? else {
+            return Ok(None);
+        };
+        self.keep_snapshot(active, &diff_id)?;
+        Ok(Some(Layer {
+            digest,
+            diff_id,
+            size,
+            media_type: kiln_oci::media_type::OCI_LAYER.to_string(),
+        }))
+    }
+
+    /// The step's layer tar as a blob in the store; `None` if empty.
+    fn write_blob(
+        &self,
+        active: &ActiveSnapshot,
+        session: &Session,
+    ) -> Result<Option<(kiln_oci::Digest, u64, kiln_oci::DiffId)>, BuildError> {
         let mut ingest = session
             .store
             .ingest(None)
             .context(|| "starting a layer blob in the store".to_string())?;
-        let info = self
-            .snapshotter
-            .diff(active, &mut ingest, &layer_options())
-            .context(|| "writing the step's changes as a layer".to_string())?;
+        let info = self.diff(active, &mut ingest)?;
         if info.is_empty() {
             return Ok(None);
         }
         let (digest, size) = ingest
             .commit()
             .context(|| "committing the layer blob".to_string())?;
-        session
-            .store
-            .record_layer_info(
-                &digest,
-                &kiln_store::LayerInfo {
-                    diff_id: info.diff_id,
-                    uncompressed_size: info.size,
-                },
-            )
-            .context(|| "recording the layer's diff_id".to_string())?;
-        let chain = crate::layer::chain_id(self.parent_chain.as_ref(), &info.diff_id);
+        session.record_layer(&digest, &info)?;
+        Ok(Some((digest, size, info.diff_id)))
+    }
+
+    fn diff(
+        &self,
+        active: &ActiveSnapshot,
+        out: &mut dyn std::io::Write,
+    ) -> Result<kiln_fs::layer::LayerInfo, BuildError> {
         self.snapshotter
-            .commit(active, &chain, &info.diff_id)
+            .diff(active, out, &layer_options())
+            .context(|| "writing the step's changes as a layer".to_string())
+    }
+
+    fn keep_snapshot(
+        &self,
+        active: &mut ActiveSnapshot,
+        diff_id: &kiln_oci::DiffId,
+    ) -> Result<(), BuildError> {
+        let chain = crate::layer::chain_id(self.parent_chain.as_ref(), diff_id);
+        self.snapshotter
+            .commit(active, &chain, diff_id)
             .context(|| "keeping the step's snapshot".to_string())?;
-        Ok(Some(Layer {
-            digest,
-            diff_id: info.diff_id,
-            size,
-            media_type: kiln_oci::media_type::OCI_LAYER.to_string(),
-        }))
+        Ok(())
     }
 }
 

@@ -146,9 +146,11 @@ impl Session {
         self.cache.alias(fast).or_else(|| self.remote.alias(fast))
     }
 
-    /// Makes sure a blob is in the store, fetching it from a remote cache.
+    /// Makes sure a blob is in the store: writing a layer kept only as a
+    /// snapshot (`kiln_fs::snapshot` `kept`), or fetching it from a remote
+    /// cache.
     pub fn ensure_blob(&self, digest: &Digest) -> Result<(), BuildError> {
-        if self.store.has_blob(digest) {
+        if self.store.has_blob(digest) || self.write_kept_layer(digest)? {
             return Ok(());
         }
         self.remote
@@ -157,6 +159,58 @@ impl Session {
                 digest: digest.to_string(),
                 message,
             })
+    }
+
+    /// Whether `digest` is in the store or can be written there from a
+    /// snapshot (which then stays until this process ends).
+    pub fn has_layer_blob(&self, digest: &Digest) -> bool {
+        self.store.has_blob(digest)
+            || self
+                .snapshotter
+                .snapshots()
+                .can_rewrite_layer(&kiln_oci::DiffId(*digest))
+    }
+
+    /// Writes the uncompressed layer `digest` (its own diff_id) into the
+    /// store from the snapshot that kept it; `false` if none did.
+    fn write_kept_layer(&self, digest: &Digest) -> Result<bool, BuildError> {
+        let snapshots = self.snapshotter.snapshots();
+        let diff_id = kiln_oci::DiffId(*digest);
+        if !snapshots.can_rewrite_layer(&diff_id) {
+            return Ok(false);
+        }
+        let mut ingest = self
+            .store
+            .ingest(Some(*digest))
+            .context(|| format!("starting layer blob {digest} in the store"))?;
+        let Some(info) = snapshots
+            .rewrite_layer(&diff_id, &mut ingest)
+            .context(|| format!("writing layer {digest} from its snapshot"))?
+        else {
+            return Ok(false);
+        };
+        ingest
+            .commit()
+            .context(|| format!("layer {digest} written again from its snapshot"))?;
+        self.record_layer(digest, &info)?;
+        Ok(true)
+    }
+
+    /// Remembers the diff_id and size of the layer blob `digest`.
+    pub fn record_layer(
+        &self,
+        digest: &Digest,
+        info: &kiln_fs::layer::LayerInfo,
+    ) -> Result<(), BuildError> {
+        self.store
+            .record_layer_info(
+                digest,
+                &kiln_store::LayerInfo {
+                    diff_id: info.diff_id,
+                    uncompressed_size: info.size,
+                },
+            )
+            .context(|| "recording the layer's diff_id".to_string())
     }
 
     pub fn open_blob(&self, digest: &Digest) -> Result<std::fs::File, BuildError> {

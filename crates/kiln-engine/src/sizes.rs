@@ -27,7 +27,7 @@ pub fn stage_sizes(
         if !built
             .layers
             .iter()
-            .all(|l| builder.store.has_blob(&l.digest))
+            .all(|l| builder.has_layer_blob(&l.digest))
         {
             continue;
         }

@@ -199,7 +199,7 @@ fn usable(
         .store
         .retain(&digest)
         .context(|| format!("keeping cached layer {digest}"))?;
-    if !local && !session.remote.has_blob(&digest) {
+    if !local && !session.has_layer_blob(&digest) && !session.remote.has_blob(&digest) {
         return Ok(None);
     }
     session.cache.touch(key);

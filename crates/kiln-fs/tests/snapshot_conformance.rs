@@ -370,3 +370,56 @@ fn views_show_the_parents() {
         assert!(!base.join("scribble").exists(), "{}", s.name());
     }
 }
+
+/// Overlay keeps a committed step's layer as its snapshot: the tar written
+/// again later is the one hashed at commit, byte for byte, even after the
+/// snapshot served as a lower layer of steps that changed the same files.
+#[test]
+fn overlay_writes_a_kept_layer_again() {
+    if !kiln_testkit::require_root() {
+        return;
+    }
+    let dir = kiln_testkit::tempdir();
+    let snaps = Snapshots::open(dir.path()).unwrap();
+    let base = ensure_base(&snaps);
+    let Some(s) = backends(&snaps).into_iter().find(|s| s.keeps_layers()) else {
+        return; // backends() already failed in CI when overlay is missing
+    };
+    let mut lowers = vec![base];
+    let mut kept = Vec::new();
+    for (i, op) in [step as fn(&Path), opaque_step].into_iter().enumerate() {
+        let mut active = s.prepare(&lowers).unwrap();
+        op(active.rootfs());
+        let mut tar = Vec::new();
+        let info = s.diff(&active, &mut tar, &opts()).unwrap();
+        let chain = Digest::sha256(format!("kept-{i}").as_bytes());
+        lowers.insert(0, s.commit(&mut active, &chain, &info.diff_id).unwrap());
+        s.remove(active).unwrap();
+        kept.push((info.diff_id, tar));
+    }
+    // A later step rewrites files of both kept layers (copy-up).
+    let active = s.prepare(&lowers).unwrap();
+    fs::write(active.rootfs().join("new/h1"), b"again").unwrap();
+    fs::write(active.rootfs().join("op/new"), b"again").unwrap();
+    s.remove(active).unwrap();
+    for (diff_id, tar) in &kept {
+        assert!(snaps.can_rewrite_layer(diff_id));
+        let mut again = Vec::new();
+        let info = snaps.rewrite_layer(diff_id, &mut again).unwrap().unwrap();
+        assert_eq!(info.diff_id, *diff_id);
+        assert!(again == *tar, "the layer written again differs");
+    }
+    let unknown = DiffId(Digest::sha256(b"no such layer"));
+    assert!(!snaps.can_rewrite_layer(&unknown));
+    assert!(snaps
+        .rewrite_layer(&unknown, &mut Vec::new())
+        .unwrap()
+        .is_none());
+    // Once its snapshot is pruned, a layer can no longer be written.
+    drop(s);
+    drop(snaps);
+    let snaps = Snapshots::open(dir.path()).unwrap();
+    assert!(snaps.remove(&Digest::sha256(b"kept-0")).unwrap());
+    assert!(!snaps.can_rewrite_layer(&kept[0].0));
+    assert!(snaps.can_rewrite_layer(&kept[1].0));
+}

@@ -147,6 +147,8 @@ fn two_stage_build_runs_in_docker_and_rebuilds_from_cache() {
     }
     let name = format!("kiln-test/two-stage:{}", std::process::id());
     ok(e.build(&["-t", &name]));
+    // The builder stage's layers stay snapshots: no blob holds them.
+    assert_eq!(blobs_holding(&e.root, "src/greeting.txt"), 0);
 
     // The image's layers stay uncompressed under the tag, as Docker's store
     // keeps them (compressed only when they leave: push, archives).
@@ -192,6 +194,42 @@ fn two_stage_build_runs_in_docker_and_rebuilds_from_cache() {
     let log = ok(e.build(&["-t", &name, "--progress", "json"]));
     assert_eq!(executed_steps(&log), Vec::<String>::new(), "{log}");
 
+    // Tagging the builder stage, from the cache, writes its layers from
+    // their snapshots; Docker runs the image they make.
+    let builder = format!("kiln-test/two-stage-builder:{}", std::process::id());
+    let log = ok(e.build(&["-t", &builder, "--target", "build", "--progress", "json"]));
+    assert_eq!(executed_steps(&log), Vec::<String>::new(), "{log}");
+    assert_eq!(blobs_holding(&e.root, "src/greeting.txt"), 1);
+    ok(kiln(&e.root)
+        .args(["save", "-o"])
+        .arg(&archive)
+        .arg(&builder));
+    let load = tk::docker()
+        .arg("load")
+        .arg("-i")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(load.status.success(), "{}", text(&load));
+    let run = tk::docker()
+        .args([
+            "run",
+            "--rm",
+            &builder,
+            "cat",
+            "/src/greeting.txt",
+            "/other.out",
+        ])
+        .output()
+        .unwrap();
+    let _ = tk::docker().args(["rmi", "-f", &builder]).output();
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "kiln\nx\n",
+        "{}",
+        text(&run)
+    );
+
     // other.txt changed: only its COPY and what follows in that stage run;
     // the final stage's inputs are unchanged, so it stays cached.
     std::fs::write(e.ctx.join("other.txt"), "y\n").unwrap();
@@ -204,6 +242,26 @@ fn two_stage_build_runs_in_docker_and_rebuilds_from_cache() {
     // --no-cache runs everything again.
     let log = ok(e.build(&["-t", &name, "--progress", "json", "--no-cache"]));
     assert_eq!(executed_steps(&log).len(), 6, "{log}");
+}
+
+/// How many uncompressed tar blobs in the store hold `path`.
+fn blobs_holding(root: &Path, path: &str) -> usize {
+    let dir = root.join("blobs/sha256");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        if bytes.get(257..262) != Some(&b"ustar"[..]) {
+            continue; // JSON, or a compressed layer
+        }
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let holds = archive.entries().unwrap().any(|e| {
+            e.ok()
+                .and_then(|e| e.path().ok().map(|p| p.to_str() == Some(path)))
+                .unwrap_or(false)
+        });
+        n += holds as usize;
+    }
+    n
 }
 
 #[test]

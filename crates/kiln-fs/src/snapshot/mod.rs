@@ -20,6 +20,7 @@
 mod cache;
 mod copy;
 mod gc;
+mod kept;
 mod overlay;
 mod root;
 mod scan;
@@ -150,6 +151,12 @@ pub trait Snapshotter: Send + Sync {
         chain_id: &kiln_oci::Digest,
         diff_id: &kiln_oci::DiffId,
     ) -> Result<PathBuf, SnapshotError>;
+    /// Whether `commit` keeps the layer itself (the upper dir), so that
+    /// [`Snapshots::rewrite_layer`] can write its tar again later: the
+    /// step's tar then needs only hashing at commit.
+    fn keeps_layers(&self) -> bool {
+        false
+    }
     /// Unmounts and deletes the active snapshot.
     fn remove(&self, active: ActiveSnapshot) -> Result<(), SnapshotError>;
     /// The layer-snapshot cache this snapshotter works in.

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::cache::{create_root_dir, HASHES};
+use super::kept::{write_marker, LAYER};
 use super::workdir::WorkDir;
 use super::{io_at, ActiveSnapshot, SnapshotError, Snapshots, Snapshotter};
 use crate::file_hashes::FileHashes;
@@ -83,6 +84,7 @@ impl Snapshotter for OverlaySnapshotter {
         let info = write_upper_recording(&upper(active), out, opts, Some(hashes.clone()))?;
         let file = active.dir.join(HASHES);
         hashes.write_to(&file).map_err(io_at(&file))?;
+        write_marker(&active.dir, opts)?;
         Ok(info)
     }
 
@@ -105,12 +107,20 @@ impl Snapshotter for OverlaySnapshotter {
         let from = upper(active);
         let to = staging.path().join("fs");
         std::fs::rename(&from, &to).map_err(io_at(&from))?;
-        let hashes = active.dir.join(HASHES);
-        if hashes.is_file() {
-            let to = staging.path().join(HASHES);
-            std::fs::rename(&hashes, &to).map_err(io_at(&hashes))?;
+        for name in [HASHES, LAYER] {
+            let from = active.dir.join(name);
+            if from.is_file() {
+                let to = staging.path().join(name);
+                std::fs::rename(&from, &to).map_err(io_at(&from))?;
+            }
         }
-        self.snapshots.publish(staging, chain_id, diff_id)
+        let fs = self.snapshots.publish(staging, chain_id, diff_id)?;
+        self.snapshots.link_layer(chain_id, diff_id)?;
+        Ok(fs)
+    }
+
+    fn keeps_layers(&self) -> bool {
+        true
     }
 
     fn remove(&self, mut active: ActiveSnapshot) -> Result<(), SnapshotError> {
