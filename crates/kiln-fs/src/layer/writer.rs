@@ -190,11 +190,15 @@ impl<W: Write> LayerWriter<W> {
             .open(full)?;
         // Exactly `size` bytes: a file that changed length under us
         // would corrupt the stream otherwise.
-        let mut r = HashingReader {
+        let r = HashingReader {
             inner: io::Read::take(f, size),
             hasher: self.hashes.as_ref().map(|_| blake3::Hasher::new()),
         };
+        // The tar copies in 8 KiB pieces; reading the file in larger ones
+        // saves a syscall per piece (80,000 for a 645 MB toolchain layer).
+        let mut r = io::BufReader::with_capacity((size as usize).clamp(8 << 10, 256 << 10), r);
         self.append(h, pax, &mut r, size)?;
+        let r = r.into_inner();
         if let (Some(hashes), Some(hasher)) = (&self.hashes, r.hasher) {
             let key = FileKey::from_metadata(ROOTFS, rel, md);
             hashes.put_frozen(key, *hasher.finalize().as_bytes());
