@@ -91,21 +91,31 @@ impl<'a> WorkingRootfs<'a> {
         active: &mut ActiveSnapshot,
         session: &Session,
     ) -> Result<Option<Layer>, BuildError> {
-        if !self.snapshotter.keeps_layers() {
-            return self.commit_with_blob(active, session);
-        }
-        let info = self.diff(active, &mut std::io::sink())?;
+        let lazy = self.snapshotter.keeps_layers();
+        let info = if lazy {
+            self.diff(active, &mut std::io::sink())?
+        } else {
+            self.write_blob(active, session)?
+        };
         if info.is_empty() {
             return Ok(None);
         }
-        self.keep_snapshot(active, &info.diff_id)?;
         let digest = *info.diff_id.digest();
+        let chain = crate::layer::chain_id(self.parent_chain.as_ref(), &info.diff_id);
         let snapshots = self.snapshotter.snapshots();
-        if !session.store.has_blob(&digest) && !snapshots.can_rewrite_layer(&info.diff_id) {
-            // A snapshot of this chain was already there, extracted from a
-            // blob pruned since: the upper dir is still ours to write from.
+        if lazy
+            && !session.store.has_blob(&digest)
+            && !snapshots.can_rewrite_layer(&info.diff_id)
+            && snapshots.get(&chain).is_some()
+        {
+            // That chain's snapshot was extracted from a blob pruned since:
+            // it cannot write the layer, and committing discards our upper
+            // dir in its favour, so the blob is written from ours now.
             self.write_blob(active, session)?;
         }
+        self.snapshotter
+            .commit(active, &chain, &info.diff_id)
+            .context(|| "keeping the step's snapshot".to_string())?;
         Ok(Some(Layer {
             digest,
             diff_id: info.diff_id,
@@ -114,42 +124,26 @@ impl<'a> WorkingRootfs<'a> {
         }))
     }
 
-    fn commit_with_blob(
-        &self,
-        active: &mut ActiveSnapshot,
-        session: &Session,
-    ) -> Result<Option<Layer>, BuildError> {
-        let Some((digest, size, diff_id)) = self.write_blob(active, session)? else {
-            return Ok(None);
-        };
-        self.keep_snapshot(active, &diff_id)?;
-        Ok(Some(Layer {
-            digest,
-            diff_id,
-            size,
-            media_type: kiln_oci::media_type::OCI_LAYER.to_string(),
-        }))
-    }
-
-    /// The step's layer tar as a blob in the store; `None` if empty.
+    /// Writes the step's layer tar as an uncompressed blob into the store
+    /// (its digest is its diff_id); an empty layer is not kept.
     fn write_blob(
         &self,
         active: &ActiveSnapshot,
         session: &Session,
-    ) -> Result<Option<(kiln_oci::Digest, u64, kiln_oci::DiffId)>, BuildError> {
+    ) -> Result<kiln_fs::layer::LayerInfo, BuildError> {
         let mut ingest = session
             .store
             .ingest(None)
             .context(|| "starting a layer blob in the store".to_string())?;
         let info = self.diff(active, &mut ingest)?;
         if info.is_empty() {
-            return Ok(None);
+            return Ok(info);
         }
-        let (digest, size) = ingest
+        let (digest, _) = ingest
             .commit()
             .context(|| "committing the layer blob".to_string())?;
         session.record_layer(&digest, &info)?;
-        Ok(Some((digest, size, info.diff_id)))
+        Ok(info)
     }
 
     fn diff(
@@ -160,18 +154,6 @@ impl<'a> WorkingRootfs<'a> {
         self.snapshotter
             .diff(active, out, &layer_options())
             .context(|| "writing the step's changes as a layer".to_string())
-    }
-
-    fn keep_snapshot(
-        &self,
-        active: &mut ActiveSnapshot,
-        diff_id: &kiln_oci::DiffId,
-    ) -> Result<(), BuildError> {
-        let chain = crate::layer::chain_id(self.parent_chain.as_ref(), diff_id);
-        self.snapshotter
-            .commit(active, &chain, diff_id)
-            .context(|| "keeping the step's snapshot".to_string())?;
-        Ok(())
     }
 }
 
