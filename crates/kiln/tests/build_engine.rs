@@ -172,23 +172,7 @@ fn two_stage_build_runs_in_docker_and_rebuilds_from_cache() {
         .unwrap();
     assert!(inspect.status.success(), "{}", text(&inspect));
 
-    let archive = e.root.join("../image.tar");
-    ok(kiln(&e.root).args(["save", "-o"]).arg(&archive).arg(&name));
-    let load = tk::docker()
-        .arg("load")
-        .arg("-i")
-        .arg(&archive)
-        .output()
-        .unwrap();
-    assert!(load.status.success(), "{}", text(&load));
-    let run = tk::docker().args(["run", "--rm", &name]).output().unwrap();
-    let _ = tk::docker().args(["rmi", "-f", &name]).output();
-    assert_eq!(
-        String::from_utf8_lossy(&run.stdout),
-        "built from kiln\n",
-        "{}",
-        text(&run)
-    );
+    assert_eq!(run_in_docker(&e.root, &name, &[]), "built from kiln\n");
 
     // Nothing changed: every step comes from the cache.
     let log = ok(e.build(&["-t", &name, "--progress", "json"]));
@@ -200,34 +184,13 @@ fn two_stage_build_runs_in_docker_and_rebuilds_from_cache() {
     let log = ok(e.build(&["-t", &builder, "--target", "build", "--progress", "json"]));
     assert_eq!(executed_steps(&log), Vec::<String>::new(), "{log}");
     assert_eq!(blobs_holding(&e.root, "src/greeting.txt"), 1);
-    ok(kiln(&e.root)
-        .args(["save", "-o"])
-        .arg(&archive)
-        .arg(&builder));
-    let load = tk::docker()
-        .arg("load")
-        .arg("-i")
-        .arg(&archive)
-        .output()
-        .unwrap();
-    assert!(load.status.success(), "{}", text(&load));
-    let run = tk::docker()
-        .args([
-            "run",
-            "--rm",
-            &builder,
-            "cat",
-            "/src/greeting.txt",
-            "/other.out",
-        ])
-        .output()
-        .unwrap();
-    let _ = tk::docker().args(["rmi", "-f", &builder]).output();
     assert_eq!(
-        String::from_utf8_lossy(&run.stdout),
-        "kiln\nx\n",
-        "{}",
-        text(&run)
+        run_in_docker(
+            &e.root,
+            &builder,
+            &["cat", "/src/greeting.txt", "/other.out"]
+        ),
+        "kiln\nx\n"
     );
 
     // other.txt changed: only its COPY and what follows in that stage run;
@@ -242,6 +205,28 @@ fn two_stage_build_runs_in_docker_and_rebuilds_from_cache() {
     // --no-cache runs everything again.
     let log = ok(e.build(&["-t", &name, "--progress", "json", "--no-cache"]));
     assert_eq!(executed_steps(&log).len(), 6, "{log}");
+}
+
+/// Saves `image` from the store, loads it into Docker and runs `cmd` in
+/// it (the image is removed from Docker again); returns its stdout.
+fn run_in_docker(root: &Path, image: &str, cmd: &[&str]) -> String {
+    let archive = root.join("../image.tar");
+    ok(kiln(root).args(["save", "-o"]).arg(&archive).arg(image));
+    let load = tk::docker()
+        .arg("load")
+        .arg("-i")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(load.status.success(), "{}", text(&load));
+    let run = tk::docker()
+        .args(["run", "--rm", image])
+        .args(cmd)
+        .output()
+        .unwrap();
+    let _ = tk::docker().args(["rmi", "-f", image]).output();
+    assert!(run.status.success(), "{}", text(&run));
+    String::from_utf8_lossy(&run.stdout).into_owned()
 }
 
 /// How many uncompressed tar blobs in the store hold `path`.
