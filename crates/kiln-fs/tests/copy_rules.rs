@@ -299,3 +299,55 @@ fn missing_source_fails_before_anything_is_written() {
     assert!(e.to_string().contains("did you mean \"f.txt\""), "{e}");
     assert!(!root.path().join("w").exists());
 }
+
+/// A tree's files are written on worker threads while the walk goes on:
+/// every file still gets its content, mode and mtime, and every directory
+/// its mtime, though its files may land after the walk has left it (more
+/// directories than the writer holds back at once).
+#[test]
+fn big_tree_keeps_every_file_and_directory_mtime() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path();
+    let old = SystemTime::UNIX_EPOCH + Duration::from_secs(OLD);
+    for i in 0..300 {
+        for j in 0..4 {
+            write(src, &format!("t/d{i:03}/f{j}"), &format!("{i}/{j}"));
+            let f = fs::File::open(src.join(format!("t/d{i:03}/f{j}"))).unwrap();
+            f.set_modified(old).unwrap();
+        }
+        fs::File::open(src.join(format!("t/d{i:03}")))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    fs::hard_link(src.join("t/d000/f0"), src.join("t/d299/link")).unwrap();
+    fs::File::open(src.join("t/d299"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let ctx = BuildContext::open(src, None).unwrap();
+    let root = rootfs();
+    let r = root.path();
+    let stats = copy_into(ctx.source(), r, &opts(&["t"], "/app")).unwrap();
+    assert_eq!((stats.files, stats.hardlinks), (1200, 1));
+    for i in 0..300 {
+        let dir = r.join(format!("app/d{i:03}"));
+        for j in 0..4 {
+            let f = dir.join(format!("f{j}"));
+            assert_eq!(fs::read_to_string(&f).unwrap(), format!("{i}/{j}"));
+            assert_eq!((meta(&f).mtime() as u64, meta(&f).uid()), (OLD, 0));
+        }
+        assert_eq!(meta(&dir).mtime() as u64, OLD, "{}", dir.display());
+    }
+    assert_eq!(
+        meta(r.join("app/d299/link")).ino(),
+        meta(r.join("app/d000/f0")).ino()
+    );
+    // A file the workers cannot write fails the copy with its path.
+    fs::remove_file(r.join("app/d150/f2")).unwrap();
+    fs::create_dir(r.join("app/d150/f2")).unwrap();
+    let err = copy_into(ctx.source(), r, &opts(&["t"], "/app")).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("/app/d150/f2"), "{msg}");
+    assert!(msg.contains("cannot replace a directory"), "{msg}");
+}

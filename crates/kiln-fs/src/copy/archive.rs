@@ -132,8 +132,11 @@ pub(super) fn unpack_into(
         stack: Vec::new(),
         links: Default::default(),
         host: opts.host,
+        writers: None,
+        dir_times: Vec::new(),
     };
     walk::walk(&scratch, &top, None, &mut w)?;
+    w.finish()?;
     Ok(stats)
 }
 

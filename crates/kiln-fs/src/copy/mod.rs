@@ -17,6 +17,7 @@
 pub mod archive;
 mod chmod;
 mod dest;
+mod files;
 mod host;
 mod tree;
 pub mod url;
@@ -344,20 +345,30 @@ impl<'a> Job<'a> {
         name: &OsStr,
         contents: bool,
     ) -> Result<(), CopyError> {
-        let mut w = TreeWriter {
-            top_dir: dir.as_fd(),
-            top_name: name,
-            contents_into: contents.then(|| dir.as_fd()),
-            owner: self.owner,
-            chmod: self.chmod,
-            shown,
-            stats: &mut self.stats,
-            stack: Vec::new(),
-            links: std::mem::take(&mut self.links),
-            host: self.opts.host,
-        };
-        let walked = walk::walk(self.src, m, self.exclude.as_ref(), &mut w);
-        self.links = std::mem::take(&mut w.links);
+        // Threads only pay off for a tree of files.
+        let tree = FileType::from_raw_mode(m.stat.st_mode) == FileType::Directory;
+        let links = std::mem::take(&mut self.links);
+        let (walked, links) = files::with_writers(tree, |writers| {
+            let mut w = TreeWriter {
+                top_dir: dir.as_fd(),
+                top_name: name,
+                contents_into: contents.then(|| dir.as_fd()),
+                owner: self.owner,
+                chmod: self.chmod,
+                shown,
+                stats: &mut self.stats,
+                stack: Vec::new(),
+                links,
+                host: self.opts.host,
+                writers,
+                dir_times: Vec::new(),
+            };
+            let walked = walk::walk(self.src, m, self.exclude.as_ref(), &mut w);
+            // The workers' files are waited for even after an error.
+            let finished = w.finish();
+            (walked.and(finished), w.links)
+        });
+        self.links = links;
         Ok(walked?)
     }
 

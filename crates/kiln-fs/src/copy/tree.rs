@@ -15,6 +15,8 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use rustix::fs::{
     linkat, mkdirat, mknodat, openat, statat, symlinkat, unlinkat, AtFlags, FileType, Mode, OFlags,
@@ -23,6 +25,7 @@ use rustix::fs::{
 
 use super::chmod::Chmod;
 use super::dest::{lchown_at, set_mtime_at, set_owner_mode};
+use super::files::{self, FileJob, Writers};
 use super::host::HostPolicy;
 use super::CopyStats;
 use crate::context::walk::{Entry, Kind, Visitor};
@@ -50,14 +53,30 @@ pub struct TreeWriter<'a> {
     pub stats: &'a mut CopyStats,
     /// Open destination directories, innermost last: (whether it took the
     /// source's metadata, so gets its mtime on leave; fd).
-    pub stack: Vec<(bool, OwnedFd)>,
+    pub stack: Vec<(bool, Arc<OwnedFd>)>,
     /// Source (dev, ino) → destination (dir, name) of the first copy.
     pub links: HashMap<(u64, u64), (OwnedFd, OsString)>,
     /// Set when the destination is the host, not a rootfs.
     pub host: Option<HostPolicy>,
+    /// Workers that write regular files; `None` writes them here.
+    pub writers: Option<&'a Writers<'a>>,
+    /// Directory mtimes waiting for the workers' files in them.
+    pub dir_times: Vec<DirTime>,
 }
 
-fn ioe(shown: &str, what: &str, e: impl Into<io::Error>) -> SourceError {
+/// A directory whose mtime is set once its files are written.
+pub struct DirTime {
+    dir: Arc<OwnedFd>,
+    name: OsString,
+    mtime: (i64, i64),
+    shown: String,
+}
+
+/// Deferred directory mtimes held before the workers are drained: bounds
+/// the directory fds kept open.
+const MAX_DIR_TIMES: usize = 256;
+
+pub(super) fn ioe(shown: &str, what: &str, e: impl Into<io::Error>) -> SourceError {
     SourceError::Io {
         path: shown.to_string(),
         root: "destination".into(),
@@ -107,28 +126,16 @@ impl TreeWriter<'_> {
         }
     }
 
-    /// Removes whatever non-directory is at `name`; refuses a directory.
-    fn clear_for_file(dir: BorrowedFd<'_>, name: &OsStr, shown: &str) -> Result<(), SourceError> {
-        match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => Err(ioe(
-                shown,
-                "copy",
-                io::Error::other("cannot replace a directory with a non-directory"),
-            )),
-            Ok(_) => unlinkat(dir, name, AtFlags::empty()).map_err(|e| ioe(shown, "remove", e)),
-            Err(rustix::io::Errno::NOENT) => Ok(()),
-            Err(e) => Err(ioe(shown, "stat", e)),
-        }
-    }
-
     fn write_file(&mut self, e: &Entry<'_>, rel: &[u8]) -> Result<(), SourceError> {
+        let (uid, gid) = self.ids(e.stat, &self.shown_of(rel));
+        let mode = self.mode(e.stat, false, &self.shown_of(rel));
         let (dir, name, shown) = self.place(rel);
-        let dir = rustix::io::dup(dir).map_err(|err| ioe(&shown, "dup", err))?;
         let name = name.to_os_string();
-        if e.stat.st_nlink > 1 {
+        let linked = e.stat.st_nlink > 1;
+        if linked {
             if let Some((first_dir, first_name)) = self.links.get(&(e.stat.st_dev, e.stat.st_ino)) {
-                Self::clear_for_file(dir.as_fd(), &name, &shown)?;
-                linkat(first_dir, first_name, &dir, &name, AtFlags::empty())
+                clear_for_file(dir, &name, &shown)?;
+                linkat(first_dir, first_name, dir, &name, AtFlags::empty())
                     .map_err(|err| ioe(&shown, "hardlink", err))?;
                 self.stats.hardlinks += 1;
                 return Ok(());
@@ -137,39 +144,63 @@ impl TreeWriter<'_> {
         let src =
             e.at.open_read()
                 .map_err(|err| ioe(&shown, "open source", err))?;
-        let create = || {
-            openat(
-                &dir,
-                &name,
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o600),
-            )
+        let job = FileJob {
+            src,
+            dir: match self.stack.last().filter(|_| !rel.is_empty()) {
+                Some((_, parent)) => parent.clone(),
+                None => Arc::new(rustix::io::dup(dir).map_err(|err| ioe(&shown, "dup", err))?),
+            },
+            name,
+            shown,
+            uid,
+            gid,
+            mode,
+            mtime: mtime(e.stat),
         };
-        // Most destinations are new: create first, clear only what is there.
-        let dst = match create() {
-            Err(rustix::io::Errno::EXIST) => {
-                Self::clear_for_file(dir.as_fd(), &name, &shown)?;
-                create()
-            }
-            other => other,
+        // A hardlink's first copy must exist before its links are made.
+        match self.writers.filter(|_| !linked) {
+            Some(w) => w.submit(job),
+            None => self.write_now(job, linked, e.stat),
         }
-        .map_err(|err| ioe(&shown, "create", err))?;
-        let mut r = std::fs::File::from(src);
-        let mut w = std::fs::File::from(dst);
-        // std uses copy_file_range/sendfile where it can.
-        let n = io::copy(&mut r, &mut w).map_err(|err| ioe(&shown, "write", err))?;
-        let (uid, gid) = self.ids(e.stat, &shown);
-        let mode = self.mode(e.stat, false, &shown);
-        set_owner_mode(w.as_fd(), uid, gid, mode)
-            .map_err(|err| ioe(&shown, "set owner and mode", err))?;
-        drop(w);
-        set_mtime_at(dir.as_fd(), &name, Some(mtime(e.stat)))
-            .map_err(|err| ioe(&shown, "set mtime", err))?;
+    }
+
+    /// Writes `job` on this thread.
+    fn write_now(&mut self, job: FileJob, linked: bool, st: &Stat) -> Result<(), SourceError> {
+        let dst = files::create(job.dir.as_fd(), &job.name, &job.shown)?;
+        let n = files::copy_data(job.src.as_fd(), dst.as_fd(), &AtomicBool::new(false))
+            .map_err(|err| ioe(&job.shown, "write", err))?;
+        files::finish_file(dst.as_fd(), job.uid, job.gid, job.mode, job.mtime)
+            .map_err(|err| ioe(&job.shown, "set owner, mode and mtime", err))?;
         self.stats.files += 1;
         self.stats.bytes += n;
-        if e.stat.st_nlink > 1 {
-            self.links
-                .insert((e.stat.st_dev, e.stat.st_ino), (dir, name));
+        if linked {
+            let dir =
+                rustix::io::dup(job.dir.as_fd()).map_err(|err| ioe(&job.shown, "dup", err))?;
+            self.links.insert((st.st_dev, st.st_ino), (dir, job.name));
+        }
+        Ok(())
+    }
+
+    /// Sets the deferred directory mtimes once their files are written.
+    fn set_dir_times(&mut self) -> Result<(), SourceError> {
+        if let Some(w) = self.writers {
+            w.drain()?;
+        }
+        for d in self.dir_times.drain(..) {
+            set_mtime_at(d.dir.as_fd(), &d.name, Some(d.mtime))
+                .map_err(|err| ioe(&d.shown, "set mtime", err))?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the workers' files and sets what waited for them; the
+    /// walk calls it once, after its last entry.
+    pub fn finish(&mut self) -> Result<(), SourceError> {
+        self.set_dir_times()?;
+        if let Some(w) = self.writers {
+            let (files, bytes) = w.written();
+            self.stats.files += files;
+            self.stats.bytes += bytes;
         }
         Ok(())
     }
@@ -182,7 +213,7 @@ impl TreeWriter<'_> {
     ) -> Result<(), SourceError> {
         let (uid, gid) = self.ids(e.stat, &self.shown_of(rel));
         let (dir, name, shown) = self.place(rel);
-        Self::clear_for_file(dir, name, &shown)?;
+        clear_for_file(dir, name, &shown)?;
         symlinkat(target, dir, name).map_err(|err| ioe(&shown, "symlink", err))?;
         lchown_at(dir, name, uid, gid).map_err(|err| ioe(&shown, "chown symlink", err))?;
         set_mtime_at(dir, name, Some(mtime(e.stat)))
@@ -216,7 +247,7 @@ impl TreeWriter<'_> {
         let mode = Mode::from_raw_mode(self.mode(e.stat, false, &shown));
         let (uid, gid) = self.ids(e.stat, &shown);
         let (dir, name, shown) = self.place(rel);
-        Self::clear_for_file(dir, name, &shown)?;
+        clear_for_file(dir, name, &shown)?;
         mknodat(dir, name, ft, mode, rdev).map_err(|err| ioe(&shown, "mknod", err))?;
         let fd = openat(
             dir,
@@ -242,7 +273,7 @@ impl TreeWriter<'_> {
         if rel.is_empty() {
             if let Some(into) = self.contents_into {
                 let fd = rustix::io::dup(into).map_err(|err| ioe(self.shown, "dup", err))?;
-                self.stack.push((false, fd));
+                self.stack.push((false, Arc::new(fd)));
                 return Ok(());
             }
         }
@@ -282,8 +313,26 @@ impl TreeWriter<'_> {
         if created {
             self.stats.dirs += 1;
         }
-        self.stack.push((take_source, fd));
+        self.stack.push((take_source, Arc::new(fd)));
         Ok(())
+    }
+}
+
+/// Removes whatever non-directory is at `name`; refuses a directory.
+pub(super) fn clear_for_file(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    shown: &str,
+) -> Result<(), SourceError> {
+    match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => Err(ioe(
+            shown,
+            "copy",
+            io::Error::other("cannot replace a directory with a non-directory"),
+        )),
+        Ok(_) => unlinkat(dir, name, AtFlags::empty()).map_err(|e| ioe(shown, "remove", e)),
+        Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(ioe(shown, "stat", e)),
     }
 }
 
@@ -304,11 +353,29 @@ impl Visitor for TreeWriter<'_> {
 
     fn leave_dir(&mut self, e: &Entry<'_>) -> Result<(), SourceError> {
         let (took_source, _fd) = self.stack.pop().expect("enter_dir pushed");
-        if took_source {
-            let (dir, name, shown) = self.place(e.rel);
-            set_mtime_at(dir, name, Some(mtime(e.stat)))
-                .map_err(|err| ioe(&shown, "set mtime", err))?;
+        if !took_source {
+            return Ok(());
         }
-        Ok(())
+        match self.stack.last().filter(|_| self.writers.is_some()) {
+            Some((_, parent)) => {
+                self.dir_times.push(DirTime {
+                    dir: parent.clone(),
+                    name: OsStr::from_bytes(e.rel.rsplit(|b| *b == b'/').next().unwrap_or(e.rel))
+                        .to_os_string(),
+                    mtime: mtime(e.stat),
+                    shown: self.shown_of(e.rel),
+                });
+                if self.dir_times.len() >= MAX_DIR_TIMES {
+                    self.set_dir_times()?;
+                }
+                Ok(())
+            }
+            None => {
+                self.set_dir_times()?;
+                let (dir, name, shown) = self.place(e.rel);
+                set_mtime_at(dir, name, Some(mtime(e.stat)))
+                    .map_err(|err| ioe(&shown, "set mtime", err))
+            }
+        }
     }
 }
