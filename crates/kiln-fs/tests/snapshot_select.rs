@@ -18,6 +18,11 @@ fn env_override_and_probe() {
         assert_eq!(snapshotter(snaps.clone()).unwrap().name(), "overlay");
         std::env::remove_var("KILN_SNAPSHOTTER");
         assert_eq!(snapshotter(snaps.clone()).unwrap().name(), "overlay");
+        // The success is remembered for this boot, so the next process
+        // skips the probe's mount.
+        let marker = std::fs::read_to_string(snaps.root().join("overlay-works")).unwrap();
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+        assert!(marker.starts_with(boot.trim()), "{marker}");
     }
     // The probe leaves nothing behind.
     assert_eq!(

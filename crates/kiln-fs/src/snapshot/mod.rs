@@ -192,15 +192,34 @@ pub fn snapshotter(snapshots: Snapshots) -> Result<Box<dyn Snapshotter>, Snapsho
 
 fn overlay_works(snapshots: &Snapshots) -> bool {
     static PROBE: OnceLock<bool> = OnceLock::new();
-    *PROBE.get_or_init(
-        || match workdir::WorkDir::create(&snapshots.tmp_dir(), "probe-") {
+    *PROBE.get_or_init(|| {
+        // The probe's unmount waits for an RCU grace period (~30 ms, a
+        // third of a cached build), so a success is remembered until the
+        // machine reboots; a failure is probed again every time.
+        let marker = snapshots.root().join("overlay-works");
+        let stamp = probe_stamp();
+        if stamp.is_some() && std::fs::read(&marker).ok() == stamp {
+            return true;
+        }
+        let works = match workdir::WorkDir::create(&snapshots.tmp_dir(), "probe-") {
             Ok(scratch) => crate::mount::probe_overlay(scratch.path()),
             Err(e) => {
                 tracing::debug!("overlay probe: {e}");
                 false
             }
-        },
-    )
+        };
+        if let Some(stamp) = stamp.filter(|_| works) {
+            // Only a shortcut: a marker that cannot be written costs a probe.
+            let _ = std::fs::write(&marker, stamp);
+        }
+        works
+    })
+}
+
+/// What a remembered overlay probe holds for: this boot, this user.
+fn probe_stamp() -> Option<Vec<u8>> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(format!("{} {}\n", boot.trim(), rustix::process::geteuid().as_raw()).into_bytes())
 }
 
 /// Removes a directory tree that may hold read-only directories.
