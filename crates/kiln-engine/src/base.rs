@@ -116,7 +116,7 @@ impl<'a> BaseImages<'a> {
 
     fn pull(&self, reference: &Reference) -> Result<(), BuildError> {
         self.session
-            .block_on(self.session.registry.pull(
+            .block_on(self.session.registry().pull(
                 &self.session.store,
                 reference,
                 &self.platform,

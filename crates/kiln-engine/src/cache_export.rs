@@ -68,7 +68,7 @@ pub fn export_caches(
         match &to.target {
             CacheTarget::Registry(r) => {
                 session
-                    .block_on(session.registry.push_manifest(
+                    .block_on(session.registry().push_manifest(
                         &session.store,
                         &raw,
                         pushed,

@@ -223,7 +223,7 @@ fn push_tags(session: &Session, req: &BuildRequest, steps: &Steps) -> Result<(),
         session
             .block_on(
                 session
-                    .registry
+                    .registry()
                     .push(&session.store, tag, tag, &kiln_registry::NoProgress),
             )
             .context(|| format!("pushing {tag}"))?;

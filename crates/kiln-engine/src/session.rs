@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use kiln_fs::file_hashes::FileHashes;
 use kiln_fs::snapshot::Snapshotter;
@@ -71,8 +71,10 @@ pub struct Session {
     /// Content hashes of build-context files, kept across builds (see
     /// kiln_fs::file_hashes; each layer snapshot keeps its own).
     pub file_hashes: Arc<FileHashes>,
-    /// One client for every pull and push, so auth tokens are reused.
-    pub registry: kiln_registry::Client,
+    /// One client for every pull and push, so auth tokens are reused; made
+    /// on first use (loading the CA roots costs a cached build ~10 ms).
+    registry: OnceLock<kiln_registry::Client>,
+    insecure_registries: Vec<String>,
     /// Registry transfers and downloads are async; build threads block on them.
     pub runtime: tokio::runtime::Runtime,
     executor: Option<Arc<dyn kiln_exec::Executor>>,
@@ -114,7 +116,8 @@ impl Session {
             cache,
             snapshotter,
             file_hashes,
-            registry: registry_client(&options.insecure_registries),
+            registry: OnceLock::new(),
+            insecure_registries: options.insecure_registries,
             runtime: async_runtime()?,
             executor,
             used_mounts: Mutex::new(BTreeSet::new()),
@@ -128,9 +131,15 @@ impl Session {
         self.remote = remote;
     }
 
+    /// The registry client, made the first time a build talks to one.
+    pub fn registry(&self) -> &kiln_registry::Client {
+        self.registry
+            .get_or_init(|| registry_client(&self.insecure_registries))
+    }
+
     fn transport(&self) -> Transport<'_> {
         Transport {
-            client: &self.registry,
+            client: self.registry(),
             runtime: &self.runtime,
             store: &self.store,
         }
