@@ -71,12 +71,18 @@ impl<'a> WorkingRootfs<'a> {
     /// Where the snapshotter keeps the layer itself (overlay), the tar is
     /// only hashed here; its blob is written when something needs it
     /// (`Session::ensure_blob`): most layers of a multi-stage build (the
-    /// toolchain of a builder stage) never leave the snapshot. Otherwise
-    /// the uncompressed blob goes into the store now. Layers that leave the
-    /// machine are compressed once, at export (`compressed_for_export`).
-    pub fn commit(mut self, session: &Session) -> Result<Option<Layer>, BuildError> {
+    /// toolchain of a builder stage) never leave the snapshot. Otherwise,
+    /// or with `blob_now` (the image will carry the layer), the
+    /// uncompressed blob goes into the store now, in the pass that hashes
+    /// it. Layers that leave the machine are compressed once, at export
+    /// (`compressed_for_export`).
+    pub fn commit(
+        mut self,
+        session: &Session,
+        blob_now: bool,
+    ) -> Result<Option<Layer>, BuildError> {
         let mut active = self.active.take().expect("active until dropped");
-        let result = self.commit_active(&mut active, session);
+        let result = self.commit_active(&mut active, session, blob_now);
         let removed = self
             .snapshotter
             .remove(active)
@@ -90,8 +96,9 @@ impl<'a> WorkingRootfs<'a> {
         &self,
         active: &mut ActiveSnapshot,
         session: &Session,
+        blob_now: bool,
     ) -> Result<Option<Layer>, BuildError> {
-        let lazy = self.snapshotter.keeps_layers();
+        let lazy = self.snapshotter.keeps_layers() && !blob_now;
         let info = if lazy {
             self.diff(active, &mut std::io::sink())?
         } else {

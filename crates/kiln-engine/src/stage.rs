@@ -120,6 +120,7 @@ impl StageBuild<'_> {
             stage_name: stage_name.clone(),
             index: 0,
             chain,
+            blobs_now: index == self.plan.target && !self.request.squash,
         };
         let state = self.run_steps(&steps, state, base_layers, index == self.plan.target)?;
         Ok(StageOutput {

@@ -61,6 +61,9 @@ pub struct StageState {
     pub index: usize,
     /// Inputs of every step so far, the stage's base first.
     pub chain: Vec<Link>,
+    /// The image leaves with this stage's layers (the target, unsquashed):
+    /// each commit writes its blob in the same pass as its digest.
+    pub blobs_now: bool,
 }
 
 /// The state of a stage before one of its steps (see `StageState::mark`).

@@ -73,9 +73,14 @@ pub fn drive(
     if let Some(why) = why_rebuilt(b, state, &link, &identities) {
         progress.rebuilt(&why.reason, &why.changes);
     }
+    let started = std::time::Instant::now();
     let rootfs = WorkingRootfs::prepare(b.session, &state.layers)?;
+    let prepared = started.elapsed();
     op.exec(&rootfs, &progress)?;
-    let layer = rootfs.commit(b.session)?;
+    let ran = started.elapsed();
+    let layer = rootfs.commit(b.session, state.blobs_now)?;
+    // Where a step's time goes, for profiles (KILN_LOG=debug).
+    tracing::debug!(step = %link.label, ?prepared, ?ran, total = ?started.elapsed(), "step timing");
     // The blob is in the store before the record that names it.
     let record = CacheRecord {
         layer: layer.as_ref().map(layer_record),
