@@ -1,20 +1,18 @@
 //! One pass over an image's layers, bottom to top, keeping the final
 //! filesystem and counting every byte that a later layer removes or replaces
-//! exactly once (when it is removed).
+//! exactly once (when it is removed). The layers are read in parallel
+//! ([`crate::layer_read`]); their events are merged here, in layer order.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 
-use kiln_oci::oci_spec::image::Descriptor;
 use kiln_store::{Image, Store};
 
 use crate::error::{Error, Result};
-use crate::fs::{join, parent, FinalFs, Kind, Node};
+use crate::fs::{parent, FinalFs, Kind, Node};
+use crate::layer_read::{for_each_layer, Event, Keep};
 use crate::report::*;
-use crate::secrets::{self, SecretHit};
+use crate::secrets::SecretHit;
 
-/// Files up to this size are read into memory (ELF parsing, secret scan).
-const MAX_IN_MEMORY: u64 = 256 << 20;
 /// How many wasted files, largest files and directories a report lists.
 const TOP: usize = 50;
 
@@ -31,12 +29,24 @@ pub(crate) fn analyze_keeping(
     store: &Store,
     image: &Image,
     name: &str,
-    keep: &dyn Fn(&str, &Node) -> bool,
+    keep: Keep<'_>,
+) -> Result<Analysis> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    analyze_on(store, image, name, keep, workers)
+}
+
+/// [`analyze_keeping`] with the layers read on up to `workers` threads; the
+/// result does not depend on `workers`.
+fn analyze_on(
+    store: &Store,
+    image: &Image,
+    name: &str,
+    keep: Keep<'_>,
+    workers: usize,
 ) -> Result<Analysis> {
     let layers = image.manifest.layers();
     let history = created_by_per_layer(image);
     let mut state = Walk {
-        keep,
         fs: FinalFs::default(),
         shipped: 0,
         waste: Vec::new(),
@@ -44,11 +54,12 @@ pub(crate) fn analyze_keeping(
         secrets: Vec::new(),
     };
     let mut reports = Vec::new();
-    for (i, desc) in layers.iter().enumerate() {
+    for_each_layer(store, layers, keep, workers, |i, events| {
+        let desc = &layers[i];
         let info = store
             .layer_info(desc)
             .map_err(|e| Error::store(format!("reading layer {}", desc.digest()), e))?;
-        state.layer(store, desc, i)?;
+        state.apply(i, events?);
         reports.push(LayerReport {
             index: i,
             digest: desc.digest().to_string(),
@@ -62,7 +73,8 @@ pub(crate) fn analyze_keeping(
             wasted_later: 0,
             wastes: 0,
         });
-    }
+        Ok(())
+    })?;
     for (i, r) in reports.iter_mut().enumerate() {
         let s = state.per_layer.get(&i).copied().unwrap_or_default();
         (r.file_bytes, r.files, r.wasted_later, r.wastes) =
@@ -73,7 +85,7 @@ pub(crate) fn analyze_keeping(
 }
 
 fn finish(
-    state: Walk<'_>,
+    state: Walk,
     layers: Vec<LayerReport>,
     image: &Image,
     name: &str,
@@ -137,8 +149,8 @@ struct LayerStats {
     wastes: u64,
 }
 
-struct Walk<'k> {
-    keep: &'k dyn Fn(&str, &Node) -> bool,
+/// The merge of the layers read so far.
+struct Walk {
     fs: FinalFs,
     shipped: u64,
     waste: Vec<WasteEntry>,
@@ -146,131 +158,30 @@ struct Walk<'k> {
     secrets: Vec<SecretHit>,
 }
 
-impl Walk<'_> {
-    fn layer(&mut self, store: &Store, desc: &Descriptor, index: usize) -> Result<()> {
-        let digest = kiln_store::descriptor_digest(desc).ok_or_else(|| Error::Invalid {
-            what: format!("layer {index}"),
-            why: format!("unsupported digest {}", desc.digest()),
-        })?;
-        let blob = store
-            .open_blob(&digest)
-            .map_err(|e| Error::store(format!("opening layer {digest}"), e))?;
-        let reader =
-            kiln_oci::compression::decompress(std::io::BufReader::new(blob)).map_err(|source| {
-                Error::Layer {
-                    layer: index,
-                    source,
+impl Walk {
+    /// Applies one layer's events on top of the layers below it.
+    fn apply(&mut self, layer: usize, events: Vec<Event>) {
+        for event in events {
+            match event {
+                Event::Opaque(dir) => {
+                    let removed = self.fs.remove_children(&dir, layer);
+                    self.wasted(removed, layer, WasteReason::Deleted, None);
                 }
-            })?;
-        let mut archive = tar::Archive::new(reader);
-        let entries = archive.entries().map_err(|source| Error::Layer {
-            layer: index,
-            source,
-        })?;
-        let mut buf = Vec::new();
-        for entry in entries {
-            let mut entry = entry.map_err(|source| Error::Layer {
-                layer: index,
-                source,
-            })?;
-            self.entry(&mut entry, index, &mut buf)
-                .map_err(|source| Error::Layer {
-                    layer: index,
-                    source,
-                })?;
-        }
-        Ok(())
-    }
-
-    fn entry<R: Read>(
-        &mut self,
-        entry: &mut tar::Entry<'_, R>,
-        layer: usize,
-        buf: &mut Vec<u8>,
-    ) -> std::io::Result<()> {
-        let raw = entry.path_bytes().into_owned();
-        let Some(path) = normalise(&raw) else {
-            return Ok(()); // names with `..` never reach a filesystem
-        };
-        let name = path.rsplit('/').next().unwrap_or("");
-        if name == ".wh..wh..opq" {
-            let removed = self.fs.remove_children(parent(&path), layer);
-            self.wasted(removed, layer, WasteReason::Deleted, None);
-            return Ok(());
-        }
-        if let Some(victim) = name.strip_prefix(".wh.") {
-            let target = join(parent(&path), victim);
-            let removed = self.fs.remove_tree(&target);
-            self.wasted(removed, layer, WasteReason::Deleted, None);
-            return Ok(());
-        }
-        let secrets = self.secrets.len();
-        let node = self.read_node(entry, &path, layer, buf)?;
-        let keep = (self.keep)(&path, &node) || self.secrets.len() > secrets;
-        self.insert(path, node, layer, keep);
-        Ok(())
-    }
-
-    fn read_node<R: Read>(
-        &mut self,
-        entry: &mut tar::Entry<'_, R>,
-        path: &str,
-        layer: usize,
-        buf: &mut Vec<u8>,
-    ) -> std::io::Result<Node> {
-        let h = entry.header();
-        let kind = match h.entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File,
-            tar::EntryType::Directory => Kind::Dir,
-            tar::EntryType::Symlink => Kind::Symlink,
-            tar::EntryType::Link => Kind::Hardlink,
-            _ => Kind::Other,
-        };
-        let link = entry
-            .link_name_bytes()
-            .map(|l| String::from_utf8_lossy(&l).into_owned());
-        let h = entry.header();
-        let mut node = Node {
-            kind,
-            size: if kind == Kind::File { entry.size() } else { 0 },
-            mode: h.mode().unwrap_or(0),
-            layer,
-            hash: None,
-            link,
-            elf: None,
-            text: None,
-        };
-        if kind == Kind::File {
-            self.read_content(entry, path, layer, &mut node, buf)?;
-        }
-        Ok(node)
-    }
-
-    fn read_content<R: Read>(
-        &mut self,
-        entry: &mut tar::Entry<'_, R>,
-        path: &str,
-        layer: usize,
-        node: &mut Node,
-        buf: &mut Vec<u8>,
-    ) -> std::io::Result<()> {
-        let mut hasher = blake3::Hasher::new();
-        if node.size <= MAX_IN_MEMORY {
-            buf.clear();
-            entry.read_to_end(buf)?;
-            hasher.update(buf);
-            node.elf = crate::elf::parse(buf);
-            if node.elf.is_none() {
-                self.secrets.extend(secrets::scan(buf, path, layer));
+                Event::Whiteout(target) => {
+                    let removed = self.fs.remove_tree(&target);
+                    self.wasted(removed, layer, WasteReason::Deleted, None);
+                }
+                Event::Entry {
+                    path,
+                    node,
+                    secrets,
+                    keep,
+                } => {
+                    self.secrets.extend(secrets);
+                    self.insert(path, node, layer, keep);
+                }
             }
-            if wanted_text(path) {
-                node.text = Some(buf.clone());
-            }
-        } else {
-            std::io::copy(entry, &mut hasher)?;
         }
-        node.hash = Some(*hasher.finalize().as_bytes());
-        Ok(())
     }
 
     fn insert(&mut self, path: String, node: Node, layer: usize, keep: bool) {
@@ -331,27 +242,6 @@ impl Walk<'_> {
             });
         }
     }
-}
-
-/// A tar entry name as a path below the root (`./usr/` → `usr`), the way
-/// Docker normalises it; `None` for names that climb out with `..`.
-fn normalise(raw: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(raw);
-    let mut parts = Vec::new();
-    for comp in text.split('/') {
-        match comp {
-            "" | "." => {}
-            ".." => return None,
-            c => parts.push(c),
-        }
-    }
-    Some(parts.join("/"))
-}
-
-/// The files whose contents the guards need.
-fn wanted_text(path: &str) -> bool {
-    matches!(path, "etc/passwd" | "etc/group" | "etc/ld.so.conf")
-        || (path.starts_with("etc/ld.so.conf.d/") && path.ends_with(".conf"))
 }
 
 /// `created_by` of the history entry behind each layer (non-empty entries
@@ -415,3 +305,6 @@ fn largest_dirs(fs: &FinalFs) -> Vec<DirSize> {
     out.truncate(TOP);
     out
 }
+
+#[cfg(test)]
+mod tests;
