@@ -309,15 +309,20 @@ pub fn record_link(cache: &Cache, link: &Link) {
 
 /// Per-file hashes of what a COPY reads from `root`, for `details`;
 /// `None` past `MAX_FILES` entries (the explanation then says only that
-/// the files changed).
+/// the files changed). File contents come from `hashes`, which the step's
+/// checksum has just filled: nothing is read twice.
 pub fn listing(
     root: &kiln_fs::context::SourceRoot,
+    hashes: &kiln_fs::file_hashes::FileHashes,
     sources: &[String],
     exclude: &[String],
 ) -> Option<Vec<(String, String)>> {
     use kiln_fs::context::walk;
     let exclude = kiln_fs::context::PathFilter::from_patterns(exclude).ok()?;
     let mut v = Listing {
+        root,
+        hashes,
+        source: String::new(),
         prefix: String::new(),
         out: Vec::new(),
     };
@@ -331,10 +336,9 @@ pub fn listing(
             if v.prefix == "." {
                 v.prefix.clear();
             }
+            v.source.clone_from(&m.path);
+            // Past MAX_FILES the visitor stops the walk with an error.
             walk::walk(root, &m, exclude.as_ref(), &mut v).ok()?;
-            if v.out.len() > MAX_FILES {
-                return None;
-            }
         }
     }
     Some(v.out)
@@ -342,12 +346,17 @@ pub fn listing(
 
 const MAX_FILES: usize = 20_000;
 
-struct Listing {
+struct Listing<'a> {
+    root: &'a kiln_fs::context::SourceRoot,
+    hashes: &'a kiln_fs::file_hashes::FileHashes,
+    /// The matched path being walked, as the hash index keys it.
+    source: String,
+    /// ... and as it is shown.
     prefix: String,
     out: Vec<(String, String)>,
 }
 
-impl kiln_fs::context::walk::Visitor for Listing {
+impl kiln_fs::context::walk::Visitor for Listing<'_> {
     fn entry(
         &mut self,
         e: &kiln_fs::context::walk::Entry<'_>,
@@ -372,23 +381,17 @@ impl kiln_fs::context::walk::Visitor for Listing {
                 h.update(b"special\0").update(&rdev.to_le_bytes());
             }
             Kind::File => {
-                let fd =
-                    e.at.open_read()
-                        .map_err(|source| kiln_fs::context::SourceError::Io {
-                            path: path.clone(),
-                            root: Default::default(),
-                            source,
-                        })?;
-                let mut f = std::fs::File::from(fd);
-                h.update(b"file\0");
-                std::io::copy(&mut f, &mut h).map_err(|source| {
-                    kiln_fs::context::SourceError::Io {
-                        path: path.clone(),
-                        root: Default::default(),
-                        source,
-                    }
-                })?;
+                let digest =
+                    kiln_fs::context::listed_digest(self.root, self.hashes, &self.source, e)?;
+                h.update(b"content\0").update(&digest);
             }
+        }
+        if self.out.len() == MAX_FILES {
+            return Err(kiln_fs::context::SourceError::Io {
+                path,
+                root: Default::default(),
+                source: std::io::Error::other("too many files to list"),
+            });
         }
         self.out.push((path, h.finalize().to_hex().to_string()));
         Ok(())

@@ -217,6 +217,17 @@ impl FileHashes {
         found
     }
 
+    /// [`Self::get`] for a second look at a file just looked up: not
+    /// counted, and it does not renew the entry.
+    pub fn known(&self, key: &FileKey) -> Option<[u8; 32]> {
+        let index = self.entries.lock().expect("file hash lock");
+        index
+            .map
+            .get(&key.path)
+            .filter(|e| e.stamp == key.stamp)
+            .map(|e| e.hash)
+    }
+
     /// Records the hash of a file that may still change (a context file).
     pub fn put(&self, key: FileKey, hash: [u8; 32]) {
         let settled = now_secs() - RACY_SECS;

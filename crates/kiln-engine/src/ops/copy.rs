@@ -7,6 +7,7 @@ use kiln_dockerfile::{CopyFrom, CopyStep, Step};
 use kiln_fs::context::{CopyHashOptions, SourceRoot};
 use kiln_fs::copy::url::Download;
 use kiln_fs::copy::{copy_into, CopyOptions};
+use kiln_fs::file_hashes::FileHashes;
 
 use crate::cache::{inputs, CacheKey, Inputs};
 use crate::error::{BuildError, Context};
@@ -27,8 +28,9 @@ struct Copy<'a, 'b> {
     step: &'a Step,
     args: &'a CopyStep,
     paths: Vec<String>,
-    /// Where `paths` are read from (context, or a stage's or image's view).
-    source: Option<&'a SourceRoot>,
+    /// Where `paths` are read from (context, or a stage's or image's
+    /// view), with the content hashes its checksum found.
+    source: Option<(&'a SourceRoot, &'a FileHashes)>,
     downloads: Vec<Download>,
     workdir: String,
     inputs: Inputs,
@@ -63,7 +65,7 @@ pub fn copy(
                 .checksum(&paths, &hash_opts)
                 .map_err(|e| fail(e.to_string()))?;
             (
-                Some(b.context.source()),
+                Some((b.context.source(), b.context.hashes())),
                 inputs::CopySource::Context(hash.0),
             )
         }
@@ -87,7 +89,10 @@ pub fn copy(
             fast_key = Some(fast);
             from_view = FromView::mount(b, &layers)?;
             let hash = from_view.checksum(b, step, &paths, &hash_opts)?;
-            (Some(&from_view.root), inputs::CopySource::Stage(hash))
+            (
+                Some((&from_view.root, &from_view.hashes)),
+                inputs::CopySource::Stage(hash),
+            )
         }
     };
 
@@ -162,8 +167,11 @@ fn copy_inputs(
 
 /// A `--from` stage or image, mounted read-only while the copy reads it.
 struct FromView<'s> {
-    view: ReadonlyRootfs<'s>,
+    /// Mounted as long as the copy reads it.
+    _view: ReadonlyRootfs<'s>,
     root: SourceRoot,
+    /// Its layers' file hashes, loaded once for the checksum and listing.
+    hashes: FileHashes,
 }
 
 impl<'s> FromView<'s> {
@@ -171,7 +179,12 @@ impl<'s> FromView<'s> {
         let view = ReadonlyRootfs::mount(b.session, layers)?;
         let root =
             SourceRoot::rootfs(view.path()).context(|| "opening the --from source".to_string())?;
-        Ok(FromView { view, root })
+        let hashes = view.file_hashes();
+        Ok(FromView {
+            _view: view,
+            root,
+            hashes,
+        })
     }
 
     /// Keyed by the content of the files read, like a context COPY, so a
@@ -183,10 +196,9 @@ impl<'s> FromView<'s> {
         paths: &[String],
         opts: &CopyHashOptions,
     ) -> Result<[u8; 32], BuildError> {
-        let hashes = self.view.file_hashes();
-        let hash = kiln_fs::context::checksum(&self.root, &hashes, paths, opts)
+        let hash = kiln_fs::context::checksum(&self.root, &self.hashes, paths, opts)
             .map_err(|e| b.step_error(step, e.to_string()))?;
-        b.session.file_hashes.add_counts(&hashes);
+        b.session.file_hashes.add_counts(&self.hashes);
         Ok(hash.0)
     }
 }
@@ -229,8 +241,8 @@ impl Op for Copy<'_, '_> {
         } else {
             "from-content"
         };
-        if let Some(source) = self.source.filter(|_| !self.paths.is_empty()) {
-            if let Some(files) = listing(source, &self.paths, &self.args.exclude) {
+        if let Some((source, hashes)) = self.source.filter(|_| !self.paths.is_empty()) {
+            if let Some(files) = listing(source, hashes, &self.paths, &self.args.exclude) {
                 d.insert(name.into(), files);
             }
         }
@@ -255,7 +267,7 @@ impl Op for Copy<'_, '_> {
             host: None,
             upper: None,
         };
-        if let Some(source) = self.source {
+        if let Some((source, _)) = self.source {
             // Straight into the upper dir only when nothing else of this
             // step writes through the merged view afterwards.
             let alone = c.heredocs.is_empty() && self.downloads.is_empty();

@@ -143,20 +143,48 @@ impl Visitor for HashVisitor<'_> {
 
 impl HashVisitor<'_> {
     fn file_digest(&mut self, e: &Entry<'_>) -> Result<[u8; 32], SourceError> {
-        let path = super::source::join_bytes(self.source_path.as_bytes(), e.rel);
-        let key = FileKey::new(&root_name(self.root), &path, e.stat);
-        if let Some(d) = self.hashes.get(&key) {
-            return Ok(d);
-        }
-        let io = |source: io::Error| SourceError::Io {
-            path: kiln_oci::escape_bytes(&path),
-            root: self.root.path().to_path_buf(),
-            source,
-        };
-        let fd = e.at.open_read().map_err(io)?;
-        let d = hash_reader(std::fs::File::from(fd)).map_err(io)?;
-        self.hashes.put(key, d);
-        Ok(d)
+        file_digest(self.root, self.hashes, self.source_path, e)
+    }
+}
+
+/// The BLAKE3 of file entry `e` of the walk of `source_path` in `root`,
+/// from `hashes` when they know it unchanged, else read (and then
+/// remembered there).
+pub(crate) fn file_digest(
+    root: &SourceRoot,
+    hashes: &FileHashes,
+    source_path: &str,
+    e: &Entry<'_>,
+) -> Result<[u8; 32], SourceError> {
+    let path = super::source::join_bytes(source_path.as_bytes(), e.rel);
+    let path = path.as_slice();
+    let key = FileKey::new(&root_name(root), path, e.stat);
+    if let Some(d) = hashes.get(&key) {
+        return Ok(d);
+    }
+    let io = |source: io::Error| SourceError::Io {
+        path: kiln_oci::escape_bytes(path),
+        root: root.path().to_path_buf(),
+        source,
+    };
+    let fd = e.at.open_read().map_err(io)?;
+    let d = hash_reader(std::fs::File::from(fd)).map_err(io)?;
+    hashes.put(key, d);
+    Ok(d)
+}
+
+/// [`file_digest`] for a file the step's checksum has just hashed (its
+/// listing for `--explain-cache`): a second lookup is not counted.
+pub fn listed_digest(
+    root: &SourceRoot,
+    hashes: &FileHashes,
+    source_path: &str,
+    e: &Entry<'_>,
+) -> Result<[u8; 32], SourceError> {
+    let path = super::source::join_bytes(source_path.as_bytes(), e.rel);
+    match hashes.known(&FileKey::new(&root_name(root), &path, e.stat)) {
+        Some(d) => Ok(d),
+        None => file_digest(root, hashes, source_path, e),
     }
 }
 

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use crate::file_hashes::FileHashes;
 
-pub use hash::{ContentHash, CopyHashOptions};
+pub use hash::{listed_digest, ContentHash, CopyHashOptions};
 pub use ignore::PathFilter;
 pub use source::{clean_rel, Confinement, Matched, SourceError, SourceRoot};
 pub use suggest::{close_names, distance};
@@ -148,6 +148,11 @@ impl BuildContext {
     /// The context as a COPY source.
     pub fn source(&self) -> &SourceRoot {
         &self.root
+    }
+
+    /// The content hashes of its files known so far.
+    pub fn hashes(&self) -> &FileHashes {
+        &self.hashes
     }
 
     /// Whether `.dockerignore` hides `rel` (context-relative, `/`-separated).
