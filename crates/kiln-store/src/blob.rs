@@ -23,7 +23,14 @@ pub struct BlobWriter {
     expected_size: Option<u64>,
     path: PathBuf,
     out: HashingWriter<BufWriter<NamedTempFile>>,
+    /// Bytes already handed to the kernel's writeback (see `write`).
+    flushing: u64,
 }
+
+/// Writeback of a big blob is started every this many bytes, so the
+/// fsync at commit finds most of it on disk already instead of writing
+/// it all while the build waits (a 200 MB layer: ~1 s on a slow disk).
+const WRITEBACK_EVERY: u64 = 8 << 20;
 
 impl Store {
     /// Starts writing a blob. With `expected`, commit fails unless the
@@ -43,6 +50,7 @@ impl Store {
             expected_size: None,
             path: tmp.path().to_path_buf(),
             out: HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp)),
+            flushing: 0,
         })
     }
 
@@ -185,6 +193,7 @@ impl BlobWriter {
             expected_size,
             path,
             out,
+            ..
         } = self;
         let (buf, digest, size) = out.finish();
         let tmp = buf
@@ -256,11 +265,34 @@ impl PreparedBlob {
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.out.write(buf).map_err(|e| annotate(e, &self.path))
+        let n = self.out.write(buf).map_err(|e| annotate(e, &self.path))?;
+        let file = self.out.get_ref().get_ref().as_file();
+        let on_file = self.out.len() - self.out.get_ref().buffer().len() as u64;
+        if on_file - self.flushing >= WRITEBACK_EVERY {
+            start_writeback(file, self.flushing, on_file - self.flushing);
+            self.flushing = on_file;
+        }
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush().map_err(|e| annotate(e, &self.path))
+    }
+}
+
+/// Asks the kernel to start writing `len` bytes at `offset` to disk, not
+/// waiting for it (rustix has no `sync_file_range`). Only a head start for
+/// the fsync that follows, so a failure is ignored: the fsync reports it.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sync_file_range only reads the fd and integer arguments.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as _,
+            len as _,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
     }
 }
 
