@@ -6,7 +6,7 @@
 //! A directory's mtime must be set after its last entry is created, so
 //! `TreeWriter` defers those and applies them after [`Writers::drain`].
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 
-use rustix::fs::{futimens, openat, Mode, OFlags, Timespec, Timestamps};
+use rustix::fs::{
+    futimens, openat, statat, unlinkat, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps,
+};
 
 use super::dest::set_owner_mode;
 use crate::context::SourceError;
@@ -139,9 +141,9 @@ fn work(rx: &Mutex<Receiver<FileJob>>, shared: &Shared) {
 fn write_job(job: &FileJob, no_copy_range: &AtomicBool) -> Result<u64, SourceError> {
     let dst = create(job.dir.as_fd(), &job.name, &job.shown)?;
     let n = copy_data(job.src.as_fd(), dst.as_fd(), no_copy_range)
-        .map_err(|e| super::tree::ioe(&job.shown, "write", e))?;
+        .map_err(|e| ioe(&job.shown, "write", e))?;
     finish_file(dst.as_fd(), job.uid, job.gid, job.mode, job.mtime)
-        .map_err(|e| super::tree::ioe(&job.shown, "set owner, mode and mtime", e))?;
+        .map_err(|e| ioe(&job.shown, "set owner, mode and mtime", e))?;
     Ok(n)
 }
 
@@ -162,12 +164,12 @@ pub(super) fn create(
     };
     match create() {
         Err(rustix::io::Errno::EXIST) => {
-            super::tree::clear_for_file(dir, name, shown)?;
+            clear_for_file(dir, name, shown)?;
             create()
         }
         other => other,
     }
-    .map_err(|err| super::tree::ioe(shown, "create", err))
+    .map_err(|err| ioe(shown, "create", err))
 }
 
 /// Owner and mode, then mtime (chown clears setuid bits the chmod sets).
@@ -228,4 +230,31 @@ pub(super) fn copy_data(
         &mut File::from(rustix::io::dup(dst)?),
     )?;
     Ok(total + n)
+}
+
+/// An error writing `shown` in the destination.
+pub(super) fn ioe(shown: &str, what: &str, e: impl Into<io::Error>) -> SourceError {
+    SourceError::Io {
+        path: shown.to_string(),
+        root: "destination".into(),
+        source: io::Error::other(format!("{what}: {}", e.into())),
+    }
+}
+
+/// Removes whatever non-directory is at `name`; refuses a directory.
+pub(super) fn clear_for_file(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    shown: &str,
+) -> Result<(), SourceError> {
+    match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => Err(ioe(
+            shown,
+            "copy",
+            io::Error::other("cannot replace a directory with a non-directory"),
+        )),
+        Ok(_) => unlinkat(dir, name, AtFlags::empty()).map_err(|e| ioe(shown, "remove", e)),
+        Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(ioe(shown, "stat", e)),
+    }
 }

@@ -19,13 +19,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use rustix::fs::{
-    linkat, mkdirat, mknodat, openat, statat, symlinkat, unlinkat, AtFlags, FileType, Mode, OFlags,
-    Stat,
+    linkat, mkdirat, mknodat, openat, statat, symlinkat, AtFlags, FileType, Mode, OFlags, Stat,
 };
 
 use super::chmod::Chmod;
 use super::dest::{lchown_at, set_mtime_at, set_owner_mode};
-use super::files::{self, FileJob, Writers};
+use super::files::{self, clear_for_file, ioe, FileJob, Writers};
 use super::host::HostPolicy;
 use super::CopyStats;
 use crate::context::walk::{Entry, Kind, Visitor};
@@ -75,14 +74,6 @@ pub struct DirTime {
 /// Deferred directory mtimes held before the workers are drained: bounds
 /// the directory fds kept open.
 const MAX_DIR_TIMES: usize = 256;
-
-pub(super) fn ioe(shown: &str, what: &str, e: impl Into<io::Error>) -> SourceError {
-    SourceError::Io {
-        path: shown.to_string(),
-        root: "destination".into(),
-        source: io::Error::other(format!("{what}: {}", e.into())),
-    }
-}
 
 impl TreeWriter<'_> {
     fn ids(&mut self, st: &Stat, shown: &str) -> (u32, u32) {
@@ -315,24 +306,6 @@ impl TreeWriter<'_> {
         }
         self.stack.push((take_source, Arc::new(fd)));
         Ok(())
-    }
-}
-
-/// Removes whatever non-directory is at `name`; refuses a directory.
-pub(super) fn clear_for_file(
-    dir: BorrowedFd<'_>,
-    name: &OsStr,
-    shown: &str,
-) -> Result<(), SourceError> {
-    match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => Err(ioe(
-            shown,
-            "copy",
-            io::Error::other("cannot replace a directory with a non-directory"),
-        )),
-        Ok(_) => unlinkat(dir, name, AtFlags::empty()).map_err(|e| ioe(shown, "remove", e)),
-        Err(rustix::io::Errno::NOENT) => Ok(()),
-        Err(e) => Err(ioe(shown, "stat", e)),
     }
 }
 
