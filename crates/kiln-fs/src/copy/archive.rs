@@ -134,6 +134,7 @@ pub(super) fn unpack_into(
         host: opts.host,
         writers: None,
         dir_times: Vec::new(),
+        batch: None,
     };
     walk::walk(&scratch, &top, None, &mut w)?;
     w.finish()?;

@@ -3,8 +3,11 @@
 //! on the caller's thread; what costs time per file — create, copy the
 //! content, owner, mode, mtime — runs on every core.
 //!
-//! A directory's mtime must be set after its last entry is created, so
-//! `TreeWriter` defers those and applies them after [`Writers::drain`].
+//! Work goes out in batches of one directory's files, each written by one
+//! worker: files created in one directory from two threads contend on its
+//! inode lock (and spin on it, on a small machine). A directory's mtime
+//! must be set after its last entry is created, so `TreeWriter` defers
+//! those and applies them after [`Writers::drain`].
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -21,13 +24,21 @@ use rustix::fs::{
 use super::dest::set_owner_mode;
 use crate::context::SourceError;
 
-/// Jobs queued ahead of the workers: bounds the open source fds.
-const QUEUE: usize = 64;
+/// Batches queued ahead of the workers.
+const QUEUE: usize = 4;
+/// Files in one batch, at most (a huge directory still uses every core).
+pub(super) const MAX_BATCH: usize = 256;
 
-/// One regular file to write: `name` in `dir`, from `src`.
-pub(super) struct FileJob {
-    pub src: OwnedFd,
+/// Files of one source directory to write into one destination directory.
+pub(super) struct Batch {
+    pub src_dir: OwnedFd,
     pub dir: Arc<OwnedFd>,
+    pub files: Vec<FileJob>,
+}
+
+/// One regular file to write: `name` from the batch's source directory to
+/// the same name in its destination.
+pub(super) struct FileJob {
     pub name: OsString,
     /// Shown path, for messages.
     pub shown: String,
@@ -52,17 +63,17 @@ struct Shared {
 
 /// The walk's handle on the workers.
 pub(super) struct Writers<'s> {
-    tx: SyncSender<FileJob>,
+    tx: SyncSender<Batch>,
     shared: &'s Shared,
 }
 
 impl Writers<'_> {
-    /// Queues `job`; the error of an earlier job, if one failed.
-    pub fn submit(&self, job: FileJob) -> Result<(), SourceError> {
+    /// Queues `batch`; the error of an earlier one, if one failed.
+    pub fn submit(&self, batch: Batch) -> Result<(), SourceError> {
         self.take_error()?;
         *self.shared.pending.lock().expect("not poisoned") += 1;
         self.tx
-            .send(job)
+            .send(batch)
             .expect("workers live as long as their Writers");
         Ok(())
     }
@@ -114,13 +125,16 @@ pub(super) fn with_writers<T>(threads: bool, f: impl FnOnce(Option<&Writers<'_>>
     })
 }
 
-fn work(rx: &Mutex<Receiver<FileJob>>, shared: &Shared) {
+fn work(rx: &Mutex<Receiver<Batch>>, shared: &Shared) {
     loop {
-        let job = rx.lock().expect("not poisoned").recv();
-        let Ok(job) = job else { return };
-        // After a failure the rest of the queue is only drained.
-        if shared.failed.lock().expect("not poisoned").is_none() {
-            match write_job(&job, &shared.no_copy_range) {
+        let batch = rx.lock().expect("not poisoned").recv();
+        let Ok(batch) = batch else { return };
+        for job in &batch.files {
+            // After a failure the rest of the queue is only drained.
+            if shared.failed.lock().expect("not poisoned").is_some() {
+                break;
+            }
+            match open_and_write(&batch, job, &shared.no_copy_range) {
                 Ok(n) => {
                     shared.files.fetch_add(1, Ordering::Relaxed);
                     shared.bytes.fetch_add(n, Ordering::Relaxed);
@@ -138,10 +152,30 @@ fn work(rx: &Mutex<Receiver<FileJob>>, shared: &Shared) {
     }
 }
 
-fn write_job(job: &FileJob, no_copy_range: &AtomicBool) -> Result<u64, SourceError> {
-    let dst = create(job.dir.as_fd(), &job.name, &job.shown)?;
-    let n = copy_data(job.src.as_fd(), dst.as_fd(), no_copy_range)
-        .map_err(|e| ioe(&job.shown, "write", e))?;
+fn open_and_write(
+    batch: &Batch,
+    job: &FileJob,
+    no_copy_range: &AtomicBool,
+) -> Result<u64, SourceError> {
+    let src = openat(
+        &batch.src_dir,
+        &job.name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| ioe(&job.shown, "open source", e))?;
+    write_file(src.as_fd(), batch.dir.as_fd(), job, no_copy_range)
+}
+
+/// Writes `job` into `dir` from `src`: content, owner, mode, mtime.
+pub(super) fn write_file(
+    src: BorrowedFd<'_>,
+    dir: BorrowedFd<'_>,
+    job: &FileJob,
+    no_copy_range: &AtomicBool,
+) -> Result<u64, SourceError> {
+    let dst = create(dir, &job.name, &job.shown)?;
+    let n = copy_data(src, dst.as_fd(), no_copy_range).map_err(|e| ioe(&job.shown, "write", e))?;
     finish_file(dst.as_fd(), job.uid, job.gid, job.mode, job.mtime)
         .map_err(|e| ioe(&job.shown, "set owner, mode and mtime", e))?;
     Ok(n)
@@ -149,11 +183,7 @@ fn write_job(job: &FileJob, no_copy_range: &AtomicBool) -> Result<u64, SourceErr
 
 /// Creates `name` in `dir` for writing; most destinations are new, so it
 /// creates first and clears only what is there.
-pub(super) fn create(
-    dir: BorrowedFd<'_>,
-    name: &OsString,
-    shown: &str,
-) -> Result<OwnedFd, SourceError> {
+fn create(dir: BorrowedFd<'_>, name: &OsString, shown: &str) -> Result<OwnedFd, SourceError> {
     let create = || {
         openat(
             dir,
@@ -173,7 +203,7 @@ pub(super) fn create(
 }
 
 /// Owner and mode, then mtime (chown clears setuid bits the chmod sets).
-pub(super) fn finish_file(
+fn finish_file(
     fd: BorrowedFd<'_>,
     uid: u32,
     gid: u32,
@@ -199,7 +229,7 @@ pub(super) fn finish_file(
 /// on one filesystem, else `sendfile`, else read and write. Written by hand because
 /// `std::io::copy` stats both files first and retries `copy_file_range`
 /// on every file of an overlay source, where it always fails.
-pub(super) fn copy_data(
+fn copy_data(
     src: BorrowedFd<'_>,
     dst: BorrowedFd<'_>,
     no_copy_range: &AtomicBool,

@@ -362,6 +362,7 @@ impl<'a> Job<'a> {
                 host: self.opts.host,
                 writers,
                 dir_times: Vec::new(),
+                batch: None,
             };
             let walked = walk::walk(self.src, m, self.exclude.as_ref(), &mut w);
             // The workers' files are waited for even after an error.

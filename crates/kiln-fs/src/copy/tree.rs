@@ -24,10 +24,10 @@ use rustix::fs::{
 
 use super::chmod::Chmod;
 use super::dest::{lchown_at, set_mtime_at, set_owner_mode};
-use super::files::{self, clear_for_file, ioe, FileJob, Writers};
+use super::files::{self, clear_for_file, ioe, Batch, FileJob, Writers};
 use super::host::HostPolicy;
 use super::CopyStats;
-use crate::context::walk::{Entry, Kind, Visitor};
+use crate::context::walk::{At, Entry, Kind, Visitor};
 use crate::context::SourceError;
 
 /// Who owns copied entries.
@@ -61,6 +61,8 @@ pub struct TreeWriter<'a> {
     pub writers: Option<&'a Writers<'a>>,
     /// Directory mtimes waiting for the workers' files in them.
     pub dir_times: Vec<DirTime>,
+    /// Files of the innermost directory not yet handed to the workers.
+    pub batch: Option<Batch>,
 }
 
 /// A directory whose mtime is set once its files are written.
@@ -132,15 +134,7 @@ impl TreeWriter<'_> {
                 return Ok(());
             }
         }
-        let src =
-            e.at.open_read()
-                .map_err(|err| ioe(&shown, "open source", err))?;
         let job = FileJob {
-            src,
-            dir: match self.stack.last().filter(|_| !rel.is_empty()) {
-                Some((_, parent)) => parent.clone(),
-                None => Arc::new(rustix::io::dup(dir).map_err(|err| ioe(&shown, "dup", err))?),
-            },
             name,
             shown,
             uid,
@@ -149,24 +143,61 @@ impl TreeWriter<'_> {
             mtime: mtime(e.stat),
         };
         // A hardlink's first copy must exist before its links are made.
-        match self.writers.filter(|_| !linked) {
-            Some(w) => w.submit(job),
-            None => self.write_now(job, linked, e.stat),
+        match (self.writers.filter(|_| !linked), e.at) {
+            (Some(_), At::Child(src_dir, _)) if !rel.is_empty() => self.queue(src_dir, job),
+            _ => {
+                let src =
+                    e.at.open_read()
+                        .map_err(|err| ioe(&job.shown, "open source", err))?;
+                let dir = rustix::io::dup(dir).map_err(|err| ioe(&job.shown, "dup", err))?;
+                self.write_now(src, dir, job, linked, e.stat)
+            }
         }
     }
 
-    /// Writes `job` on this thread.
-    fn write_now(&mut self, job: FileJob, linked: bool, st: &Stat) -> Result<(), SourceError> {
-        let dst = files::create(job.dir.as_fd(), &job.name, &job.shown)?;
-        let n = files::copy_data(job.src.as_fd(), dst.as_fd(), &AtomicBool::new(false))
-            .map_err(|err| ioe(&job.shown, "write", err))?;
-        files::finish_file(dst.as_fd(), job.uid, job.gid, job.mode, job.mtime)
-            .map_err(|err| ioe(&job.shown, "set owner, mode and mtime", err))?;
+    /// Adds a file of the innermost directory to its batch for the workers.
+    fn queue(&mut self, src_dir: BorrowedFd<'_>, job: FileJob) -> Result<(), SourceError> {
+        let (_, parent) = self.stack.last().expect("a parent directory is open");
+        let parent = parent.clone();
+        let full = self
+            .batch
+            .as_ref()
+            .is_some_and(|b| !Arc::ptr_eq(&b.dir, &parent) || b.files.len() >= files::MAX_BATCH);
+        if full {
+            self.submit_batch()?;
+        }
+        let batch = match &mut self.batch {
+            Some(b) => b,
+            None => self.batch.insert(Batch {
+                src_dir: rustix::io::dup(src_dir).map_err(|err| ioe(&job.shown, "dup", err))?,
+                dir: parent,
+                files: Vec::new(),
+            }),
+        };
+        batch.files.push(job);
+        Ok(())
+    }
+
+    fn submit_batch(&mut self) -> Result<(), SourceError> {
+        match (self.writers, self.batch.take()) {
+            (Some(w), Some(b)) => w.submit(b),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes one file on this thread.
+    fn write_now(
+        &mut self,
+        src: OwnedFd,
+        dir: OwnedFd,
+        job: FileJob,
+        linked: bool,
+        st: &Stat,
+    ) -> Result<(), SourceError> {
+        let n = files::write_file(src.as_fd(), dir.as_fd(), &job, &AtomicBool::new(false))?;
         self.stats.files += 1;
         self.stats.bytes += n;
         if linked {
-            let dir =
-                rustix::io::dup(job.dir.as_fd()).map_err(|err| ioe(&job.shown, "dup", err))?;
             self.links.insert((st.st_dev, st.st_ino), (dir, job.name));
         }
         Ok(())
@@ -174,6 +205,7 @@ impl TreeWriter<'_> {
 
     /// Sets the deferred directory mtimes once their files are written.
     fn set_dir_times(&mut self) -> Result<(), SourceError> {
+        self.submit_batch()?;
         if let Some(w) = self.writers {
             w.drain()?;
         }
