@@ -6,6 +6,7 @@
 #
 #     bench/run.sh             # everything; the tables go to $OUT/results.md
 #     bench/run.sh --bigctx    # the big-context workload only (1x, 2x, 4x)
+#     bench/run.sh --run       # the RUN-bound workloads only
 #     bench/run.sh --smoke     # one repetition of each mode on tiny inputs:
 #                              # proves the benchmark still runs, times nothing
 #
@@ -98,14 +99,14 @@ case $what in
         bigctx bigctx-2x "--scale 2" cold
         bigctx bigctx-4x "--scale 4" cold
         ;;&
-    all)
+    --run | all)
         compare multistage-busybox bench/multistage-busybox cold,cached
         for ex in go-scratch c-static python-venv; do
             compare "$ex" "examples/$ex" cold,cached
         done
         ;;
     --bigctx) ;;
-    *) echo "bench/run.sh: unknown argument $what (--smoke, --bigctx)" >&2; exit 2 ;;
+    *) echo "bench/run.sh: unknown argument $what (--smoke, --bigctx, --run)" >&2; exit 2 ;;
 esac
 echo "bench: tables in $OUT/results.md" >&2
 cat "$OUT/results.md"
