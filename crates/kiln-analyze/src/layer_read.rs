@@ -99,13 +99,12 @@ fn in_order(
     Ok(())
 }
 
-/// All events of layer `index`, in tar order.
-fn read_layer(
+/// Layer `index` of an image as a tar archive, decompressed.
+pub(crate) fn open_layer(
     store: &Store,
     desc: &Descriptor,
     index: usize,
-    keep: Keep<'_>,
-) -> Result<Vec<Event>> {
+) -> Result<tar::Archive<Box<dyn Read>>> {
     let digest = kiln_store::descriptor_digest(desc).ok_or_else(|| Error::Invalid {
         what: format!("layer {index}"),
         why: format!("unsupported digest {}", desc.digest()),
@@ -113,13 +112,28 @@ fn read_layer(
     let blob = store
         .open_blob(&digest)
         .map_err(|e| Error::store(format!("opening layer {digest}"), e))?;
+    let reader =
+        kiln_oci::compression::decompress(std::io::BufReader::new(blob)).map_err(|source| {
+            Error::Layer {
+                layer: index,
+                source,
+            }
+        })?;
+    Ok(tar::Archive::new(reader))
+}
+
+/// All events of layer `index`, in tar order.
+fn read_layer(
+    store: &Store,
+    desc: &Descriptor,
+    index: usize,
+    keep: Keep<'_>,
+) -> Result<Vec<Event>> {
     let layer_err = |source| Error::Layer {
         layer: index,
         source,
     };
-    let reader =
-        kiln_oci::compression::decompress(std::io::BufReader::new(blob)).map_err(layer_err)?;
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = open_layer(store, desc, index)?;
     let mut reader = EntryReader {
         layer: index,
         keep,

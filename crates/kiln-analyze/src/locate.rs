@@ -89,16 +89,7 @@ fn files_named(
             layer: index,
             source,
         };
-        let digest = kiln_store::descriptor_digest(desc).ok_or_else(|| Error::Invalid {
-            what: format!("layer {index}"),
-            why: format!("unsupported digest {}", desc.digest()),
-        })?;
-        let blob = store
-            .open_blob(&digest)
-            .map_err(|e| Error::store(format!("opening layer {digest}"), e))?;
-        let reader = kiln_oci::compression::decompress(std::io::BufReader::new(blob))
-            .map_err(layer_error)?;
-        let mut archive = tar::Archive::new(reader);
+        let mut archive = crate::layer_read::open_layer(store, desc, index)?;
         for entry in archive.entries().map_err(layer_error)? {
             let entry = entry.map_err(layer_error)?;
             let path = entry.path().map_err(layer_error)?;

@@ -156,9 +156,19 @@ pub(crate) fn file_digest(
     source_path: &str,
     e: &Entry<'_>,
 ) -> Result<[u8; 32], SourceError> {
-    let path = super::source::join_bytes(source_path.as_bytes(), e.rel);
-    let path = path.as_slice();
-    let key = FileKey::new(&root_name(root), path, e.stat);
+    let (key, path) = entry_key(root, source_path, e);
+    lookup_or_read(root, hashes, key, &path, e)
+}
+
+/// The digest `hashes` has for `key`, else file entry `e` (at `path` in
+/// `root`) read, hashed and remembered.
+fn lookup_or_read(
+    root: &SourceRoot,
+    hashes: &FileHashes,
+    key: FileKey,
+    path: &[u8],
+    e: &Entry<'_>,
+) -> Result<[u8; 32], SourceError> {
     if let Some(d) = hashes.get(&key) {
         return Ok(d);
     }
@@ -181,11 +191,18 @@ pub fn listed_digest(
     source_path: &str,
     e: &Entry<'_>,
 ) -> Result<[u8; 32], SourceError> {
-    let path = super::source::join_bytes(source_path.as_bytes(), e.rel);
-    match hashes.known(&FileKey::new(&root_name(root), &path, e.stat)) {
+    let (key, path) = entry_key(root, source_path, e);
+    match hashes.known(&key) {
         Some(d) => Ok(d),
-        None => file_digest(root, hashes, source_path, e),
+        None => lookup_or_read(root, hashes, key, &path, e),
     }
+}
+
+/// The index key of file entry `e` of the walk of `source_path`, and its
+/// path in `root`.
+fn entry_key(root: &SourceRoot, source_path: &str, e: &Entry<'_>) -> (FileKey, Vec<u8>) {
+    let path = super::source::join_bytes(source_path.as_bytes(), e.rel);
+    (FileKey::new(&root_name(root), &path, e.stat), path)
 }
 
 /// How the file-hash index names `root`: a context by its directory; every
