@@ -10,20 +10,15 @@ use std::time::Duration;
 use common::{exists, setup};
 use kiln_exec::{cleanup_stale, Error, Runtime};
 
-/// SIGKILLs the helper process whose argv mentions `needle`.
+/// SIGKILLs the helper process whose argv mentions `needle`, once its
+/// container's sleep runs. The helper is told apart by its parent (this test
+/// process): youki forks the container's init from the helper, so until init
+/// execs `sleep` it has the helper's argv too, and a kill aimed by argv alone
+/// can hit the container instead.
 fn kill_helper(needle: &str) {
     for _ in 0..500 {
-        for entry in fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let text = String::from_utf8_lossy(&cmdline);
-            // Only once the container runs: its sleep must be there too.
-            if text.contains(kiln_exec::helper::MARKER)
-                && text.contains(needle)
-                && sleep_running(needle)
-            {
+        if sleep_running(needle) {
+            if let Some(pid) = helper_pid(needle) {
                 // SAFETY: sending a signal to a pid.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
                 return;
@@ -32,6 +27,20 @@ fn kill_helper(needle: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("no helper for {needle}");
+}
+
+fn helper_pid(needle: &str) -> Option<i32> {
+    let me = std::process::id().to_string();
+    fs::read_dir("/proc").unwrap().flatten().find_map(|entry| {
+        let pid = entry.file_name().to_string_lossy().parse::<i32>().ok()?;
+        let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
+        // The fields after the `(comm)` one: state, then the parent's pid.
+        let ppid = stat.rsplit(')').next()?.split_whitespace().nth(1)?;
+        let cmdline = fs::read(entry.path().join("cmdline")).ok()?;
+        let text = String::from_utf8_lossy(&cmdline);
+        (ppid == me && text.contains(kiln_exec::helper::MARKER) && text.contains(needle))
+            .then_some(pid)
+    })
 }
 
 fn sleep_running(needle: &str) -> bool {
