@@ -308,13 +308,23 @@ impl HelperExecutor {
                     .wait()
                     .map_err(|e| Error::io("waiting for helper", &self.helper, e))?;
                 if helper::read_result(&request.bundle).is_none() {
-                    // The helper was killed: kill and delete its container.
-                    let _ = stale::delete_container(
+                    // The helper was killed: kill and delete its container,
+                    // and stop reading. The run has failed, and a process
+                    // that outlived the delete would keep the pipes open.
+                    readers.clear();
+                    stale::kill_unstarted(&request.bundle);
+                    if let Err(message) = stale::delete_container(
                         request.backend,
                         &request.state_root,
                         id,
                         &request.runc,
-                    );
+                    ) {
+                        return Err(Error::HelperDied {
+                            id: id.clone(),
+                            status: s.to_string(),
+                            stderr: format!("deleting its container failed: {message}"),
+                        });
+                    }
                 }
                 status = Some(s.to_string());
             }

@@ -30,46 +30,58 @@ pub(crate) fn write_owner(bundle: &Path, backend: Backend) -> Result<()> {
         .map_err(|e| Error::io("writing", path, e))
 }
 
-/// Helper processes (and the not yet started container processes forked
-/// from them, which carry the same argv) working on a bundle under
-/// `bundles` whose kiln is gone: the kiln pid in their argv no longer runs,
-/// or they were re-parented away from it.
-fn orphaned_helpers(bundles: &Path) -> Vec<u32> {
+/// Processes running the helper on a bundle under `bundles` (helpers, and
+/// the not yet started container processes forked from them, which carry
+/// the same argv), each with the kiln pid its argv names.
+fn helper_processes(bundles: &Path) -> Vec<(u32, Option<u32>)> {
     let me = std::process::id();
     all_pids()
         .into_iter()
         .filter(|&pid| pid != me)
-        .filter(|&pid| {
-            let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
-                return false;
-            };
+        .filter_map(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
             let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
             if argv.get(1) != Some(&crate::helper::MARKER.as_bytes()) {
-                return false;
+                return None;
             }
             let bundle = Path::new(std::ffi::OsStr::from_bytes(
                 argv.get(3).unwrap_or(&&b""[..]),
             ));
-            let kiln: Option<u32> = argv
+            let kiln = argv
                 .get(6)
                 .and_then(|p| std::str::from_utf8(p).ok()?.parse().ok());
-            let parent = parent_of(pid);
-            let kiln_gone = kiln.is_none_or(|k| start_time(k).is_none());
-            // A container process's parent is its helper, not kiln.
-            let adopted = parent == Some(1) && kiln != Some(1);
-            bundle.starts_with(bundles) && (kiln_gone || adopted)
+            bundle.starts_with(bundles).then_some((pid, kiln))
         })
         .collect()
 }
 
-/// SIGKILLs helper processes whose kiln is gone.
+/// SIGKILLs helper processes whose kiln is gone: the kiln pid in their argv
+/// no longer runs, or they were re-parented away from it.
 fn kill_orphaned_helpers(bundles: &Path) {
-    for pid in orphaned_helpers(bundles) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+    for (pid, kiln) in helper_processes(bundles) {
+        let kiln_gone = kiln.is_none_or(|k| start_time(k).is_none());
+        // A container process's parent is its helper, not kiln.
+        let adopted = parent_of(pid) == Some(1) && kiln != Some(1);
+        if kiln_gone || adopted {
+            sigkill(pid);
+        }
     }
+}
+
+/// SIGKILLs what is left of a killed helper working on `bundle`: container
+/// processes forked from it that never started. Those are in no cgroup yet,
+/// or not in all of them, so the runtime's delete cannot find them.
+pub(crate) fn kill_unstarted(bundle: &Path) {
+    for (pid, _) in helper_processes(bundle) {
+        sigkill(pid);
+    }
+}
+
+fn sigkill(pid: u32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
 }
 
 fn owner_alive(pid: u32, start: u64) -> bool {

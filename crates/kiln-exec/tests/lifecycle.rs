@@ -73,6 +73,41 @@ fn killed_helper_is_cleaned_up(runtime: Runtime, secs: &'static str) {
     env.assert_clean();
 }
 
+/// A helper killed while libcontainer is still creating the container: its
+/// state has no init pid yet, so only the cgroup tells what to kill. kiln
+/// once waited forever on the pipes the surviving process held.
+#[test]
+fn helper_killed_while_creating_youki() {
+    let Some(env) = setup(Runtime::Youki) else {
+        return;
+    };
+    let id = "creating-1243".to_string();
+    let spec = env.spec(&id, &["sleep", "1243"]);
+    let state = env.state().join("youki").join(&id).join("state.json");
+    let needle = id.clone();
+    let killer = std::thread::spawn(move || {
+        for _ in 0..100_000 {
+            let creating = fs::read_to_string(&state).is_ok_and(|s| s.contains("\"creating\""));
+            if let Some(pid) = helper_pid(&needle).filter(|_| creating) {
+                // SAFETY: sending a signal to a pid.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        panic!("never saw {needle} being created");
+    });
+    let out = env.run(&spec);
+    killer.join().unwrap();
+    assert!(
+        matches!(out.result, Err(Error::HelperDied { .. })),
+        "{:?}",
+        out.result
+    );
+    assert!(!sleep_running(&id), "the container's process survived");
+    env.assert_clean();
+}
+
 #[test]
 fn killed_helper_youki() {
     killed_helper_is_cleaned_up(Runtime::Youki, "1241")

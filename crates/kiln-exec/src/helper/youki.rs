@@ -127,19 +127,55 @@ pub(crate) fn delete(container: &mut Container) -> Result<(), String> {
         .map_err(|e| format!("deleting container: {}", chain(&e)))
 }
 
-/// Deletes the container `id` under `state_root` if it exists.
+/// Deletes the container `id` under `state_root` if it exists, killing
+/// every process in its cgroup first.
 pub(crate) fn delete_by_id(state_root: &std::path::Path, id: &str) -> Result<(), String> {
     let dir = state_root.join(id);
     if !dir.exists() {
         return Ok(());
     }
     match Container::load(dir.clone()) {
-        Ok(mut c) => delete(&mut c),
+        Ok(mut c) => {
+            let killed = kill_cgroup(&c);
+            match (delete(&mut c), killed) {
+                (Ok(()), _) => Ok(()),
+                (Err(d), Err(k)) => Err(format!("{d} (killing its processes: {k})")),
+                (Err(d), Ok(())) => Err(d),
+            }
+        }
         // A state directory without a readable state: nothing runs from it.
         Err(_) => {
             std::fs::remove_dir_all(&dir).map_err(|e| format!("removing {}: {e}", dir.display()))
         }
     }
+}
+
+/// SIGKILLs the processes in the container's cgroup (the one its bundle
+/// names). libcontainer's delete kills only through the init pid it has
+/// recorded, and a helper killed while the container was still "creating"
+/// recorded none but can leave a started process behind, holding kiln's
+/// output pipes. Killing the pid namespace's init ends the rest.
+fn kill_cgroup(container: &Container) -> Result<(), String> {
+    use libcgroups::common::{create_cgroup_manager, CgroupConfig, CgroupManager};
+    let path = container.bundle().join("config.json");
+    let spec = oci_spec::runtime::Spec::load(&path)
+        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let Some(cgroup) = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) else {
+        return Ok(());
+    };
+    let manager = create_cgroup_manager(CgroupConfig {
+        cgroup_path: cgroup.clone(),
+        systemd_cgroup: false,
+        container_name: container.id().to_string(),
+    })
+    .map_err(|e| format!("cgroup {}: {e}", cgroup.display()))?;
+    let pids = manager
+        .get_all_pids()
+        .map_err(|e| format!("listing cgroup {}: {e}", cgroup.display()))?;
+    for pid in pids {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    Ok(())
 }
 
 pub(crate) fn run(r: &Request) -> Outcome {
