@@ -326,6 +326,35 @@ fn overlay_mounts_hundreds_of_long_lower_paths() {
     ));
 }
 
+/// A step's upper dir is thrown away on a crash, so its overlay is mounted
+/// `volatile`: unmounting it at commit does not sync the whole disk.
+#[test]
+fn writable_overlay_is_volatile() {
+    if !kiln_testkit::require_root() {
+        return;
+    }
+    let dir = kiln_testkit::tempdir();
+    let p = dir.path();
+    for d in ["lower", "upper", "work", "merged"] {
+        fs::create_dir(p.join(d)).unwrap();
+    }
+    let merged = p.join("merged");
+    let guard = kiln_fs::mount_overlay(
+        &[p.join("lower")],
+        &p.join("upper"),
+        &p.join("work"),
+        &merged,
+    )
+    .unwrap();
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(merged.to_str().unwrap()))
+        .expect("the overlay is in mountinfo");
+    assert!(line.contains("volatile"), "{line}");
+    guard.unmount().unwrap();
+}
+
 #[test]
 fn overlay_errors_carry_the_kernel_explanation() {
     if !kiln_testkit::require_root() {
