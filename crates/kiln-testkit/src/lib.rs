@@ -7,7 +7,7 @@
 //! in CI) a missing component is a test failure; otherwise the test is skipped
 //! with a message that says what is missing and how to get it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Whether a missing component must fail the test instead of skipping it.
@@ -116,4 +116,28 @@ pub fn tempdir() -> tempfile::TempDir {
         .prefix("kiln-test-")
         .tempdir()
         .expect("create temporary directory")
+}
+
+/// Mount points at or below `dir` (`/proc/self/mountinfo`, field 5).
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| Path::new(m).starts_with(&dir))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Backdates what a killed kiln left in `root`'s active snapshots: the next
+/// kiln then removes it at once (it leaves anything younger than a minute
+/// alone, as a live build may not have locked it yet).
+pub fn age_active_snapshots(root: &Path) {
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    let active = root.join("snapshots/active");
+    for e in std::fs::read_dir(&active).expect("read snapshots/active") {
+        let f = std::fs::File::open(e.expect("dir entry").path()).expect("open entry");
+        f.set_times(std::fs::FileTimes::new().set_modified(old))
+            .expect("backdate entry");
+    }
 }

@@ -420,6 +420,15 @@ fn killed_build_leaves_a_consistent_store_and_the_next_build_succeeds() {
     .unwrap();
     ok(e.build(&["-t", "after-kill:1"]));
     ok(kiln(&e.root).arg("fsck"));
+    // The killed step's mount was too young to be taken for stale; once it
+    // is older than any live build's unlocked moment, the next kiln detaches it.
+    assert!(
+        !tk::mounts_under(&e.root).is_empty(),
+        "the killed step left no mount"
+    );
+    tk::age_active_snapshots(&e.root);
+    ok(kiln(&e.root).args(["system", "df"]));
+    assert_eq!(tk::mounts_under(&e.root), Vec::<String>::new());
 }
 
 #[test]

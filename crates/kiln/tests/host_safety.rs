@@ -243,6 +243,10 @@ fn exec_helpers_die_with_a_killed_kiln() {
         "helpers outlived kiln:\n{}",
         left.join("\n")
     );
+    // The killed builds' step mounts: the next kiln detaches them.
+    tk::age_active_snapshots(&root);
+    ok(kiln(&root).args(["system", "df"]));
+    assert_eq!(tk::mounts_under(&root), Vec::<String>::new());
 }
 
 #[test]
