@@ -94,6 +94,10 @@ class Bench:
             for tool in TOOLS:
                 if mode == "changed":
                     self.change_one_file()
+                # Untimed: no tool pays for the writeback the one before it
+                # (or the context generator) left dirty (hyperfine's
+                # `--prepare sync`).
+                os.sync()
                 registry = Registry() if mode == "push" else None
                 try:
                     addr = registry.addr if registry else None

@@ -38,6 +38,14 @@ fi
 export DOCKER_BUILDKIT=1
 OUT=${OUT:-$(mktemp -d /tmp/kiln-bench-XXXX)}
 mkdir -p "$OUT"
+# Nothing is deleted until the run ends (a context stays until the exit's
+# cleanup): ext4 without a journal, as on the bench machine, does not reuse
+# an inode for 60 s after its file is deleted, or 360 s while the inode's
+# block is dirty (`recently_deleted`), and scans past each such inode on
+# every create, so a deletion slows whichever builds create files near it
+# next (the next cold kiln build, whose root is beside the context).
+# For the same reason, do not start a run within 6 minutes of deleting a
+# large tree (an earlier run's cleanup, say).
 work=$(mktemp -d)
 root=$work/kiln-root
 # Rebuilding one tag over and over leaves untagged images behind in Docker
@@ -86,7 +94,6 @@ bigctx() { # label gen-args modes
     local ctx=$work/$1
     python3 bench/bigctx/gen.py "$ctx" $2
     compare "$1" "$ctx" "$3" --change src/pkg0/f3.txt
-    rm -rf "$ctx"
 }
 
 case $what in
