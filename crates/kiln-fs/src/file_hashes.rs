@@ -26,10 +26,16 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{RwLock, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustix::fs::Stat;
+
+/// Paths to entries. foldhash, not std's SipHash: a lookup per context file
+/// on every build is the cached rebuild's biggest cost after the kernel's
+/// stat; its seeds are still random per process, so a context cannot pick
+/// colliding names.
+type Map = HashMap<Vec<u8>, Entry, foldhash::fast::RandomState>;
 
 const MAGIC: &[u8] = b"kiln-file-hashes-v1\n";
 /// Entries unused for this many days are dropped when the index is saved.
@@ -109,7 +115,7 @@ pub struct FileHashes {
     /// Where each root's entries are kept, one file per root; `None`: in
     /// memory only.
     dir: Option<PathBuf>,
-    entries: Mutex<Index>,
+    entries: RwLock<Index>,
     /// Lookups answered without reading the file, and files read.
     hits: AtomicU64,
     misses: AtomicU64,
@@ -127,7 +133,7 @@ impl std::fmt::Debug for FileHashes {
 /// and have something new to save.
 #[derive(Default)]
 struct Index {
-    map: HashMap<Vec<u8>, Entry>,
+    map: Map,
     loaded: HashSet<Vec<u8>>,
     changed: HashSet<Vec<u8>>,
 }
@@ -145,15 +151,15 @@ fn shard_file(dir: &Path, root: &[u8]) -> PathBuf {
 impl Default for FileHashes {
     /// An index that lives only as long as the process.
     fn default() -> Self {
-        FileHashes::with_entries(None, HashMap::new())
+        FileHashes::with_entries(None, Map::default())
     }
 }
 
 impl FileHashes {
-    fn with_entries(dir: Option<PathBuf>, map: HashMap<Vec<u8>, Entry>) -> FileHashes {
+    fn with_entries(dir: Option<PathBuf>, map: Map) -> FileHashes {
         FileHashes {
             dir,
-            entries: Mutex::new(Index {
+            entries: RwLock::new(Index {
                 map,
                 ..Index::default()
             }),
@@ -171,43 +177,54 @@ impl FileHashes {
             let _ = std::fs::remove_file(dir);
             let _ = std::fs::remove_file(dir.with_extension("lock"));
         }
-        FileHashes::with_entries(Some(dir.to_path_buf()), HashMap::new())
+        FileHashes::with_entries(Some(dir.to_path_buf()), Map::default())
     }
 
-    /// Reads the file of `root` into `index` the first time it is needed.
-    fn load(&self, index: &mut Index, root: &[u8]) {
-        let Some(dir) = &self.dir else { return };
-        if index.loaded.contains(root) {
-            return;
-        }
-        index.loaded.insert(root.to_vec());
-        let file = shard_file(dir, root);
-        match read_into(&file, &mut index.map) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!("ignoring the file-hash index {}: {e}", file.display()),
-        }
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.entries.read().expect("file hash lock")
     }
 
-    pub fn get(&self, key: &FileKey) -> Option<[u8; 32]> {
-        let mut index = self.entries.lock().expect("file hash lock");
-        let root = root_of(&key.path);
-        self.load(&mut index, root);
-        let today = today();
-        let found = match index.map.get_mut(&key.path) {
-            Some(e) if e.stamp == key.stamp => {
-                let stale = e.day != today;
-                e.day = today;
-                let hash = e.hash;
-                if stale {
-                    // Worth a write: it keeps the entry from expiring.
-                    index.changed.insert(root.to_vec());
-                }
-                Some(hash)
+    fn write(&self) -> RwLockWriteGuard<'_, Index> {
+        self.entries.write().expect("file hash lock")
+    }
+
+    /// The index, written to, with the file of `root` read into it (the
+    /// first time only).
+    fn loaded(&self, root: &[u8]) -> RwLockWriteGuard<'_, Index> {
+        let mut index = self.write();
+        let Some(dir) = &self.dir else { return index };
+        if index.loaded.insert(root.to_vec()) {
+            let file = shard_file(dir, root);
+            match read_into(&file, &mut index.map) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!("ignoring the file-hash index {}: {e}", file.display()),
             }
-            _ => None,
+        }
+        index
+    }
+
+    /// Whether the file of `root` is yet to be read.
+    fn unloaded(&self, index: &Index, root: &[u8]) -> bool {
+        self.dir.is_some() && !index.loaded.contains(root)
+    }
+
+    /// The hash recorded for `key`, if the file is unchanged. Lookups from
+    /// walker threads share the lock: only the first of a root (which
+    /// reads its file) and one a day per entry (renewing it) write.
+    pub fn get(&self, key: &FileKey) -> Option<[u8; 32]> {
+        let root = root_of(&key.path);
+        let today = today();
+        let found = {
+            let index = self.read();
+            match index.map.get(&key.path) {
+                _ if self.unloaded(&index, root) => None,
+                Some(e) if e.stamp == key.stamp && e.day == today => Some(Some(e.hash)),
+                Some(e) if e.stamp == key.stamp => None,
+                _ => Some(None),
+            }
         };
-        drop(index);
+        let found = found.unwrap_or_else(|| self.renew(key, root, today));
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -217,11 +234,27 @@ impl FileHashes {
         found
     }
 
+    /// [`Self::get`] under the write lock: loads `root`'s file if needed
+    /// and marks a hit used today (worth a write: it keeps the entry from
+    /// expiring).
+    fn renew(&self, key: &FileKey, root: &[u8], today: u32) -> Option<[u8; 32]> {
+        let mut index = self.loaded(root);
+        let e = index
+            .map
+            .get_mut(&key.path)
+            .filter(|e| e.stamp == key.stamp)?;
+        let hash = e.hash;
+        if e.day != today {
+            e.day = today;
+            index.changed.insert(root.to_vec());
+        }
+        Some(hash)
+    }
+
     /// [`Self::get`] for a second look at a file just looked up: not
     /// counted, and it does not renew the entry.
     pub fn known(&self, key: &FileKey) -> Option<[u8; 32]> {
-        let index = self.entries.lock().expect("file hash lock");
-        index
+        self.read()
             .map
             .get(&key.path)
             .filter(|e| e.stamp == key.stamp)
@@ -248,9 +281,8 @@ impl FileHashes {
             day: today(),
             keep,
         };
-        let mut index = self.entries.lock().expect("file hash lock");
         let root = root_of(&key.path).to_vec();
-        self.load(&mut index, &root);
+        let mut index = self.loaded(&root);
         index.map.insert(key.path, e);
         index.changed.insert(root);
     }
@@ -279,7 +311,7 @@ impl FileHashes {
         let Some(dir) = &self.dir else {
             return Ok(());
         };
-        let index = self.entries.lock().expect("file hash lock");
+        let index = self.read();
         if index.changed.is_empty() {
             return Ok(());
         }
@@ -329,7 +361,7 @@ fn remove_unused_files(dir: &Path, days: u32) {
 }
 
 /// Writes `entries` to `file` whole (a temporary file renamed over it).
-fn write_file(file: &Path, entries: &HashMap<Vec<u8>, Entry>) -> io::Result<()> {
+fn write_file(file: &Path, entries: &Map) -> io::Result<()> {
     let dir = file.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     {
@@ -345,7 +377,7 @@ impl FileHashes {
     /// Writes every entry to `file` as it is (no merge, no expiry): the
     /// index of one committed snapshot, which lives and goes with it.
     pub fn write_to(&self, file: &Path) -> io::Result<()> {
-        write_file(file, &self.entries.lock().expect("file hash lock").map)
+        write_file(file, &self.read().map)
     }
 
     /// The indexes of the layers of one file system view, top-most first:
@@ -355,7 +387,7 @@ impl FileHashes {
         // Parsed straight into one map (a map per layer, merged, held two
         // copies of the biggest layer's entries at once). A damaged file
         // adds the records before the damage: each is still a true stamp.
-        let mut all = HashMap::new();
+        let mut all = Map::default();
         for file in files.iter().rev() {
             let _ = read_into(file, &mut all);
         }
@@ -373,7 +405,7 @@ fn today() -> u32 {
     (now_secs() / 86_400) as u32
 }
 
-fn write_entries(w: &mut impl Write, entries: &HashMap<Vec<u8>, Entry>) -> io::Result<()> {
+fn write_entries(w: &mut impl Write, entries: &Map) -> io::Result<()> {
     w.write_all(MAGIC)?;
     w.write_all(&(entries.len() as u64).to_le_bytes())?;
     for (path, e) in entries {
@@ -392,20 +424,20 @@ fn write_entries(w: &mut impl Write, entries: &HashMap<Vec<u8>, Entry>) -> io::R
     Ok(())
 }
 
-fn read_file(file: &Path) -> io::Result<HashMap<Vec<u8>, Entry>> {
-    let mut out = HashMap::new();
+fn read_file(file: &Path) -> io::Result<Map> {
+    let mut out = Map::default();
     read_into(file, &mut out)?;
     Ok(out)
 }
 
 /// Adds the records of `file` to `out`, replacing entries of the same path.
-fn read_into(file: &Path, out: &mut HashMap<Vec<u8>, Entry>) -> io::Result<()> {
+fn read_into(file: &Path, out: &mut Map) -> io::Result<()> {
     let data = std::fs::read(file)?;
     parse_into(&data, out)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not a kiln file-hash index"))
 }
 
-fn parse_into(data: &[u8], out: &mut HashMap<Vec<u8>, Entry>) -> Option<()> {
+fn parse_into(data: &[u8], out: &mut Map) -> Option<()> {
     let mut r = data.strip_prefix(MAGIC)?;
     let n = u64::from_le_bytes(take(&mut r)?);
     out.reserve(n.min(1 << 22) as usize);
@@ -520,7 +552,7 @@ mod tests {
 
         let again = FileHashes::open(&file);
         assert_eq!(again.get(&key("ctx-a\0f", 1_000)), Some([1; 32]));
-        assert_eq!(again.entries.lock().unwrap().map.len(), 1, "ctx-b not read");
+        assert_eq!(again.read().map.len(), 1, "ctx-b not read");
         assert_eq!(again.get(&key("ctx-b\0g", 1_000)), Some([3; 32]));
     }
 

@@ -49,6 +49,18 @@ pub fn checksum(
     sources: &[String],
     opts: &CopyHashOptions,
 ) -> Result<ContentHash, SourceError> {
+    checksum_on(root, hashes, sources, opts, true)
+}
+
+/// [`checksum`], the walk forked over the cores or (`forks` false) on
+/// this thread only: the hash is the same.
+fn checksum_on(
+    root: &SourceRoot,
+    hashes: &FileHashes,
+    sources: &[String],
+    opts: &CopyHashOptions,
+    forks: bool,
+) -> Result<ContentHash, SourceError> {
     let exclude = PathFilter::from_patterns(&opts.exclude).map_err(SourceError::Exclude)?;
     let mut h = blake3::Hasher::new();
     h.update(b"kiln-copy-sources-v1\0");
@@ -60,7 +72,7 @@ pub fn checksum(
         field(&mut h, b"source", source.as_bytes());
         for m in root.expand(source)? {
             field(&mut h, b"match", m.path.as_bytes());
-            hash_matched(root, hashes, &m, exclude.as_ref(), &mut h)?;
+            hash_matched(root, hashes, &m, exclude.as_ref(), &mut h, forks)?;
         }
     }
     Ok(ContentHash(*h.finalize().as_bytes()))
@@ -72,14 +84,18 @@ fn hash_matched(
     m: &Matched,
     exclude: Option<&PathFilter>,
     h: &mut blake3::Hasher,
+    forks: bool,
 ) -> Result<(), SourceError> {
+    let root_name = root_name(root);
     let mut v = HashVisitor {
         root,
         hashes,
+        root_name: &root_name,
         source_path: &m.path,
-        h,
+        out: Out::Hasher(h),
         links: HashMap::new(),
         count: 0,
+        forks,
     };
     walk::walk(root, m, exclude, &mut v)
 }
@@ -87,29 +103,83 @@ fn hash_matched(
 struct HashVisitor<'a> {
     root: &'a SourceRoot,
     hashes: &'a FileHashes,
+    /// [`root_name`] of `root`, once per walk.
+    root_name: &'a [u8],
     source_path: &'a str,
-    h: &'a mut blake3::Hasher,
-    /// (dev, ino) of multiply-linked files → index of the first entry.
+    out: Out<'a>,
+    /// (dev, ino) of multiply-linked files → index of the first entry
+    /// (the caller's visitor only: forks record such files for it).
     links: HashMap<(u64, u64), u64>,
+    /// Entries visited (by this visitor and the forks it joined).
     count: u64,
+    /// Whether runs of entries may be walked on other threads.
+    forks: bool,
 }
 
-fn field(h: &mut blake3::Hasher, label: &[u8], value: &[u8]) {
-    h.update(&(label.len() as u64).to_le_bytes());
-    h.update(label);
-    h.update(&(value.len() as u64).to_le_bytes());
-    h.update(value);
+/// Where a visitor's fields go: into the hasher, or, for a fork walking a
+/// run of entries on another thread, into a record the hasher gets when
+/// the fork is joined, in walk order. The hash is the same either way.
+enum Out<'a> {
+    Hasher(&'a mut blake3::Hasher),
+    Record(Record),
+}
+
+#[derive(Default)]
+struct Record {
+    bytes: Vec<u8>,
+    /// Multiply-linked files, resolved at the join: whether one is the
+    /// first of its group depends on entries other forks walk.
+    linked: Vec<Linked>,
+}
+
+struct Linked {
+    /// Where in `bytes` its fields go.
+    at: usize,
+    id: (u64, u64),
+    /// Its entry index, counted from the fork's first entry.
+    index: u64,
+    digest: [u8; 32],
+}
+
+/// What the fields of the key are written to.
+trait Sink {
+    fn update(&mut self, bytes: &[u8]);
+}
+
+impl Sink for blake3::Hasher {
+    fn update(&mut self, bytes: &[u8]) {
+        blake3::Hasher::update(self, bytes);
+    }
+}
+
+impl Sink for Out<'_> {
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Out::Hasher(h) => {
+                h.update(bytes);
+            }
+            Out::Record(r) => r.bytes.extend_from_slice(bytes),
+        }
+    }
+}
+
+fn field(out: &mut impl Sink, label: &[u8], value: &[u8]) {
+    out.update(&(label.len() as u64).to_le_bytes());
+    out.update(label);
+    out.update(&(value.len() as u64).to_le_bytes());
+    out.update(value);
 }
 
 impl Visitor for HashVisitor<'_> {
     fn entry(&mut self, e: &Entry<'_>) -> Result<(), SourceError> {
         let index = self.count;
         self.count += 1;
-        field(self.h, b"path", e.rel);
-        field(self.h, b"mode", &(e.stat.st_mode & 0o7777).to_le_bytes());
+        let out = &mut self.out;
+        field(out, b"path", e.rel);
+        field(out, b"mode", &(e.stat.st_mode & 0o7777).to_le_bytes());
         match e.kind {
-            Kind::Dir => field(self.h, b"dir", b""),
-            Kind::Symlink(t) => field(self.h, b"symlink", t.as_bytes()),
+            Kind::Dir => field(out, b"dir", b""),
+            Kind::Symlink(t) => field(out, b"symlink", t.as_bytes()),
             Kind::Special(ft, rdev) => {
                 let tag: &[u8] = match ft {
                     FileType::CharacterDevice => b"char",
@@ -117,47 +187,99 @@ impl Visitor for HashVisitor<'_> {
                     FileType::Fifo => b"fifo",
                     _ => b"socket",
                 };
-                field(self.h, tag, &rdev.to_le_bytes());
+                field(out, tag, &rdev.to_le_bytes());
+            }
+            Kind::File if e.stat.st_nlink > 1 => {
+                let id = (e.stat.st_dev, e.stat.st_ino);
+                if matches!(self.out, Out::Record(_)) {
+                    let digest = self.file_digest(e)?;
+                    let Out::Record(r) = &mut self.out else {
+                        unreachable!("matched above")
+                    };
+                    let at = r.bytes.len();
+                    r.linked.push(Linked {
+                        at,
+                        id,
+                        index,
+                        digest,
+                    });
+                } else {
+                    self.linked(id, index, |v| v.file_digest(e))?;
+                }
             }
             Kind::File => {
-                if e.stat.st_nlink > 1 {
-                    let id = (e.stat.st_dev, e.stat.st_ino);
-                    if let Some(first) = self.links.get(&id) {
-                        field(self.h, b"hardlink", &first.to_le_bytes());
-                        return Ok(());
-                    }
-                    self.links.insert(id, index);
-                }
                 let digest = self.file_digest(e)?;
-                field(self.h, b"file", &digest);
+                field(&mut self.out, b"file", &digest);
             }
         }
         Ok(())
     }
 
     fn leave_dir(&mut self, _: &Entry<'_>) -> Result<(), SourceError> {
-        field(self.h, b"end", b"");
+        field(&mut self.out, b"end", b"");
+        Ok(())
+    }
+
+    fn fork(&self) -> Option<Self> {
+        self.forks.then_some(HashVisitor {
+            out: Out::Record(Record::default()),
+            links: HashMap::new(),
+            count: 0,
+            ..*self
+        })
+    }
+
+    fn join(&mut self, fork: Self) -> Result<(), SourceError> {
+        let Out::Record(r) = fork.out else {
+            unreachable!("forks record")
+        };
+        let base = self.count;
+        if let Out::Record(mine) = &mut self.out {
+            let offset = mine.bytes.len();
+            mine.linked.extend(r.linked.into_iter().map(|l| Linked {
+                at: l.at + offset,
+                index: l.index + base,
+                ..l
+            }));
+            mine.bytes.extend_from_slice(&r.bytes);
+        } else {
+            let mut from = 0;
+            for l in r.linked {
+                self.out.update(&r.bytes[from..l.at]);
+                from = l.at;
+                self.linked(l.id, l.index + base, |_| Ok(l.digest))?;
+            }
+            self.out.update(&r.bytes[from..]);
+        }
+        self.count += fork.count;
         Ok(())
     }
 }
 
 impl HashVisitor<'_> {
     fn file_digest(&mut self, e: &Entry<'_>) -> Result<[u8; 32], SourceError> {
-        file_digest(self.root, self.hashes, self.source_path, e)
+        let path = super::source::join_bytes(self.source_path.as_bytes(), e.rel);
+        let key = FileKey::new(self.root_name, &path, e.stat);
+        lookup_or_read(self.root, self.hashes, key, &path, e)
     }
-}
 
-/// The BLAKE3 of file entry `e` of the walk of `source_path` in `root`,
-/// from `hashes` when they know it unchanged, else read (and then
-/// remembered there).
-pub(crate) fn file_digest(
-    root: &SourceRoot,
-    hashes: &FileHashes,
-    source_path: &str,
-    e: &Entry<'_>,
-) -> Result<[u8; 32], SourceError> {
-    let (key, path) = entry_key(root, source_path, e);
-    lookup_or_read(root, hashes, key, &path, e)
+    /// The fields of multiply-linked file `id` at entry `index`: its
+    /// content the first time, else which entry it is a link to.
+    fn linked(
+        &mut self,
+        id: (u64, u64),
+        index: u64,
+        digest: impl FnOnce(&mut Self) -> Result<[u8; 32], SourceError>,
+    ) -> Result<(), SourceError> {
+        if let Some(first) = self.links.get(&id) {
+            field(&mut self.out, b"hardlink", &first.to_le_bytes());
+            return Ok(());
+        }
+        self.links.insert(id, index);
+        let digest = digest(self)?;
+        field(&mut self.out, b"file", &digest);
+        Ok(())
+    }
 }
 
 /// The digest `hashes` has for `key`, else file entry `e` (at `path` in
@@ -211,5 +333,55 @@ fn root_name(root: &SourceRoot) -> Vec<u8> {
     match root.confinement() {
         Confinement::Chroot => ROOTFS.as_bytes().to_vec(),
         Confinement::Context => root.path().as_os_str().as_bytes().to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// Directories big enough to be walked in runs on several threads,
+    /// hard links across runs and across directories, an excluded
+    /// directory with a re-included file: the forked walk hashes exactly
+    /// what the walk on one thread does, and a changed file changes it.
+    #[test]
+    fn the_forked_walk_hashes_as_the_walk_on_one_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path();
+        for d in 0..40 {
+            let sub = ctx.join(format!("d{d:02}"));
+            fs::create_dir(&sub).unwrap();
+            for f in 0..40 {
+                fs::write(sub.join(format!("f{f:02}")), format!("{d} {f}")).unwrap();
+            }
+        }
+        fs::hard_link(ctx.join("d00/f00"), ctx.join("d39/link")).unwrap();
+        fs::hard_link(ctx.join("d00/f00"), ctx.join("d20/f99")).unwrap();
+        fs::hard_link(ctx.join("d05/f01"), ctx.join("d05/f98")).unwrap();
+        fs::create_dir_all(ctx.join("skip/keep")).unwrap();
+        fs::write(ctx.join("skip/keep/x"), "x").unwrap();
+        fs::write(ctx.join("skip/y"), "y").unwrap();
+        let root = SourceRoot::scratch(ctx).unwrap();
+        let hashes = FileHashes::default();
+        let opts = CopyHashOptions {
+            exclude: vec!["skip".into(), "!skip/keep".into()],
+            parents: false,
+        };
+        let sources = [".".to_string()];
+        let both = |opts: &CopyHashOptions| {
+            let forked = checksum_on(&root, &hashes, &sources, opts, true).unwrap();
+            let one = checksum_on(&root, &hashes, &sources, opts, false).unwrap();
+            assert_eq!(forked, one);
+            one
+        };
+        let before = both(&opts);
+        assert_ne!(
+            before,
+            both(&CopyHashOptions::default()),
+            "--exclude counts"
+        );
+        fs::write(ctx.join("d33/f07"), "changed").unwrap();
+        assert_ne!(both(&opts), before);
     }
 }

@@ -9,6 +9,11 @@
 //!
 //! Names are bytes, as Linux has them: a name that is not UTF-8 is walked,
 //! hashed and copied byte-exact (Docker copies such files too).
+//!
+//! A visitor that can [`Visitor::fork`] has a big directory's children
+//! walked in runs on all cores (rayon), each run by a fork, and gets the
+//! forks back with [`Visitor::join`] in walk order: what it sees does not
+//! depend on the number of threads.
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -70,12 +75,33 @@ fn reopen(fd: BorrowedFd<'_>, flags: OFlags) -> io::Result<OwnedFd> {
     )?)
 }
 
-pub trait Visitor {
+pub trait Visitor: Send {
     /// Called for every included entry, a directory before its children.
     fn entry(&mut self, e: &Entry<'_>) -> Result<(), SourceError>;
     /// Called after a directory's children.
     fn leave_dir(&mut self, e: &Entry<'_>) -> Result<(), SourceError>;
+    /// A visitor for a run of entries walked on another thread, handed
+    /// back to [`Self::join`] in walk order; `None` (the default): the
+    /// whole walk is on the caller's thread.
+    fn fork(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
+    /// Takes back a fork that has visited the entries that come next.
+    fn join(&mut self, _fork: Self) -> Result<(), SourceError>
+    where
+        Self: Sized,
+    {
+        Ok(())
+    }
 }
+
+/// Children of one directory visited by one fork: big enough that a fork
+/// costs little against its run, small enough to spread a directory of a
+/// few hundred entries over the cores.
+const RUN: usize = 16;
 
 pub fn kind_of(stat: &Stat, at: At<'_>) -> io::Result<Kind> {
     let ft = FileType::from_raw_mode(stat.st_mode);
@@ -167,10 +193,10 @@ impl<V: Visitor> Walker<'_, V> {
     /// Whether the entry is hidden, and whether it may still hold included
     /// entries (an excluded dir that a `!` exception may reach into).
     fn hidden(&self, rel: &[u8]) -> (bool, bool) {
-        let ctx_rel = join_bytes(self.source_path.as_bytes(), rel);
         let mut hidden = false;
         let mut skip = false;
         if let Some(ig) = self.root.ignore() {
+            let ctx_rel = join_bytes(self.source_path.as_bytes(), rel);
             if ig.excludes(&ctx_rel) {
                 hidden = true;
                 skip |= ig.skips_dir(&ctx_rel);
@@ -210,60 +236,118 @@ impl<V: Visitor> Walker<'_, V> {
     ) -> Result<(), SourceError> {
         let mut names = read_names(dir).map_err(|e| self.err(rel, e))?;
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        for name in names {
-            let child_rel = join_bytes(rel, name.as_bytes());
-            let (hidden, walk_anyway) = self.hidden(&child_rel);
-            if hidden && !walk_anyway {
-                continue;
+        // Inside an excluded directory the pending ancestors are emitted
+        // by whichever entry comes first: that walk stays on one thread.
+        if pending.is_empty() && names.len() > RUN && self.visitor.fork().is_some() {
+            return self.children_in_runs(dir, rel, &names);
+        }
+        for name in &names {
+            self.child(dir, rel, name, pending)?;
+        }
+        Ok(())
+    }
+
+    /// Visits `names` (children of `dir`, sorted) in runs of [`RUN`], each
+    /// by a fork of the visitor on the rayon pool, joined in order. A
+    /// window of runs at a time, so the forks' results held at once stay a
+    /// part of the tree.
+    fn children_in_runs(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        rel: &[u8],
+        names: &[OsString],
+    ) -> Result<(), SourceError> {
+        use rayon::prelude::*;
+        let window = RUN * 4 * rayon::current_num_threads();
+        for part in names.chunks(window) {
+            let forks: Vec<V> = part
+                .chunks(RUN)
+                .map(|_| self.visitor.fork().expect("the visitor forked before"))
+                .collect();
+            let (root, source_path, exclude) = (self.root, self.source_path, self.exclude);
+            let visited: Vec<Result<V, SourceError>> = part
+                .par_chunks(RUN)
+                .zip(forks)
+                .map(|(run, mut fork)| {
+                    let mut w = Walker {
+                        root,
+                        source_path,
+                        exclude,
+                        visitor: &mut fork,
+                    };
+                    for name in run {
+                        w.child(dir, rel, name, &mut Vec::new())?;
+                    }
+                    Ok(fork)
+                })
+                .collect();
+            for fork in visited {
+                self.visitor.join(fork?)?;
             }
-            let stat = statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|e| self.err(&child_rel, e.into()))?;
-            let at = At::Child(dir, &name);
-            let kind = kind_of(&stat, at).map_err(|e| self.err(&child_rel, e))?;
-            if hidden {
-                if kind != Kind::Dir {
-                    continue;
-                }
-                let sub = self.open_dir(dir, &name, &child_rel)?;
-                let parent = rustix::io::dup(dir).map_err(|e| self.err(rel, e.into()))?;
-                pending.push((
-                    Pending {
-                        rel: child_rel.clone(),
-                        stat,
-                        parent,
-                        name: name.clone(),
-                    },
-                    false,
-                ));
-                self.children(sub.as_fd(), &child_rel, pending)?;
-                let (p, emitted) = pending.pop().expect("pushed above");
-                if emitted {
-                    let kind = Kind::Dir;
-                    self.visitor.leave_dir(&Entry {
-                        rel: &p.rel,
-                        stat: &p.stat,
-                        kind: &kind,
-                        at: At::Child(p.parent.as_fd(), &p.name),
-                    })?;
-                }
-                continue;
+        }
+        Ok(())
+    }
+
+    /// Visits child `name` of `dir` (at `rel`) and what is below it.
+    fn child(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        rel: &[u8],
+        name: &OsStr,
+        pending: &mut Vec<(Pending, bool)>,
+    ) -> Result<(), SourceError> {
+        let child_rel = join_bytes(rel, name.as_bytes());
+        let (hidden, walk_anyway) = self.hidden(&child_rel);
+        if hidden && !walk_anyway {
+            return Ok(());
+        }
+        let stat = statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| self.err(&child_rel, e.into()))?;
+        let at = At::Child(dir, name);
+        let kind = kind_of(&stat, at).map_err(|e| self.err(&child_rel, e))?;
+        if hidden {
+            if kind != Kind::Dir {
+                return Ok(());
             }
-            self.flush(pending)?;
-            let entry = Entry {
-                rel: &child_rel,
-                stat: &stat,
-                kind: &kind,
-                at,
-            };
-            self.visitor.entry(&entry)?;
-            if kind == Kind::Dir {
-                let sub = self.open_dir(dir, &name, &child_rel)?;
-                // Included directories are emitted already; only excluded
-                // ancestors below this point may be pending.
-                let mut inner = Vec::new();
-                self.children(sub.as_fd(), &child_rel, &mut inner)?;
-                self.visitor.leave_dir(&entry)?;
+            let sub = self.open_dir(dir, name, &child_rel)?;
+            let parent = rustix::io::dup(dir).map_err(|e| self.err(rel, e.into()))?;
+            pending.push((
+                Pending {
+                    rel: child_rel.clone(),
+                    stat,
+                    parent,
+                    name: name.to_os_string(),
+                },
+                false,
+            ));
+            self.children(sub.as_fd(), &child_rel, pending)?;
+            let (p, emitted) = pending.pop().expect("pushed above");
+            if emitted {
+                let kind = Kind::Dir;
+                self.visitor.leave_dir(&Entry {
+                    rel: &p.rel,
+                    stat: &p.stat,
+                    kind: &kind,
+                    at: At::Child(p.parent.as_fd(), &p.name),
+                })?;
             }
+            return Ok(());
+        }
+        self.flush(pending)?;
+        let entry = Entry {
+            rel: &child_rel,
+            stat: &stat,
+            kind: &kind,
+            at,
+        };
+        self.visitor.entry(&entry)?;
+        if kind == Kind::Dir {
+            let sub = self.open_dir(dir, name, &child_rel)?;
+            // Included directories are emitted already; only excluded
+            // ancestors below this point may be pending.
+            let mut inner = Vec::new();
+            self.children(sub.as_fd(), &child_rel, &mut inner)?;
+            self.visitor.leave_dir(&entry)?;
         }
         Ok(())
     }
