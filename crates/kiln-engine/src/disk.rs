@@ -28,6 +28,9 @@ use crate::session::Paths;
 /// The build cache's default size limit (records' layer blobs and
 /// snapshots that no image holds, and the records themselves).
 pub const DEFAULT_CACHE_MAX_SIZE: u64 = 10_000_000_000;
+/// What a trim after a build brings the cache down to, in percent of the
+/// limit.
+const TRIM_TO_PERCENT: u64 = 80;
 
 /// What `kiln prune` is asked for.
 #[derive(Clone, Debug, Default)]
@@ -99,7 +102,7 @@ impl Disk<'_> {
                 .context(|| "clearing the build cache".to_string())?;
         } else {
             let limit = opts.cache_max_size.unwrap_or(DEFAULT_CACHE_MAX_SIZE);
-            let evicted = lru_evict(&state, limit);
+            let evicted = lru_evict(&state, limit, limit);
             self.remove_records(&evicted, &mut report)?;
         }
         // The lease older kilns kept the cache's blobs with: the records
@@ -129,12 +132,15 @@ impl Disk<'_> {
         Ok(report)
     }
 
-    /// After a build: evicts least recently used records (and what only
-    /// they held) while the cache is larger than `limit`.
+    /// After a build: once the cache is larger than `limit`, evicts least
+    /// recently used records (and what only they held) down to
+    /// [`TRIM_TO_PERCENT`] of it, so the next builds do not each pay for a
+    /// trim (deleting a layer's files also slows the file creates of the
+    /// builds right after it on some file systems).
     pub fn trim_cache(&self, limit: u64) -> Result<PruneReport, BuildError> {
         let mut report = PruneReport::default();
         let state = self.disk_state()?;
-        let evicted = lru_evict(&state, limit);
+        let evicted = lru_evict(&state, limit, limit / 100 * TRIM_TO_PERCENT);
         if evicted.is_empty() {
             return Ok(report);
         }
@@ -364,10 +370,10 @@ fn record_diff_ids(records: &[Entry]) -> HashSet<DiffId> {
         .collect()
 }
 
-/// The records to evict, oldest first, until what the cache holds alone
+/// The records to evict, oldest first, once what the cache holds alone
 /// (records, their blobs no image holds, the snapshots of their layers no
-/// image chain is) fits in `limit`.
-fn lru_evict(state: &State, limit: u64) -> Vec<Entry> {
+/// image chain is) is over `limit`, until it fits in `target`.
+fn lru_evict(state: &State, limit: u64, target: u64) -> Vec<Entry> {
     let size = |d: &Digest| state.sizes.get(d).copied().unwrap_or(0);
     let mut snap_bytes: HashMap<DiffId, u64> = HashMap::new();
     for s in &state.snapshots {
@@ -395,11 +401,14 @@ fn lru_evict(state: &State, limit: u64) -> Vec<Entry> {
             *n += 1;
         }
     }
+    if total <= limit {
+        return Vec::new();
+    }
     let mut by_age: Vec<&Entry> = state.records.iter().collect();
     by_age.sort_by_key(|e| e.used);
     let mut evicted = Vec::new();
     for e in by_age {
-        if total <= limit {
+        if total <= target {
             break;
         }
         total -= e.bytes;

@@ -170,6 +170,32 @@ fn lru_evicts_the_least_recently_used_records() {
 }
 
 #[test]
+fn a_trim_after_a_build_leaves_room_for_the_next_builds() {
+    let Some((tmp, root)) = setup() else { return };
+    let dir = tmp.path();
+    // Three untagged records of ~10 MB (a 5 MB blob and its snapshot),
+    // oldest first: ~30 MB.
+    for name in ["a", "b", "c"] {
+        build(&root, dir, name, &big_run(name, 5), &[]);
+    }
+    ok(kiln(&root).args(["rm", "a", "b", "c"]));
+    build(
+        &root,
+        dir,
+        "d",
+        "FROM busybox\n",
+        &["--cache-max-size", "23MB"],
+    );
+    // Over 23 MB, so trimmed to 80% of it (18.4 MB): a and b go, where
+    // trimming to the limit would have taken a alone.
+    for (name, kept) in [("c", true), ("b", false)] {
+        let out = build(&root, dir, name, &big_run(name, 5), &[]);
+        assert_eq!(out.contains("CACHED"), kept, "{name}:\n{out}");
+    }
+    ok(kiln(&root).arg("fsck"));
+}
+
+#[test]
 fn prune_all_during_a_build_leaves_it_correct() {
     let Some((tmp, root)) = setup() else { return };
     let dir = tmp.path();
