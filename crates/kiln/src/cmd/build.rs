@@ -103,8 +103,9 @@ pub struct Args {
     /// Merge the layers the target stage adds over its base into one layer
     #[arg(long)]
     squash: bool,
-    /// Limit of the build cache, enforced after the build by evicting the
-    /// least recently used records (e.g. 5GB, 500MiB; default 10GB)
+    /// Limit of the build cache: a build that leaves it larger evicts the
+    /// least recently used records down to 80% of it (e.g. 5GB, 500MiB;
+    /// default 10GB)
     #[arg(long = "cache-max-size", value_name = "SIZE", value_parser = parse_size)]
     cache_max_size: Option<u64>,
     #[command(flatten)]
