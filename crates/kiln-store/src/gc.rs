@@ -29,6 +29,23 @@ const TEMP_GRACE: Duration = Duration::from_secs(60);
 /// Blobs larger than this are never manifests or indexes.
 const MAX_JSON_BLOB: u64 = 16 << 20;
 
+/// What a manifest or index refers to. A manifest's config and layers
+/// never refer to anything, so a mark does not read them (a trim after
+/// every build would otherwise read and verify every small layer).
+#[derive(Default)]
+struct Refs {
+    /// An index's manifests, which may refer to more.
+    manifests: Vec<Digest>,
+    config: Option<Digest>,
+    layers: Vec<Digest>,
+}
+
+/// What a mark reached, and the configs of the image manifests among it.
+struct Marked {
+    live: HashSet<Digest>,
+    configs: Vec<Digest>,
+}
+
 /// Which blobs are kept by what (see [`Store::blob_usage`]).
 #[derive(Debug, Default, Clone)]
 pub struct BlobUsage {
@@ -64,7 +81,7 @@ impl Store {
         let named = roots.len();
         roots.extend(self.lease_roots(true)?);
         roots.extend(extra_roots()?);
-        let live = self.mark(&roots, named)?;
+        let live = self.mark(&roots, named)?.live;
 
         let mut report = PruneReport::default();
         for (digest, size) in self.all_blobs()? {
@@ -86,19 +103,12 @@ impl Store {
         let _lock = self.lock(false)?;
         let roots = self.named_roots()?;
         let named = self.mark(&roots, roots.len())?;
-        let leased = self.mark(&self.lease_roots(false)?, 0)?;
-        let mut configs = Vec::new();
-        for d in &named {
-            if let Some(c) = self.config_of(d) {
-                configs.push(c);
-            }
-        }
-        configs.sort();
+        let leased = self.mark(&self.lease_roots(false)?, 0)?.live;
         Ok(BlobUsage {
             blobs: self.all_blobs()?,
-            named,
+            named: named.live,
             leased,
-            configs,
+            configs: named.configs,
         })
     }
 
@@ -132,25 +142,12 @@ impl Store {
         Ok(out)
     }
 
-    /// The config digest of `digest` if it is an image manifest.
-    fn config_of(&self, digest: &Digest) -> Option<Digest> {
-        if self.blob_size(digest).ok()? > MAX_JSON_BLOB {
-            return None;
-        }
-        let data = self.read_blob(digest).ok()?;
-        if data.first() != Some(&b'{') {
-            return None;
-        }
-        let v: serde_json::Value = serde_json::from_slice(&data).ok()?;
-        v.get("layers")?;
-        v.get("config")?.get("digest")?.as_str()?.parse().ok()
-    }
-
     /// Everything reachable from `roots`. The first `named` roots are index
     /// entries: an unreadable manifest there aborts the prune, since its
     /// children cannot be known and would otherwise be deleted.
-    fn mark(&self, roots: &[Digest], named: usize) -> Result<HashSet<Digest>> {
+    fn mark(&self, roots: &[Digest], named: usize) -> Result<Marked> {
         let mut live = HashSet::new();
+        let mut configs = Vec::new();
         let mut stack: Vec<(Digest, bool)> = roots
             .iter()
             .enumerate()
@@ -160,8 +157,12 @@ impl Store {
             if !live.insert(d) {
                 continue;
             }
-            match self.children(&d) {
-                Ok(children) => stack.extend(children.into_iter().map(|c| (c, false))),
+            match self.refs(&d) {
+                Ok(refs) => {
+                    stack.extend(refs.manifests.into_iter().map(|c| (c, false)));
+                    live.extend(refs.config.iter().chain(&refs.layers));
+                    configs.extend(refs.config);
+                }
                 Err(e) if must_parse && self.has_blob(&d) => {
                     return Err(Error::invalid(
                         format!("image {d}"),
@@ -171,44 +172,50 @@ impl Store {
                 Err(_) => {}
             }
         }
-        Ok(live)
+        configs.sort();
+        configs.dedup();
+        Ok(Marked { live, configs })
     }
 
-    /// Blobs a manifest or index refers to; empty for other blobs.
-    pub(crate) fn children(&self, digest: &Digest) -> Result<Vec<Digest>> {
+    /// What a manifest or index refers to; nothing for other blobs.
+    fn refs(&self, digest: &Digest) -> Result<Refs> {
         let size = match self.blob_size(digest) {
             Ok(s) => s,
-            Err(Error::BlobNotFound { .. }) => return Ok(Vec::new()),
+            Err(Error::BlobNotFound { .. }) => return Ok(Refs::default()),
             Err(e) => return Err(e),
         };
         if size > MAX_JSON_BLOB {
-            return Ok(Vec::new());
+            return Ok(Refs::default());
         }
         let data = self.read_blob(digest)?;
         if data.first() != Some(&b'{') {
-            return Ok(Vec::new());
+            return Ok(Refs::default());
         }
         let v: serde_json::Value = serde_json::from_slice(&data)
             .map_err(|e| Error::invalid(format!("blob {digest}"), e))?;
-        let mut out = Vec::new();
-        let mut add = |d: &serde_json::Value| -> Result<()> {
-            if let Some(s) = d.get("digest").and_then(|s| s.as_str()) {
-                out.push(s.parse::<Digest>()?);
-            }
-            Ok(())
+        let digest_of = |d: &serde_json::Value| -> Result<Option<Digest>> {
+            d.get("digest")
+                .and_then(|s| s.as_str())
+                .map(|s| Ok(s.parse::<Digest>()?))
+                .transpose()
         };
-        if let Some(ms) = v.get("manifests").and_then(|m| m.as_array()) {
-            for m in ms {
-                add(m)?;
-            }
+        let list = |key: &str| -> Result<Vec<Digest>> {
+            let items = v.get(key).and_then(|m| m.as_array());
+            let digests = items.into_iter().flatten().map(digest_of);
+            digests.filter_map(Result::transpose).collect()
+        };
+        let mut refs = Refs {
+            manifests: list("manifests")?,
+            ..Refs::default()
+        };
+        if let (Some(c), true) = (
+            v.get("config"),
+            v.get("layers").is_some_and(|l| l.is_array()),
+        ) {
+            refs.config = digest_of(c)?;
+            refs.layers = list("layers")?;
         }
-        if let (Some(c), Some(ls)) = (v.get("config"), v.get("layers").and_then(|l| l.as_array())) {
-            add(c)?;
-            for l in ls {
-                add(l)?;
-            }
-        }
-        Ok(out)
+        Ok(refs)
     }
 
     fn remove_stale_temps(&self) -> Result<usize> {
