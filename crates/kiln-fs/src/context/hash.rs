@@ -96,6 +96,7 @@ fn hash_matched(
         links: HashMap::new(),
         count: 0,
         forks,
+        key: FileKey::default(),
     };
     walk::walk(root, m, exclude, &mut v)
 }
@@ -114,6 +115,9 @@ struct HashVisitor<'a> {
     count: u64,
     /// Whether runs of entries may be walked on other threads.
     forks: bool,
+    /// The key of the file looked up last (its buffer reused: one lookup
+    /// per file of the context on every build).
+    key: FileKey,
 }
 
 /// Where a visitor's fields go: into the hasher, or, for a fork walking a
@@ -225,6 +229,7 @@ impl Visitor for HashVisitor<'_> {
             out: Out::Record(Record::default()),
             links: HashMap::new(),
             count: 0,
+            key: FileKey::default(),
             ..*self
         })
     }
@@ -258,9 +263,9 @@ impl Visitor for HashVisitor<'_> {
 
 impl HashVisitor<'_> {
     fn file_digest(&mut self, e: &Entry<'_>) -> Result<[u8; 32], SourceError> {
-        let path = super::source::join_bytes(self.source_path.as_bytes(), e.rel);
-        let key = FileKey::new(self.root_name, &path, e.stat);
-        lookup_or_read(self.root, self.hashes, key, &path, e)
+        let (base, rel) = (self.source_path.as_bytes(), e.rel);
+        self.key.reset(self.root_name, base, rel, e.stat);
+        lookup_or_read(self.root, self.hashes, &self.key, self.source_path, e)
     }
 
     /// The fields of multiply-linked file `id` at entry `index`: its
@@ -282,26 +287,27 @@ impl HashVisitor<'_> {
     }
 }
 
-/// The digest `hashes` has for `key`, else file entry `e` (at `path` in
-/// `root`) read, hashed and remembered.
+/// The digest `hashes` has for `key`, else file entry `e` (of the walk of
+/// `source_path` in `root`) read, hashed and remembered.
 fn lookup_or_read(
     root: &SourceRoot,
     hashes: &FileHashes,
-    key: FileKey,
-    path: &[u8],
+    key: &FileKey,
+    source_path: &str,
     e: &Entry<'_>,
 ) -> Result<[u8; 32], SourceError> {
-    if let Some(d) = hashes.get(&key) {
+    if let Some(d) = hashes.get(key) {
         return Ok(d);
     }
+    let path = super::source::join_bytes(source_path.as_bytes(), e.rel);
     let io = |source: io::Error| SourceError::Io {
-        path: kiln_oci::escape_bytes(path),
+        path: kiln_oci::escape_bytes(&path),
         root: root.path().to_path_buf(),
         source,
     };
     let fd = e.at.open_read().map_err(io)?;
     let d = hash_reader(std::fs::File::from(fd)).map_err(io)?;
-    hashes.put(key, d);
+    hashes.put(key.clone(), d);
     Ok(d)
 }
 
@@ -313,23 +319,17 @@ pub fn listed_digest(
     source_path: &str,
     e: &Entry<'_>,
 ) -> Result<[u8; 32], SourceError> {
-    let (key, path) = entry_key(root, source_path, e);
+    let mut key = FileKey::default();
+    key.reset(&root_name(root), source_path.as_bytes(), e.rel, e.stat);
     match hashes.known(&key) {
         Some(d) => Ok(d),
-        None => lookup_or_read(root, hashes, key, &path, e),
+        None => lookup_or_read(root, hashes, &key, source_path, e),
     }
-}
-
-/// The index key of file entry `e` of the walk of `source_path`, and its
-/// path in `root`.
-fn entry_key(root: &SourceRoot, source_path: &str, e: &Entry<'_>) -> (FileKey, Vec<u8>) {
-    let path = super::source::join_bytes(source_path.as_bytes(), e.rel);
-    (FileKey::new(&root_name(root), &path, e.stat), path)
 }
 
 /// How the file-hash index names `root`: a context by its directory; every
 /// image or stage file system alike, as their files' keys hold their inodes.
-fn root_name(root: &SourceRoot) -> Vec<u8> {
+pub(crate) fn root_name(root: &SourceRoot) -> Vec<u8> {
     match root.confinement() {
         Confinement::Chroot => ROOTFS.as_bytes().to_vec(),
         Confinement::Context => root.path().as_os_str().as_bytes().to_vec(),

@@ -132,6 +132,7 @@ impl BuildContext {
     /// Keeps content hashes in `hashes` (the store's persistent index)
     /// instead of an index of this build alone.
     pub fn with_hashes(mut self, hashes: Arc<FileHashes>) -> BuildContext {
+        hashes.preload(&hash::root_name(&self.root));
         self.hashes = hashes;
         self
     }
