@@ -5,8 +5,9 @@ use memchr::memmem;
 use object::elf;
 use object::read::elf::{Dyn, FileHeader, ProgramHeader, SectionHeader};
 use object::Endianness;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ElfInfo {
     /// PT_INTERP, e.g. `/lib64/ld-linux-x86-64.so.2`; `None` when static.
     pub interp: Option<String>,

@@ -5,9 +5,11 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::elf::ElfInfo;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
     File,
     Dir,
@@ -16,18 +18,25 @@ pub enum Kind {
     Other,
 }
 
-#[derive(Debug, Clone)]
+// Serialised only as a layer's remembered events (`layer_memo`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Node {
     pub kind: Kind,
     pub size: u64,
     pub mode: u32,
-    /// Index of the layer that wrote this entry last.
+    /// Index of the layer that wrote this entry last (not remembered: the
+    /// same layer can sit at another index in another image).
+    #[serde(skip)]
     pub layer: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<[u8; 32]>,
     /// Symlink or hard link target, as stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elf: Option<ElfInfo>,
     /// Contents of the few small text files the guards read (passwd, group, ld.so.conf).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<Vec<u8>>,
 }
 

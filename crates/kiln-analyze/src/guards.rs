@@ -9,6 +9,8 @@ use kiln_store::{Image, Store};
 
 use crate::error::Result;
 use crate::fs::{parent, FinalFs, Kind, Node};
+use crate::layer_memo::LayerMemo;
+use crate::layer_read::Reading;
 use crate::report::Analysis;
 use crate::walk::analyze_keeping;
 
@@ -58,8 +60,15 @@ const CA_BUNDLES: [&str; 6] = [
 
 /// Every guard on `image`, read from `store` in one pass that keeps only
 /// the entries the guards look at, so its memory does not grow with the
-/// number of plain data files in the image.
-pub fn guard(store: &Store, image: &Image, name: &str) -> Result<Vec<Finding>> {
+/// number of plain data files in the image. With `memo`, each layer's
+/// entries are remembered there by layer digest, and a layer read before
+/// (a base, an unchanged COPY) is not read again.
+pub fn guard(
+    store: &Store,
+    image: &Image,
+    name: &str,
+    memo: Option<&std::path::Path>,
+) -> Result<Vec<Finding>> {
     let config = serde_json::to_value(&image.config).unwrap_or_default();
     let cfg = &config["config"];
     let mut names: Vec<String> = CA_BUNDLES.iter().map(|p| base(p).to_string()).collect();
@@ -78,7 +87,15 @@ pub fn guard(store: &Store, image: &Image, name: &str) -> Result<Vec<Finding>> {
             || path.starts_with("etc/ssl/certs/")
             || names.iter().any(|n| n == base(path))
     };
-    Ok(check(&analyze_keeping(store, image, name, &keep)?))
+    let reading = Reading {
+        keep: &keep,
+        hashes: false,
+        memo: memo.map(|dir| LayerMemo {
+            dir,
+            filter: format!("guards\0{}", names.join("\0")),
+        }),
+    };
+    Ok(check(&analyze_keeping(store, image, name, &reading)?))
 }
 
 fn base(path: &str) -> &str {

@@ -11,9 +11,11 @@ use std::sync::mpsc;
 
 use kiln_oci::oci_spec::image::Descriptor;
 use kiln_store::Store;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::fs::{join, parent, Kind, Node};
+use crate::layer_memo::LayerMemo;
 use crate::secrets::{self, SecretHit};
 
 /// Files up to this size are read into memory (ELF parsing, secret scan).
@@ -22,10 +24,21 @@ const MAX_IN_MEMORY: u64 = 256 << 20;
 /// Which entries the final filesystem keeps; called on worker threads.
 pub(crate) type Keep<'k> = &'k (dyn Fn(&str, &Node) -> bool + Sync);
 
+/// How a pass reads each layer.
+pub(crate) struct Reading<'k> {
+    pub keep: Keep<'k>,
+    /// Files' content hashes (the waste report compares them).
+    pub hashes: bool,
+    /// Where layers' events are remembered, for a pass that reads the same
+    /// layers again and again (the guards after every build).
+    pub memo: Option<LayerMemo<'k>>,
+}
+
 /// One tar entry, as the merge needs it.
 // Nearly every event is an `Entry`: boxing its node would cost an
 // allocation per file and save no memory.
 #[allow(clippy::large_enum_variant)]
+#[derive(Serialize, Deserialize)]
 pub(crate) enum Event {
     /// `.wh..wh..opq`: the lower layers' contents of this directory go.
     Opaque(String),
@@ -34,6 +47,7 @@ pub(crate) enum Event {
     Entry {
         path: String,
         node: Node,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         secrets: Vec<SecretHit>,
         /// Whether the final filesystem keeps the node (`keep` or a secret).
         keep: bool,
@@ -46,7 +60,7 @@ pub(crate) enum Event {
 pub(crate) fn for_each_layer(
     store: &Store,
     layers: &[Descriptor],
-    keep: Keep<'_>,
+    reading: &Reading<'_>,
     workers: usize,
     mut apply: impl FnMut(usize, Result<Vec<Event>>) -> Result<()>,
 ) -> Result<()> {
@@ -62,7 +76,7 @@ pub(crate) fn for_each_layer(
                     break;
                 }
                 if tx
-                    .send((i, read_layer(store, &layers[i], i, keep)))
+                    .send((i, read_layer(store, &layers[i], i, reading)))
                     .is_err()
                 {
                     break;
@@ -122,12 +136,33 @@ pub(crate) fn open_layer(
     Ok(tar::Archive::new(reader))
 }
 
-/// All events of layer `index`, in tar order.
+/// All events of layer `index`, in tar order: remembered, or read.
 fn read_layer(
     store: &Store,
     desc: &Descriptor,
     index: usize,
-    keep: Keep<'_>,
+    reading: &Reading<'_>,
+) -> Result<Vec<Event>> {
+    let (digest, hashes) = (desc.digest().to_string(), reading.hashes);
+    if let Some(events) = reading
+        .memo
+        .as_ref()
+        .and_then(|m| m.load(&digest, hashes, index))
+    {
+        return Ok(events);
+    }
+    let events = read_tar(store, desc, index, reading)?;
+    if let Some(memo) = &reading.memo {
+        memo.save(&digest, hashes, &events);
+    }
+    Ok(events)
+}
+
+fn read_tar(
+    store: &Store,
+    desc: &Descriptor,
+    index: usize,
+    reading: &Reading<'_>,
 ) -> Result<Vec<Event>> {
     let layer_err = |source| Error::Layer {
         layer: index,
@@ -136,7 +171,8 @@ fn read_layer(
     let mut archive = open_layer(store, desc, index)?;
     let mut reader = EntryReader {
         layer: index,
-        keep,
+        keep: reading.keep,
+        hashes: reading.hashes,
         buf: Vec::new(),
     };
     let mut events = Vec::new();
@@ -152,6 +188,7 @@ fn read_layer(
 struct EntryReader<'k> {
     layer: usize,
     keep: Keep<'k>,
+    hashes: bool,
     buf: Vec<u8>,
 }
 
@@ -227,7 +264,9 @@ impl EntryReader<'_> {
             let buf = &mut self.buf;
             buf.clear();
             entry.read_to_end(buf)?;
-            hasher.update(buf);
+            if self.hashes {
+                hasher.update(buf);
+            }
             node.elf = crate::elf::parse(buf);
             if node.elf.is_none() {
                 *secrets = secrets::scan(buf, path, self.layer);
@@ -235,10 +274,12 @@ impl EntryReader<'_> {
             if wanted_text(path) {
                 node.text = Some(buf.clone());
             }
-        } else {
+        } else if self.hashes {
             std::io::copy(entry, &mut hasher)?;
         }
-        node.hash = Some(*hasher.finalize().as_bytes());
+        if self.hashes {
+            node.hash = Some(*hasher.finalize().as_bytes());
+        }
         Ok(())
     }
 }

@@ -19,6 +19,7 @@ mod guards;
 pub mod html;
 
 mod input;
+mod layer_memo;
 mod layer_read;
 mod locate;
 mod remember;

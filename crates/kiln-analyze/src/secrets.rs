@@ -2,17 +2,18 @@
 //! keys, cloud and forge tokens, and registry/netrc credential files.
 
 use memchr::memmem;
+use serde::{Deserialize, Serialize};
 
 /// Bigger files are not scanned (keys and tokens live in small files).
 const MAX_SCAN: usize = 8 << 20;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretHit {
     /// `/path` in a layer, or `config:Env` / `history[3]` for image metadata.
     pub place: String,
     /// Layer index, `None` for the config.
     pub layer: Option<usize>,
-    pub what: &'static str,
+    pub what: String,
 }
 
 /// Token prefixes followed by at least `min` characters of `[A-Za-z0-9_]`.
@@ -31,11 +32,11 @@ pub fn scan(data: &[u8], path: &str, layer: usize) -> Vec<SecretHit> {
     let place = format!("/{path}");
     let name = path.rsplit('/').next().unwrap_or("");
     let mut out = Vec::new();
-    let mut hit = |what| {
+    let mut hit = |what: &str| {
         out.push(SecretHit {
             place: place.clone(),
             layer: Some(layer),
-            what,
+            what: what.into(),
         })
     };
     if let Some(what) = private_key(data) {
@@ -126,7 +127,7 @@ pub fn scan_config(config: &serde_json::Value) -> Vec<SecretHit> {
             out.push(SecretHit {
                 place: "config".into(),
                 layer: None,
-                what,
+                what: what.into(),
             });
         }
     }
@@ -148,7 +149,7 @@ pub fn scan_config(config: &serde_json::Value) -> Vec<SecretHit> {
             out.push(SecretHit {
                 place: format!("history[{i}] (created_by)"),
                 layer: None,
-                what,
+                what: what.into(),
             });
         }
     }

@@ -9,7 +9,7 @@ use kiln_store::{Image, Store};
 
 use crate::error::{Error, Result};
 use crate::fs::{parent, FinalFs, Kind, Node};
-use crate::layer_read::{for_each_layer, Event, Keep};
+use crate::layer_read::{for_each_layer, Event, Reading};
 use crate::report::*;
 use crate::secrets::SecretHit;
 
@@ -18,21 +18,28 @@ const TOP: usize = 50;
 
 /// Analyses `image` (named `name` in the report) from `store`.
 pub fn analyze(store: &Store, image: &Image, name: &str) -> Result<Analysis> {
-    analyze_keeping(store, image, name, &|_, _| true)
+    let all = Reading {
+        keep: &|_, _| true,
+        hashes: true,
+        memo: None,
+    };
+    analyze_keeping(store, image, name, &all)
 }
 
-/// [`analyze`], but the final filesystem keeps only the entries `keep`
-/// wants (and files with a secret): a pass for one purpose then holds
-/// memory in proportion to what it reads, not to the image's file count.
-/// Sizes, waste and largest files of the result count only those entries.
+/// [`analyze`], but the final filesystem keeps only the entries
+/// `reading.keep` wants (and files with a secret): a pass for one purpose
+/// then holds memory in proportion to what it reads, not to the image's
+/// file count. Sizes, waste and largest files of the result count only
+/// those entries (and without `reading.hashes`, a file replaced by the same
+/// content counts as overwritten).
 pub(crate) fn analyze_keeping(
     store: &Store,
     image: &Image,
     name: &str,
-    keep: Keep<'_>,
+    reading: &Reading<'_>,
 ) -> Result<Analysis> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    analyze_on(store, image, name, keep, workers)
+    analyze_on(store, image, name, reading, workers)
 }
 
 /// [`analyze_keeping`] with the layers read on up to `workers` threads; the
@@ -41,7 +48,7 @@ fn analyze_on(
     store: &Store,
     image: &Image,
     name: &str,
-    keep: Keep<'_>,
+    reading: &Reading<'_>,
     workers: usize,
 ) -> Result<Analysis> {
     let layers = image.manifest.layers();
@@ -54,7 +61,7 @@ fn analyze_on(
         secrets: Vec::new(),
     };
     let mut reports = Vec::new();
-    for_each_layer(store, layers, keep, workers, |i, events| {
+    for_each_layer(store, layers, reading, workers, |i, events| {
         let desc = &layers[i];
         let info = store
             .layer_info(desc)

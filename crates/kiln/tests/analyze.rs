@@ -445,13 +445,17 @@ fn the_elf_guard_points_at_the_stage_with_the_libraries_and_is_remembered() {
         "the hint says what to copy:\n{out}"
     );
 
-    // Remembered: an entry changed by hand is what the rebuild prints.
+    // Remembered: an entry changed by hand is what the rebuild prints;
+    // and the image's one layer, by its digest, for images that share it.
     let dir = root.join("cache/guards");
     let entries: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
         .collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
+    let layers = std::fs::read_dir(dir.join("layers")).unwrap().count();
+    assert_eq!(layers, 1, "one layer remembered");
     let text = std::fs::read_to_string(&entries[0]).unwrap();
     std::fs::write(
         &entries[0],

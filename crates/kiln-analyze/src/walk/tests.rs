@@ -7,6 +7,8 @@ use std::path::Path;
 
 use super::*;
 use crate::input::open_input;
+use crate::layer_memo::LayerMemo;
+use crate::layer_read::Keep;
 
 /// An uncompressed layer tar; a path ending in `/` is a directory.
 fn layer(entries: &[(&str, &[u8], u32)]) -> Vec<u8> {
@@ -126,8 +128,13 @@ fn analysed(keep: Keep<'_>) -> String {
     let archive = tmp.path().join("image.tar");
     write_archive(&archive);
     let input = open_input(tmp.path(), archive.to_str().unwrap()).unwrap();
+    let reading = Reading {
+        keep,
+        hashes: true,
+        memo: None,
+    };
     let run =
-        |workers| summary(&analyze_on(&input.store, &input.image, "t", keep, workers).unwrap());
+        |workers| summary(&analyze_on(&input.store, &input.image, "t", &reading, workers).unwrap());
     let one = run(1);
     for workers in [2, 3] {
         assert_eq!(run(workers), one, "{workers} workers");
@@ -175,4 +182,51 @@ fn multi_layer_results() {
     assert_eq!(all, ALL);
     let some = analysed(&|p, n| n.mode & 0o111 != 0 || p.starts_with("etc/"));
     assert_eq!(some, SOME);
+}
+
+/// A pass with a memo gives what it gives without one, reads a remembered
+/// layer from the memo and not from the store (its blobs are gone for the
+/// second pass), and reads a layer again when its memo is damaged.
+#[test]
+fn remembered_layers_are_not_read_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("image.tar");
+    write_archive(&archive);
+    let input = open_input(tmp.path(), archive.to_str().unwrap()).unwrap();
+    let keep = |p: &str, n: &Node| n.mode & 0o111 != 0 || p.starts_with("etc/");
+    let memo_dir = tmp.path().join("memo");
+    let reading = |memo: bool| Reading {
+        keep: &keep,
+        hashes: false,
+        memo: memo.then(|| LayerMemo {
+            dir: &memo_dir,
+            filter: "test".into(),
+        }),
+    };
+    let run = |memo: bool| {
+        summary(&analyze_on(&input.store, &input.image, "t", &reading(memo), 2).unwrap())
+    };
+    let fresh = run(false);
+    assert!(fresh.contains("SecretHit { place: \"/opt/token\", layer: Some(1)"));
+    assert_eq!(run(true), fresh, "first pass, writing the memo");
+    let remembered = std::fs::read_dir(&memo_dir).unwrap().count();
+    assert_eq!(remembered, 3, "one entry per layer");
+
+    let layers = input.image.manifest.layers();
+    for l in layers {
+        let d = kiln_store::descriptor_digest(l).unwrap();
+        std::fs::remove_file(input.store.blob_path(&d)).unwrap();
+    }
+    assert_eq!(run(true), fresh, "from the memo alone");
+    let err = analyze_on(&input.store, &input.image, "t", &reading(false), 2);
+    assert!(err.is_err(), "without the memo the blobs are needed");
+
+    for e in std::fs::read_dir(&memo_dir).unwrap() {
+        std::fs::write(e.unwrap().path(), b"[{\"Entry\":").unwrap();
+    }
+    let damaged = analyze_on(&input.store, &input.image, "t", &reading(true), 2);
+    assert!(
+        damaged.is_err(),
+        "a damaged memo is not trusted: the layer is read again"
+    );
 }

@@ -357,7 +357,9 @@ fn after_build(
             .context("analyzing the built image")
     };
     if guards != Guards::Off {
+        let started = std::time::Instant::now();
         let findings = guard_findings(global, store, &image, built)?;
+        tracing::debug!(took = ?started.elapsed(), "guards");
         for f in &findings {
             let level = match (f.severity, guards) {
                 (kiln_analyze::Severity::Info, _) => "info",
@@ -394,7 +396,9 @@ fn give_back_freed_memory() {
 
 /// The guards' findings on the built image, pointing at the stages that
 /// have what it misses; remembered under ROOT/cache/guards, so a rebuild
-/// that made the same image does not read its layers again.
+/// that made the same image does not read its layers again, and each
+/// layer's entries under ROOT/cache/guards/layers, so one that shares
+/// layers with an image checked before reads only its new ones.
 fn guard_findings(
     global: &Global,
     store: &kiln_store::Store,
@@ -402,8 +406,10 @@ fn guard_findings(
     built: &kiln_engine::Built,
 ) -> anyhow::Result<Vec<kiln_analyze::Finding>> {
     let dir = global.root.join("cache/guards");
+    let layers = dir.join("layers");
     kiln_analyze::remembered(&dir, image, &built.other_stages, || {
-        let mut findings = kiln_analyze::guard(store, image, &built.image_id.to_string())
+        let name = built.image_id.to_string();
+        let mut findings = kiln_analyze::guard(store, image, &name, Some(&layers))
             .context("checking the built image")?;
         kiln_analyze::locate_missing(store, &built.other_stages, &mut findings)
             .context("looking for the missing libraries in the other stages")?;
