@@ -80,6 +80,11 @@ impl Builder {
         &self.store
     }
 
+    /// Where the guards remember their results (`Paths::guards`).
+    pub fn guards_dir(&self) -> std::path::PathBuf {
+        self.paths.guards()
+    }
+
     /// Disk use and giving it back (`kiln prune`, `kiln system df`).
     pub fn disk(&self) -> Disk<'_> {
         Disk {

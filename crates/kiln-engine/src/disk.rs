@@ -11,9 +11,11 @@
 //!   snapshot it holds a lock on (`kiln_fs::snapshot`), whatever prune
 //!   decides: concurrent builds stay correct.
 //!
-//! Records are evicted least recently used first (a hit renews a record)
-//! when the cache is larger than its limit, after every build and by
-//! `kiln prune`.
+//! What nothing keeps (the layers of an image whose tag moved on, of a
+//! record a `--no-cache` build replaced) counts against the build cache's
+//! limit and goes whenever the cache is trimmed. Records are evicted least
+//! recently used first (a hit renews a record) when the cache is larger
+//! than its limit, after every build and by `kiln prune`.
 
 use std::collections::{HashMap, HashSet};
 
@@ -102,7 +104,7 @@ impl Disk<'_> {
                 .context(|| "clearing the build cache".to_string())?;
         } else {
             let limit = opts.cache_max_size.unwrap_or(DEFAULT_CACHE_MAX_SIZE);
-            let evicted = lru_evict(&state, limit, limit);
+            let (_, evicted) = lru_evict(&state, limit, limit);
             self.remove_records(&evicted, &mut report)?;
         }
         // The lease older kilns kept the cache's blobs with: the records
@@ -110,17 +112,7 @@ impl Disk<'_> {
         self.store
             .remove_lease("build-cache")
             .context(|| "removing the old build-cache lease".to_string())?;
-        report.blobs = self.prune_blobs(None)?;
-        let kept = if opts.all {
-            HashSet::new()
-        } else {
-            record_diff_ids(&self.cache.entries())
-        };
-        let keep = |s: &SnapshotInfo| {
-            (!opts.all && state.image_chains.contains(&s.chain_id))
-                || s.diff_id.as_ref().is_some_and(|d| kept.contains(d))
-        };
-        self.remove_snapshots(&state.snapshots, keep, &mut report)?;
+        self.remove_unkept(&state, opts.all, &mut report)?;
         if opts.all {
             let (n, bytes) = crate::ops::cache_mount::remove_unused(
                 &self.paths.cache_mounts(),
@@ -128,6 +120,15 @@ impl Disk<'_> {
             )?;
             report.cache_mounts = n;
             report.cache_mount_bytes = bytes;
+            // The guards' results are a cache too; a build running now
+            // only loses the shortcut.
+            let guards = self.paths.guards();
+            match std::fs::remove_dir_all(&guards) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).context(|| format!("removing {}", guards.display()));
+                }
+                _ => {}
+            }
         }
         Ok(report)
     }
@@ -140,26 +141,36 @@ impl Disk<'_> {
     pub fn trim_cache(&self, limit: u64) -> Result<PruneReport, BuildError> {
         let mut report = PruneReport::default();
         let state = self.disk_state()?;
-        let evicted = lru_evict(&state, limit, limit / 100 * TRIM_TO_PERCENT);
-        if evicted.is_empty() {
+        let unkept = unkept_bytes(&state);
+        let target = limit / 100 * TRIM_TO_PERCENT;
+        let (held, evicted) = lru_evict(&state, limit.saturating_sub(unkept), target);
+        if held + unkept <= limit {
             return Ok(report);
         }
         self.remove_records(&evicted, &mut report)?;
-        let blobs: HashSet<Digest> = evicted
-            .iter()
-            .filter_map(|e| e.layer.map(|l| l.0))
-            .collect();
-        report.blobs = self.prune_blobs(Some(&blobs))?;
-        let gone = record_diff_ids(&evicted);
-        let kept = record_diff_ids(&self.cache.entries());
-        let keep = |s: &SnapshotInfo| {
-            state.image_chains.contains(&s.chain_id)
-                || s.diff_id
-                    .as_ref()
-                    .is_none_or(|d| !gone.contains(d) || kept.contains(d))
-        };
-        self.remove_snapshots(&state.snapshots, keep, &mut report)?;
+        self.remove_unkept(&state, false, &mut report)?;
         Ok(report)
+    }
+
+    /// Removes the blobs and snapshots nothing keeps once `report`'s
+    /// records are gone (with `all`, images' snapshots too).
+    fn remove_unkept(
+        &self,
+        state: &State,
+        all: bool,
+        report: &mut PruneReport,
+    ) -> Result<(), BuildError> {
+        report.blobs = self.prune_blobs()?;
+        let kept = if all {
+            HashSet::new()
+        } else {
+            record_diff_ids(&self.cache.entries())
+        };
+        let keep = |s: &SnapshotInfo| {
+            (!all && state.image_chains.contains(&s.chain_id))
+                || s.diff_id.as_ref().is_some_and(|d| kept.contains(d))
+        };
+        self.remove_snapshots(&state.snapshots, keep, report)
     }
 
     /// `kiln system df`: images, build cache, layer snapshots, cache mounts
@@ -329,13 +340,10 @@ impl Disk<'_> {
 
     /// Prunes the store, the records left in the cache keeping their blobs
     /// (read under the store's exclusive lock).
-    fn prune_blobs(
-        &self,
-        only: Option<&HashSet<Digest>>,
-    ) -> Result<kiln_store::PruneReport, BuildError> {
+    fn prune_blobs(&self) -> Result<kiln_store::PruneReport, BuildError> {
         let report = self
             .store
-            .prune_with(only, || Ok(self.cache.referenced_blobs()))
+            .prune_with(|| Ok(self.cache.referenced_blobs()))
             .context(|| "pruning the store".to_string())?;
         self.cache
             .forget_compressed(|d| self.store.has_blob(d))
@@ -370,10 +378,38 @@ fn record_diff_ids(records: &[Entry]) -> HashSet<DiffId> {
         .collect()
 }
 
-/// The records to evict, oldest first, once what the cache holds alone
-/// (records, their blobs no image holds, the snapshots of their layers no
-/// image chain is) is over `limit`, until it fits in `target`.
-fn lru_evict(state: &State, limit: u64, target: u64) -> Vec<Entry> {
+/// What nothing keeps: blobs no name, record or running kiln holds, and
+/// snapshots no image chain, record or running kiln holds.
+fn unkept_bytes(state: &State) -> u64 {
+    let record_blobs: HashSet<Digest> = state
+        .records
+        .iter()
+        .filter_map(|e| e.layer.map(|l| l.0))
+        .collect();
+    let record_diffs = record_diff_ids(&state.records);
+    let blobs: u64 = (state.blobs.blobs.iter())
+        .filter(|(d, _)| {
+            !state.blobs.named.contains(d)
+                && !state.blobs.leased.contains(d)
+                && !record_blobs.contains(d)
+        })
+        .map(|(_, n)| n)
+        .sum();
+    let snapshots: u64 = (state.snapshots.iter())
+        .filter(|s| {
+            !s.in_use
+                && !state.image_chains.contains(&s.chain_id)
+                && s.diff_id.is_none_or(|d| !record_diffs.contains(&d))
+        })
+        .map(|s| s.bytes)
+        .sum();
+    blobs + snapshots
+}
+
+/// What the cache holds alone (records, their blobs no image holds, the
+/// snapshots of their layers no image chain is), and the records to evict,
+/// oldest first, once that is over `limit`, until it fits in `target`.
+fn lru_evict(state: &State, limit: u64, target: u64) -> (u64, Vec<Entry>) {
     let size = |d: &Digest| state.sizes.get(d).copied().unwrap_or(0);
     let mut snap_bytes: HashMap<DiffId, u64> = HashMap::new();
     for s in &state.snapshots {
@@ -401,8 +437,9 @@ fn lru_evict(state: &State, limit: u64, target: u64) -> Vec<Entry> {
             *n += 1;
         }
     }
+    let held = total;
     if total <= limit {
-        return Vec::new();
+        return (held, Vec::new());
     }
     let mut by_age: Vec<&Entry> = state.records.iter().collect();
     by_age.sort_by_key(|e| e.used);
@@ -428,5 +465,5 @@ fn lru_evict(state: &State, limit: u64, target: u64) -> Vec<Entry> {
         }
         evicted.push(e.clone());
     }
-    evicted
+    (held, evicted)
 }

@@ -44,6 +44,13 @@ impl Paths {
         self.root.join("cache/mounts")
     }
 
+    /// What the lean-final guards remember (`kiln_analyze::remembered`,
+    /// and each layer's entries under `layers/`): a cache, dropped by
+    /// `kiln prune --all`.
+    pub fn guards(&self) -> PathBuf {
+        self.root.join("cache/guards")
+    }
+
     /// The directory of cache mount `id`.
     pub fn cache_mount(&self, id: &str) -> PathBuf {
         self.cache_mounts()

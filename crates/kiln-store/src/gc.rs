@@ -64,16 +64,14 @@ impl Store {
     /// `lease.rs`) or `extra_roots`. Manifests and indexes among the roots
     /// keep their children.
     pub fn prune(&self, extra_roots: &[Digest]) -> Result<PruneReport> {
-        self.prune_with(None, || Ok(extra_roots.to_vec()))
+        self.prune_with(|| Ok(extra_roots.to_vec()))
     }
 
     /// [`Store::prune`] with extra roots computed under the exclusive lock,
     /// so that whatever they are read from (the build cache's records) is
-    /// seen as it is when the sweep runs; with `only`, unreachable blobs
-    /// outside it stay.
+    /// seen as it is when the sweep runs.
     pub fn prune_with(
         &self,
-        only: Option<&HashSet<Digest>>,
         extra_roots: impl FnOnce() -> Result<Vec<Digest>>,
     ) -> Result<PruneReport> {
         let _lock = self.lock(true)?;
@@ -85,7 +83,7 @@ impl Store {
 
         let mut report = PruneReport::default();
         for (digest, size) in self.all_blobs()? {
-            if live.contains(&digest) || only.is_some_and(|o| !o.contains(&digest)) {
+            if live.contains(&digest) {
                 continue;
             }
             let path = self.blob_path(&digest);

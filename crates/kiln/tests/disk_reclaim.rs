@@ -195,6 +195,43 @@ fn a_trim_after_a_build_leaves_room_for_the_next_builds() {
     ok(kiln(&root).arg("fsck"));
 }
 
+/// A `--no-cache` rebuild replaces its records and moves the tag on: the
+/// layers the old ones held are kept by nothing, count against the limit
+/// and go at the next trim, so a root rebuilt again and again stays
+/// bounded (it grew by a layer blob and a snapshot per rebuild).
+#[test]
+fn no_cache_rebuilds_stay_within_the_cache_limit() {
+    let Some((tmp, root)) = setup() else { return };
+    let dir = tmp.path();
+    let dockerfile = big_run("a", 5);
+    let limit = ["--cache-max-size", "30MB"];
+    build(&root, dir, "a", &dockerfile, &limit);
+    let one = du(&root);
+    for _ in 0..8 {
+        build(
+            &root,
+            dir,
+            "a",
+            &dockerfile,
+            &["--no-cache", limit[0], limit[1]],
+        );
+    }
+    // ~10 MB left behind per rebuild: 80 MB without a trim, at most the
+    // 30 MB limit (and the rebuild that passed it) with one.
+    let grown = du(&root).saturating_sub(one);
+    assert!(
+        grown < 50_000_000,
+        "8 rebuilds grew the root by {grown} bytes"
+    );
+    let df = ok(kiln(&root).args(["system", "df"]));
+    let out = build(&root, dir, "a", &dockerfile, &[]);
+    assert!(
+        out.contains("CACHED"),
+        "the latest record went:\n{out}\n{df}"
+    );
+    ok(kiln(&root).arg("fsck"));
+}
+
 #[test]
 fn prune_all_during_a_build_leaves_it_correct() {
     let Some((tmp, root)) = setup() else { return };

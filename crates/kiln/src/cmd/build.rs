@@ -144,7 +144,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         (false, false) => Guards::Warn,
         (false, true) => Guards::Strict,
     };
-    after_build(global, &builder, &built, guards, &args.gates)
+    after_build(&builder, &built, guards, &args.gates)
 }
 
 /// The engine's request from the command line, every flag checked.
@@ -338,7 +338,6 @@ impl IsolationArgs {
 
 /// Stage sizes, the lean-final guards and the budgets on the built image.
 fn after_build(
-    global: &Global,
     builder: &Builder,
     built: &kiln_engine::Built,
     guards: Guards,
@@ -358,7 +357,7 @@ fn after_build(
     };
     if guards != Guards::Off {
         let started = std::time::Instant::now();
-        let findings = guard_findings(global, store, &image, built)?;
+        let findings = guard_findings(&builder.guards_dir(), store, &image, built)?;
         tracing::debug!(took = ?started.elapsed(), "guards");
         for f in &findings {
             let level = match (f.severity, guards) {
@@ -400,14 +399,13 @@ fn give_back_freed_memory() {
 /// layer's entries under ROOT/cache/guards/layers, so one that shares
 /// layers with an image checked before reads only its new ones.
 fn guard_findings(
-    global: &Global,
+    dir: &std::path::Path,
     store: &kiln_store::Store,
     image: &kiln_store::Image,
     built: &kiln_engine::Built,
 ) -> anyhow::Result<Vec<kiln_analyze::Finding>> {
-    let dir = global.root.join("cache/guards");
     let layers = dir.join("layers");
-    kiln_analyze::remembered(&dir, image, &built.other_stages, || {
+    kiln_analyze::remembered(dir, image, &built.other_stages, || {
         let name = built.image_id.to_string();
         let mut findings = kiln_analyze::guard(store, image, &name, Some(&layers))
             .context("checking the built image")?;
