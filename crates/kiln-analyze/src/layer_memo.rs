@@ -8,7 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::layer_read::Event;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// Entries no pass used for this long are removed when one is written.
 const UNUSED_FOR: Duration = Duration::from_secs(14 * 24 * 3600);
@@ -38,29 +39,21 @@ impl LayerMemo<'_> {
         self.dir.join(format!("{}.json", key.finalize().to_hex()))
     }
 
-    /// The remembered events of the layer `digest` at `index`, or `None`
-    /// (never remembered, or damaged: then it is read again).
-    pub fn load(&self, digest: &str, hashes: bool, index: usize) -> Option<Vec<Event>> {
+    /// The remembered events of the layer `digest`, or `None` (never
+    /// remembered, or damaged: then it is read again).
+    pub fn load<E: DeserializeOwned>(&self, digest: &str, hashes: bool) -> Option<Vec<E>> {
         let path = self.path(digest, hashes);
-        let mut events: Vec<Event> = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+        let events = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
         // Renewed, so the sweep keeps what builds still use.
         if let Ok(f) = std::fs::File::options().append(true).open(&path) {
             let _ = f.set_modified(SystemTime::now());
-        }
-        for event in &mut events {
-            if let Event::Entry { node, secrets, .. } = event {
-                node.layer = index;
-                for s in secrets {
-                    s.layer = Some(index);
-                }
-            }
         }
         Some(events)
     }
 
     /// Remembers `events` of the layer `digest`; a failure only loses the
     /// shortcut. Sweeps old entries first.
-    pub fn save(&self, digest: &str, hashes: bool, events: &[Event]) {
+    pub fn save<E: Serialize>(&self, digest: &str, hashes: bool, events: &[E]) {
         let write = || -> std::io::Result<()> {
             std::fs::create_dir_all(self.dir)?;
             self.sweep();

@@ -144,11 +144,8 @@ fn read_layer(
     reading: &Reading<'_>,
 ) -> Result<Vec<Event>> {
     let (digest, hashes) = (desc.digest().to_string(), reading.hashes);
-    if let Some(events) = reading
-        .memo
-        .as_ref()
-        .and_then(|m| m.load(&digest, hashes, index))
-    {
+    if let Some(mut events) = reading.memo.as_ref().and_then(|m| m.load(&digest, hashes)) {
+        at_layer(&mut events, index);
         return Ok(events);
     }
     let events = read_tar(store, desc, index, reading)?;
@@ -156,6 +153,19 @@ fn read_layer(
         memo.save(&digest, hashes, &events);
     }
     Ok(events)
+}
+
+/// Remembered events name no layer index (the same layer sits at other
+/// indexes in other images): they get `index`.
+fn at_layer(events: &mut [Event], index: usize) {
+    for event in events {
+        if let Event::Entry { node, secrets, .. } = event {
+            node.layer = index;
+            for s in secrets {
+                s.layer = Some(index);
+            }
+        }
+    }
 }
 
 fn read_tar(
