@@ -38,6 +38,8 @@ pub struct WorkingRootfs<'a> {
     snapshotter: &'a dyn Snapshotter,
     active: Option<ActiveSnapshot>,
     parent_chain: Option<kiln_oci::Digest>,
+    /// The layer snapshots under it, top-most first.
+    lowers: Vec<PathBuf>,
 }
 
 impl<'a> WorkingRootfs<'a> {
@@ -46,14 +48,21 @@ impl<'a> WorkingRootfs<'a> {
         layers: &[Layer],
     ) -> Result<WorkingRootfs<'a>, BuildError> {
         let snapshotter = session.snapshotter.as_ref();
+        let lowers = snapshot_paths(session, layers)?;
         let active = snapshotter
-            .prepare(&snapshot_paths(session, layers)?)
+            .prepare(&lowers)
             .context(|| format!("preparing a {} snapshot", snapshotter.name()))?;
         Ok(WorkingRootfs {
             snapshotter,
             active: Some(active),
             parent_chain: top_chain_id(layers),
+            lowers,
         })
+    }
+
+    /// The layer snapshots under it, top-most first.
+    pub fn lowers(&self) -> &[PathBuf] {
+        &self.lowers
     }
 
     pub fn merged(&self) -> &Path {
@@ -207,6 +216,11 @@ impl<'a> ReadonlyRootfs<'a> {
 
     pub fn path(&self) -> &Path {
         self.active.as_ref().expect("active until dropped").rootfs()
+    }
+
+    /// The layer snapshots it shows, top-most first.
+    pub fn layers(&self) -> &[PathBuf] {
+        &self.layers
     }
 
     /// The content hashes its layers' snapshots recorded when they were

@@ -1,7 +1,7 @@
 //! COPY and ADD: files from the context, another stage, an image, a
 //! here-document or a URL into the stage, as one layer.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use kiln_dockerfile::{CopyFrom, CopyStep, Step};
 use kiln_fs::context::{CopyHashOptions, SourceRoot};
@@ -31,6 +31,8 @@ struct Copy<'a, 'b> {
     /// Where `paths` are read from (context, or a stage's or image's
     /// view), with the content hashes its checksum found.
     source: Option<(&'a SourceRoot, &'a FileHashes)>,
+    /// The layer snapshots of a `--from` source, top-most first.
+    source_layers: &'a [PathBuf],
     downloads: Vec<Download>,
     workdir: String,
     inputs: Inputs,
@@ -57,6 +59,7 @@ pub fn copy(
     // The source root, and the hash of what is read from it.
     let from_view: FromView;
     let mut fast_key = None;
+    let mut source_layers: &[PathBuf] = &[];
     let (source, source_key) = match &c.from {
         _ if paths.is_empty() => (None, inputs::CopySource::None),
         None => {
@@ -89,6 +92,7 @@ pub fn copy(
             fast_key = Some(fast);
             from_view = FromView::mount(b, &layers)?;
             let hash = from_view.checksum(b, step, &paths, &hash_opts)?;
+            source_layers = from_view.view.layers();
             (
                 Some((&from_view.root, &from_view.hashes)),
                 inputs::CopySource::Stage(hash),
@@ -112,6 +116,7 @@ pub fn copy(
         args: c,
         paths,
         source,
+        source_layers,
         downloads,
         workdir,
         inputs,
@@ -168,7 +173,7 @@ fn copy_inputs(
 /// A `--from` stage or image, mounted read-only while the copy reads it.
 struct FromView<'s> {
     /// Mounted as long as the copy reads it.
-    _view: ReadonlyRootfs<'s>,
+    view: ReadonlyRootfs<'s>,
     root: SourceRoot,
     /// Its layers' file hashes, loaded once for the checksum and listing.
     hashes: FileHashes,
@@ -180,11 +185,7 @@ impl<'s> FromView<'s> {
         let root =
             SourceRoot::rootfs(view.path()).context(|| "opening the --from source".to_string())?;
         let hashes = view.file_hashes();
-        Ok(FromView {
-            _view: view,
-            root,
-            hashes,
-        })
+        Ok(FromView { view, root, hashes })
     }
 
     /// Keyed by the content of the files read, like a context COPY, so a
@@ -266,13 +267,20 @@ impl Op for Copy<'_, '_> {
             tmp_dir: Some(tmp.clone()),
             host: None,
             upper: None,
+            link_from: None,
         };
         if let Some((source, _)) = self.source {
             // Straight into the upper dir only when nothing else of this
             // step writes through the merged view afterwards.
             let alone = c.heredocs.is_empty() && self.downloads.is_empty();
+            let upper = root.upper().filter(|_| alone).map(Path::to_path_buf);
+            let link_from = upper.as_ref().map(|_| kiln_fs::copy::LinkFrom {
+                layers: self.source_layers.to_vec(),
+                shared: root.lowers().to_vec(),
+            });
             let opts = CopyOptions {
-                upper: root.upper().filter(|_| alone).map(Path::to_path_buf),
+                upper,
+                link_from,
                 ..opts.clone()
             };
             copy_into(source, rootfs, &opts).map_err(|e| fail(e.to_string()))?;

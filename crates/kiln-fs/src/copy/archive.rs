@@ -122,6 +122,7 @@ pub(super) fn unpack_into(
     let shown = format!("/{into}");
     let mut stats = CopyStats::default();
     let mut w = TreeWriter {
+        layer_links: None,
         top_dir: dir.as_fd(),
         top_name: std::ffi::OsStr::new(""),
         contents_into: Some(dir.as_fd()),

@@ -19,6 +19,7 @@ mod chmod;
 mod dest;
 mod files;
 mod host;
+mod layer_links;
 mod tree;
 pub mod url;
 
@@ -32,12 +33,14 @@ use rustix::fs::{FileType, Mode, OFlags};
 
 pub use chmod::{Chmod, ChmodError};
 pub use host::HostPolicy;
+pub use layer_links::LinkFrom;
 pub use tree::Owner;
 
 use crate::context::walk;
 use crate::context::{clean_rel, Confinement, Matched, PathFilter, SourceError, SourceRoot};
 use crate::users::{lookup_chown, UserError};
 use dest::{DestRoot, NewDir};
+use layer_links::LayerLinks;
 use tree::TreeWriter;
 
 /// One COPY/ADD instruction, fully expanded by the frontend.
@@ -69,6 +72,9 @@ pub struct CopyOptions {
     /// written there directly, skipping overlayfs's create and lookups.
     /// Only for a copy that nothing else writes into during the step.
     pub upper: Option<PathBuf>,
+    /// The layer snapshots of a `--from` source, to hardlink unchanged
+    /// files from where the copy writes into `upper` (see `layer_links`).
+    pub link_from: Option<LinkFrom>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -80,6 +86,8 @@ pub struct CopyStats {
     pub specials: u64,
     /// Bytes of file content written.
     pub bytes: u64,
+    /// Of `files`, those hardlinked from a layer snapshot (no bytes written).
+    pub linked: u64,
     /// Archives ADD extracted.
     pub archives: u64,
     /// What a copy onto the host did not keep, one note per entry.
@@ -206,6 +214,7 @@ struct Job<'a> {
     exclude: Option<PathFilter>,
     stats: CopyStats,
     links: HashMap<(u64, u64), (OwnedFd, OsString)>,
+    layer_links: Option<LayerLinks>,
 }
 
 impl<'a> Job<'a> {
@@ -242,6 +251,7 @@ impl<'a> Job<'a> {
             exclude,
             stats: CopyStats::default(),
             links: HashMap::new(),
+            layer_links: opts.link_from.as_ref().and_then(LayerLinks::open),
         })
     }
 
@@ -359,6 +369,7 @@ impl<'a> Job<'a> {
                 stats: &mut self.stats,
                 stack: Vec::new(),
                 links,
+                layer_links: self.layer_links.as_mut().map(|l| (l, m.path.as_bytes())),
                 host: self.opts.host,
                 writers,
                 dir_times: Vec::new(),

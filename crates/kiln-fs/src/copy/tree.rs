@@ -26,6 +26,7 @@ use super::chmod::Chmod;
 use super::dest::{lchown_at, set_mtime_at, set_owner_mode};
 use super::files::{self, clear_for_file, ioe, Batch, FileJob, Writers};
 use super::host::HostPolicy;
+use super::layer_links::LayerLinks;
 use super::CopyStats;
 use crate::context::walk::{At, Entry, Kind, Visitor};
 use crate::context::SourceError;
@@ -55,6 +56,9 @@ pub struct TreeWriter<'a> {
     pub stack: Vec<(bool, Arc<OwnedFd>)>,
     /// Source (dev, ino) → destination (dir, name) of the first copy.
     pub links: HashMap<(u64, u64), (OwnedFd, OsString)>,
+    /// Where unchanged files can be hardlinked from, and the matched
+    /// source's path in that view (what `rel`s are relative to).
+    pub layer_links: Option<(&'a mut LayerLinks, &'a [u8])>,
     /// Set when the destination is the host, not a rootfs.
     pub host: Option<HostPolicy>,
     /// Workers that write regular files; `None` writes them here.
@@ -122,6 +126,9 @@ impl TreeWriter<'_> {
     fn write_file(&mut self, e: &Entry<'_>, rel: &[u8]) -> Result<(), SourceError> {
         let (uid, gid) = self.ids(e.stat, &self.shown_of(rel));
         let mode = self.mode(e.stat, false, &self.shown_of(rel));
+        if self.link_unchanged(e, rel, (uid, gid, mode)) {
+            return Ok(());
+        }
         let (dir, name, shown) = self.place(rel);
         let name = name.to_os_string();
         let linked = e.stat.st_nlink > 1;
@@ -153,6 +160,37 @@ impl TreeWriter<'_> {
                 self.write_now(src, dir, job, linked, e.stat)
             }
         }
+    }
+
+    /// Hardlinks a file the copy keeps as it is from its layer snapshot.
+    fn link_unchanged(
+        &mut self,
+        e: &Entry<'_>,
+        rel: &[u8],
+        (uid, gid, mode): (u32, u32, u32),
+    ) -> bool {
+        let st = e.stat;
+        let kept = (uid, gid, mode) == (st.st_uid, st.st_gid, st.st_mode & 0o7777);
+        let Some((links, top)) = self.layer_links.as_mut().filter(|_| kept) else {
+            return false;
+        };
+        // Where `place` puts it, borrowed apart from `layer_links`.
+        let parent = self.stack.last().map(|(_, d)| d.clone());
+        let (dir, name) = match &parent {
+            Some(d) if !rel.is_empty() => (d.as_fd(), rel.rsplit(|b| *b == b'/').next()),
+            _ => (self.top_dir, Some(self.top_name.as_bytes())),
+        };
+        let name = OsStr::from_bytes(name.unwrap_or(rel));
+        let path = match rel {
+            [] => top.to_vec(),
+            _ => [*top, &b"/"[..], rel].concat(),
+        };
+        if !links.link(&path, st, dir, name) {
+            return false;
+        }
+        self.stats.files += 1;
+        self.stats.linked += 1;
+        true
     }
 
     /// Adds a file of the innermost directory to its batch for the workers.
