@@ -73,21 +73,20 @@ impl LayerLinks {
         let Some((parent, base)) = split(path) else {
             return false;
         };
-        let Some((layer, real)) = self.holder(parent, base) else {
-            return false;
+        let linked = {
+            let Some((from, real, usable)) = self.holder(parent, base) else {
+                return false;
+            };
+            // The inode the view showed (overlayfs on one filesystem
+            // reports the real inode numbers), in a layer it may be taken from.
+            let same = FileType::from_raw_mode(real.st_mode) == FileType::RegularFile
+                && real.st_ino == st.st_ino;
+            if !(same && usable) {
+                return false;
+            }
+            linkat(from, OsStr::from_bytes(base), dir, name, AtFlags::empty())
         };
-        // The inode the view showed (overlayfs on one filesystem reports
-        // the real inode numbers), in a layer it may be taken from.
-        let same = FileType::from_raw_mode(real.st_mode) == FileType::RegularFile
-            && real.st_ino == st.st_ino
-            && real.st_nlink == 1
-            && self.layers[layer].1;
-        if !same {
-            return false;
-        }
-        let parents = &self.parent.as_ref().expect("looked up by holder").1;
-        let from = parents[layer].as_ref().expect("holder found it there");
-        match linkat(from, OsStr::from_bytes(base), dir, name, AtFlags::empty()) {
+        match linked {
             Ok(()) => true,
             Err(rustix::io::Errno::EXIST) => false,
             Err(_) => {
@@ -97,8 +96,9 @@ impl LayerLinks {
         }
     }
 
-    /// The topmost layer with an entry at `parent/base`, and its stat.
-    fn holder(&mut self, parent: &[u8], base: &[u8]) -> Option<(usize, Stat)> {
+    /// The topmost layer with an entry at `parent/base`: that directory,
+    /// the entry's stat, and whether the layer may be linked from.
+    fn holder(&mut self, parent: &[u8], base: &[u8]) -> Option<(BorrowedFd<'_>, Stat, bool)> {
         if self.parent.as_ref().is_none_or(|(p, _)| p != parent) {
             let dirs = self
                 .layers
@@ -107,13 +107,10 @@ impl LayerLinks {
             self.parent = Some((parent.to_vec(), dirs.collect()));
         }
         let (_, dirs) = self.parent.as_ref()?;
-        dirs.iter().enumerate().find_map(|(i, d)| {
-            let st = statat(
-                d.as_ref()?,
-                OsStr::from_bytes(base),
-                AtFlags::SYMLINK_NOFOLLOW,
-            );
-            st.ok().map(|st| (i, st))
+        dirs.iter().zip(&self.layers).find_map(|(d, (_, usable))| {
+            let d = d.as_ref()?;
+            let st = statat(d, OsStr::from_bytes(base), AtFlags::SYMLINK_NOFOLLOW).ok()?;
+            Some((d.as_fd(), st, *usable))
         })
     }
 }

@@ -86,8 +86,6 @@ pub struct CopyStats {
     pub specials: u64,
     /// Bytes of file content written.
     pub bytes: u64,
-    /// Of `files`, those hardlinked from a layer snapshot (no bytes written).
-    pub linked: u64,
     /// Archives ADD extracted.
     pub archives: u64,
     /// What a copy onto the host did not keep, one note per entry.

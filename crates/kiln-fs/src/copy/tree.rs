@@ -104,12 +104,8 @@ impl TreeWriter<'_> {
 
     /// The directory and name an entry `rel` goes to.
     fn place<'b>(&'b self, rel: &'b [u8]) -> (BorrowedFd<'b>, &'b OsStr, String) {
-        if rel.is_empty() {
-            return (self.top_dir, self.top_name, self.shown.to_string());
-        }
-        let name = rel.rsplit(|b| *b == b'/').next().unwrap_or(rel);
-        let (_, dir) = self.stack.last().expect("a parent directory is open");
-        (dir.as_fd(), OsStr::from_bytes(name), self.shown_of(rel))
+        let (dir, name) = target(self.top_dir, self.top_name, &self.stack, rel);
+        (dir, name, self.shown_of(rel))
     }
 
     /// The shown path of entry `rel`, as [`Self::place`] gives it: a name
@@ -174,13 +170,7 @@ impl TreeWriter<'_> {
         let Some((links, top)) = self.layer_links.as_mut().filter(|_| kept) else {
             return false;
         };
-        // Where `place` puts it, borrowed apart from `layer_links`.
-        let parent = self.stack.last().map(|(_, d)| d.clone());
-        let (dir, name) = match &parent {
-            Some(d) if !rel.is_empty() => (d.as_fd(), rel.rsplit(|b| *b == b'/').next()),
-            _ => (self.top_dir, Some(self.top_name.as_bytes())),
-        };
-        let name = OsStr::from_bytes(name.unwrap_or(rel));
+        let (dir, name) = target(self.top_dir, self.top_name, &self.stack, rel);
         let path = match rel {
             [] => top.to_vec(),
             _ => [*top, &b"/"[..], rel].concat(),
@@ -189,7 +179,6 @@ impl TreeWriter<'_> {
             return false;
         }
         self.stats.files += 1;
-        self.stats.linked += 1;
         true
     }
 
@@ -377,6 +366,22 @@ impl TreeWriter<'_> {
         self.stack.push((take_source, Arc::new(fd)));
         Ok(())
     }
+}
+
+/// The directory and name an entry `rel` goes to (`TreeWriter::place`),
+/// apart from the writer so its other fields stay free to borrow.
+fn target<'b>(
+    top_dir: BorrowedFd<'b>,
+    top_name: &'b OsStr,
+    stack: &'b [(bool, Arc<OwnedFd>)],
+    rel: &'b [u8],
+) -> (BorrowedFd<'b>, &'b OsStr) {
+    if rel.is_empty() {
+        return (top_dir, top_name);
+    }
+    let name = rel.rsplit(|b| *b == b'/').next().unwrap_or(rel);
+    let (_, dir) = stack.last().expect("a parent directory is open");
+    (dir.as_fd(), OsStr::from_bytes(name))
 }
 
 fn mtime(st: &Stat) -> (i64, i64) {
